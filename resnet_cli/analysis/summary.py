@@ -1,0 +1,88 @@
+"""Per-layer summary and totals from a trace: records in, a ModelSummary out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from resnet_cli.errors import SpecError
+from resnet_cli.spec import ModelRequest
+from resnet_cli.trace import LayerRecord, ModelTrace, trace_model
+
+
+@dataclass
+class SummaryTotals:
+    """Whole-model figures, with units in the names."""
+
+    params: int
+    trainable_params: int
+    param_bytes: int
+    input_bytes: int
+    activation_bytes: int  # sum of the outputs newly made by leaf modules in one forward pass
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ModelSummary:
+    """What `summary` reports: the request, the visible layer records and the totals."""
+
+    request: ModelRequest
+    layers: list[LayerRecord]
+    totals: SummaryTotals
+    max_depth: int | None = None
+    columns: list[str] = field(default_factory=lambda: ["name", "type", "output_shape", "params"])
+
+
+def model_totals(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> SummaryTotals:
+    """Parameter counts and memory for one traced forward pass."""
+    params = list(model.parameters())
+    return SummaryTotals(
+        params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        input_bytes=inputs.numel() * inputs.element_size(),
+        activation_bytes=sum(r.output_bytes for r in trace.records if r.is_leaf),
+    )
+
+
+def check_trace(trace: ModelTrace, request: ModelRequest) -> None:
+    """Raise a SpecError naming the layer when the input is too small or the forward pass failed."""
+    for record in trace.records:
+        for shape in record.output_shapes:
+            if len(shape) >= 3 and 0 in shape[2:]:
+                raise SpecError(
+                    f"--input {_fmt(request.input_shape)} is too small for this network: "
+                    f"{record.name} ({record.type}) output shrinks to {_fmt(shape)}; use a larger H and W"
+                )
+    if trace.error is not None:
+        failing = trace.unfinished[-1] if trace.unfinished else None
+        where = ""
+        if failing is not None and failing.input_shapes:
+            where = f" in {failing.name or 'the model'} ({failing.type}) on input {_fmt(failing.input_shapes[0])}"
+        message = (str(trace.error).strip().splitlines() or [type(trace.error).__name__])[0]
+        if "too small" in message.lower():
+            hint = "; use a larger H and W"
+        else:
+            hint = "; run `resnet-cli debug-shapes` with the same flags for a diagnosis"
+        raise SpecError(f"--input {_fmt(request.input_shape)}: the forward pass fails{where}: {message}{hint}")
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def summarize(request: ModelRequest, max_depth: int | None = None) -> ModelSummary:
+    """Build the requested model, trace one forward pass and summarise it per layer."""
+    from resnet_cli.model import instantiate
+
+    if max_depth is not None and max_depth < 0:
+        raise SpecError(f"--depth {max_depth} must be >= 0 (1 = stem layers and stages, 2 = blocks, 3 = layers)")
+    model, inputs = instantiate(request)
+    trace = trace_model(model, inputs)
+    check_trace(trace, request)
+    layers = [r for r in trace.records if r.depth >= 1 and (max_depth is None or r.depth <= max_depth)]
+    return ModelSummary(request=request, layers=layers, totals=model_totals(model, inputs, trace), max_depth=max_depth)

@@ -1,0 +1,6 @@
+"""Command-line interface. Importing this package registers every command on `app`."""
+
+from resnet_cli.cli import commands  # noqa: F401  (registers list, summary)
+from resnet_cli.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,40 @@
+"""`list` and `summary`: parse options, call one analysis function, hand the result to render."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from resnet_cli.cli.app import app, stdout
+from resnet_cli.cli.options import FormatOption, with_model_request
+from resnet_cli.spec import ModelRequest
+
+
+@app.command("list")
+def list_presets(format: FormatOption = "table") -> None:
+    """All presets with block type, layers, params and MACs at their default input."""
+    from resnet_cli.analysis.catalog import preset_catalog
+    from resnet_cli.render.catalog import catalog_json, catalog_table
+    from resnet_cli.render.table import emit
+
+    rows = preset_catalog()
+    emit(stdout(), format, catalog_table(rows), catalog_json(rows))
+
+
+@app.command()
+@with_model_request()
+def summary(
+    request: ModelRequest,
+    depth: Annotated[
+        Optional[int], typer.Option(help="Deepest level shown: 1 stages, 2 blocks, 3 layers. [default: all]")
+    ] = None,
+    format: FormatOption = "table",
+) -> None:
+    """Per-layer table from forward hooks: output shapes, params, memory."""
+    from resnet_cli.analysis.summary import summarize
+    from resnet_cli.render.summary import summary_json, summary_table
+    from resnet_cli.render.table import emit
+
+    result = summarize(request, max_depth=depth)
+    emit(stdout(), format, summary_table(result), summary_json(result))

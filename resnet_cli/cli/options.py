@@ -1,0 +1,82 @@
+"""Options shared by commands: the build flags, collapsed into one ModelRequest, and --format."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Annotated, Any, Callable, Literal, Optional
+
+import typer
+
+from resnet_cli.spec import request_from_flags
+
+BUILD = "Build flags (override the preset field by field)"
+RUN = "Model, input and device"
+
+FormatOption = Annotated[
+    Literal["table", "json", "csv", "markdown"],
+    typer.Option("--format", "-f", help="Output format."),
+]
+
+
+def _opt(*names: str, help: str, panel: str = BUILD, **kwargs: Any) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=panel, **kwargs)
+
+
+def _build_parameters(default_device: str) -> list[inspect.Parameter]:
+    """The build flags as keyword parameters, each defaulting to 'keep the preset'."""
+    specs: list[tuple[str, Any, Any]] = [
+        ("model", Annotated[Optional[str], typer.Argument(
+            help="Preset name (see `resnet-cli list`) or 'custom' (= resnet50's spec changed by the flags).",
+            show_default=False, rich_help_panel=RUN)], None),
+        ("block", Annotated[Optional[Literal["basic", "bottleneck"]], _opt(help="Residual block type.")], None),
+        ("layers", Annotated[Optional[str], _opt(help="Blocks per stage, e.g. 3,4,6,3 (any number of stages).")], None),
+        ("widths", Annotated[Optional[str], _opt(help="Base planes per stage, one per stage, e.g. 64,128,256,512.")], None),
+        ("expansion", Annotated[Optional[int], _opt(help="Block output channels = planes x N (1 basic, 4 bottleneck).")], None),
+        ("groups", Annotated[Optional[int], _opt(help="ResNeXt cardinality of the 3x3 conv.")], None),
+        ("width_per_group", Annotated[Optional[int], _opt(help="Inner width = planes x W/64 x groups (torchvision).")], None),
+        ("stem", Annotated[Optional[Literal["imagenet", "deep", "cifar"]], _opt(help="7x7/2 + maxpool; three 3x3 + maxpool; one 3x3/1.")], None),
+        ("stride_on", Annotated[Optional[Literal["3x3", "1x1"]], _opt(help="Bottleneck stride on the 3x3 (v1.5) or first 1x1 (paper).")], None),
+        ("shortcut", Annotated[Optional[Literal["A", "B", "C"]], _opt(help="A zero-pad identity; B project on shape change; C project always.")], None),
+        ("avg_down", Annotated[Optional[bool], _opt("--avg-down/--no-avg-down", help="ResNet-D shortcut: avg-pool then 1x1 conv.")], None),
+        ("se", Annotated[Optional[bool], _opt("--se/--no-se", help="Squeeze-excitation on each block's output.")], None),
+        ("se_ratio", Annotated[Optional[int], _opt(help="SE reduction ratio R (hidden channels C/R).")], None),
+        ("dilate_stages", Annotated[Optional[str], _opt(help="Stages whose stride becomes dilation, e.g. 3,4.")], None),
+        ("drop_path", Annotated[Optional[float], _opt(help="Stochastic depth rate, rising 0 -> P over blocks.")], None),
+        ("zero_init_residual", Annotated[Optional[bool], _opt("--zero-init-residual/--no-zero-init-residual", help="Start each block's last BN at zero.")], None),
+        ("num_classes", Annotated[Optional[int], _opt(help="Classifier outputs.")], None),
+        ("in_channels", Annotated[Optional[int], _opt(help="Input channels.")], None),
+        ("input", Annotated[Optional[str], _opt(
+            "--input", "-i", help="Input NxCxHxW; 3x224x224 = batch 1; 224 = 1x3x224x224. [default: 1x3x224x224, 1x3x32x32 for cifar]",
+            panel=RUN)], None),
+        ("weights", Annotated[Optional[str], _opt(help="State dict to load strictly into the model.", panel=RUN)], None),
+        ("device", Annotated[Literal["meta", "cpu", "cuda"], _opt(
+            help="meta computes shapes without allocating; cpu/cuda run for real.", panel=RUN)], default_device),
+        ("dtype", Annotated[Literal["float32", "float16", "bfloat16"], _opt(help="Parameter and input dtype.", panel=RUN)], "float32"),
+    ]  # fmt: skip
+    return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in specs]
+
+
+def with_model_request(default_device: str = "meta") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command every build flag; the command receives them as one `request: ModelRequest`."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(func).parameters.values() if p.name != "request"]
+        build = _build_parameters(default_device)
+        build_names = [p.name for p in build]
+        params = [build[0], *own, *build[1:]]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            flags = {name: kwargs.pop(name) for name in build_names}
+            model = flags.pop("model")
+            return func(request=request_from_flags(model, **flags), **kwargs)
+
+        del command.__wrapped__  # Typer must read the new signature, not the original one
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        )
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate

@@ -1,0 +1,313 @@
+"""ResNet blocks and the network built from a ResNetSpec.
+
+Module and parameter names follow torchvision (`conv1`, `bn1`, `layer1.0.downsample.0`, `fc`)
+because checkpoints depend on them. Disabled options are `nn.Identity`, so `forward` has no branches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resnet_cli.errors import UserError
+from resnet_cli.spec import ModelRequest, ResNetSpec, resolve_spec
+from resnet_cli.trace import make_input
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """3x3 convolution without bias, padded to keep the size at stride 1."""
+    return nn.Conv2d(
+        in_ch, out_ch, 3, stride=stride, padding=dilation, groups=groups, dilation=dilation, bias=False
+    )
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution without bias."""
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: channel gates from global context (Hu et al. 2018)."""
+
+    def __init__(self, channels: int, ratio: int) -> None:
+        super().__init__()
+        reduced = max(1, channels // ratio)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.fc2(self.relu(self.fc1(self.pool(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero the residual branch of whole samples with probability `rate` in training."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:.3f}"
+
+
+class PaddedIdentity(nn.Module):
+    """Shortcut option A: strided subsampling and zero-padded extra channels, no parameters."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        extra = self.out_ch - self.in_ch
+        return nn.functional.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_ch}->{self.out_ch}, stride={self.stride}"
+
+
+def make_shortcut(spec: ResNetSpec, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    """The shortcut path of one block, per --shortcut and --avg-down."""
+    changes_shape = stride != 1 or in_ch != out_ch
+    if spec.shortcut == "A" or (spec.shortcut == "B" and not changes_shape):
+        return PaddedIdentity(in_ch, out_ch, stride) if changes_shape else nn.Identity()
+    if spec.avg_down:
+        pool = (
+            nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+        )
+        return nn.Sequential(pool, conv1x1(in_ch, out_ch), nn.BatchNorm2d(out_ch))
+    return nn.Sequential(conv1x1(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and a shortcut (He et al. 2015, Fig. 2)."""
+
+    def __init__(
+        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float
+    ) -> None:
+        super().__init__()
+        out_ch = planes * spec.block_expansion
+        self.conv1 = conv3x3(in_ch, planes, stride, dilation=dilation)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, out_ch, dilation=dilation)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.se = SqueezeExcite(out_ch, spec.se_ratio) if spec.se else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.downsample = make_shortcut(spec, in_ch, out_ch, stride)
+        self.relu2 = nn.ReLU(inplace=True)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.se(self.bn2(self.conv2(out)))
+        return self.relu2(self.drop_path(out) + self.downsample(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, and a shortcut (He et al. 2015, Fig. 5)."""
+
+    def __init__(
+        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float, stage: int
+    ) -> None:
+        super().__init__()
+        width = spec.inner_width(stage)
+        out_ch = planes * spec.block_expansion
+        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_on == "1x1" else (1, stride)
+        self.conv1 = conv1x1(in_ch, width, stride_1x1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(width, width, stride_3x3, spec.groups, dilation)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv3 = conv1x1(width, out_ch)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.se = SqueezeExcite(out_ch, spec.se_ratio) if spec.se else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.downsample = make_shortcut(spec, in_ch, out_ch, stride)
+        self.relu3 = nn.ReLU(inplace=True)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.se(self.bn3(self.conv3(out)))
+        return self.relu3(self.drop_path(out) + self.downsample(x))
+
+
+def make_stem(spec: ResNetSpec) -> dict[str, nn.Module]:
+    """Stem modules by name: conv1, bn1, relu, maxpool."""
+    width, in_ch = spec.stem_width, spec.in_channels
+    if spec.stem == "imagenet":
+        conv: nn.Module = nn.Conv2d(in_ch, width, 7, stride=2, padding=3, bias=False)
+    elif spec.stem == "deep":
+        half = max(1, width // 2)
+        conv = nn.Sequential(
+            conv3x3(in_ch, half, stride=2), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+            conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+            conv3x3(half, width),
+        )  # fmt: skip
+    else:
+        conv = conv3x3(in_ch, width)
+    pool = nn.Identity() if spec.stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
+    return {"conv1": conv, "bn1": nn.BatchNorm2d(width), "relu": nn.ReLU(inplace=True), "maxpool": pool}
+
+
+def make_stages(spec: ResNetSpec) -> dict[str, nn.Sequential]:
+    """Stages layer1..layerN built from the spec alone (no state carried between calls)."""
+    drop_rates = [spec.drop_path * i / max(spec.num_blocks - 1, 1) for i in range(spec.num_blocks)]
+    stages: dict[str, nn.Sequential] = {}
+    in_ch, dilation, block_index = spec.stem_width, 1, 0
+    for stage, (depth, planes) in enumerate(zip(spec.layers, spec.widths)):
+        stride = 1 if stage == 0 else 2
+        first_dilation = dilation
+        if stage + 1 in spec.dilate_stages:
+            dilation, stride = dilation * stride, 1
+        blocks = []
+        for i in range(depth):
+            args = dict(
+                in_ch=in_ch if i == 0 else spec.out_channels(stage),
+                planes=planes,
+                stride=stride if i == 0 else 1,
+                dilation=first_dilation if i == 0 else dilation,
+                drop_path=drop_rates[block_index],
+            )
+            if spec.block == "basic":
+                blocks.append(BasicBlock(spec, **args))
+            else:
+                blocks.append(Bottleneck(spec, stage=stage, **args))
+            block_index += 1
+        stages[f"layer{stage + 1}"] = nn.Sequential(*blocks)
+        in_ch = spec.out_channels(stage)
+    return stages
+
+
+class ResNet(nn.Module):
+    """A ResNet of any depth, width, block, stem and shortcut, built from a ResNetSpec."""
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        for name, module in make_stem(spec).items():
+            self.add_module(name, module)
+        for name, module in make_stages(spec).items():
+            self.add_module(name, module)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.fc = nn.Linear(spec.out_channels(spec.num_stages - 1), spec.num_classes)
+        self.stage_names = list(make_stage_names(spec))
+        init_weights(self, spec.zero_init_residual)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return self.fc(self.flatten(self.avgpool(x)))
+
+
+def make_stage_names(spec: ResNetSpec) -> list[str]:
+    """layer1..layerN."""
+    return [f"layer{i + 1}" for i in range(spec.num_stages)]
+
+
+def init_weights(model: nn.Module, zero_init_residual: bool) -> None:
+    """torchvision's initialisation: He-normal convs, unit BN; optionally zero each block's last BN."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, (BasicBlock, Bottleneck)):
+                nn.init.zeros_(m.last_bn.weight)
+
+
+def build_model(model: str | ResNetSpec | None = None, *, device: str | torch.device | None = None, **overrides) -> ResNet:
+    """Build a ResNet from a preset name or spec, with spec fields overridden by keyword.
+
+    `build_model("resnet50", se=True)`; `device="meta"` builds without allocating weights.
+    """
+    spec = model.replace(**overrides) if isinstance(model, ResNetSpec) else resolve_spec(model, **overrides)
+    with torch.device(device or "cpu"):
+        return ResNet(spec)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a state dict from `path` strictly; mismatches become a UserError naming the keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--weights {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for unreadable files
+        raise UserError(f"--weights {path}: not a readable PyTorch state dict ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"--weights {path}: expected a state dict (mapping of names to tensors), got {type(state).__name__}")
+    problems = state_dict_problems(model, state)
+    if problems:
+        raise UserError(f"--weights {path} does not fit the model: {problems}")
+    model.load_state_dict(state, strict=True)
+
+
+def state_dict_problems(model: nn.Module, state: dict) -> str:
+    """A one-line description of missing, unexpected and mis-shaped keys; empty if `state` fits."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            parts.append(f"{label}: {', '.join(items[:3])}{more}")
+    return "; ".join(parts)
+
+
+def resolve_device(device: str) -> torch.device:
+    """A torch device for --device, or a UserError when it is not available here."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or meta")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r} is not a device; valid: meta, cpu, cuda") from None
+
+
+def instantiate(request: ModelRequest) -> tuple[ResNet, torch.Tensor]:
+    """Build the requested model (weights loaded if given) and its input, both on the requested device."""
+    device = resolve_device(request.device)
+    dtype = getattr(torch, request.dtype)
+    if request.weights:
+        model = build_model(request.spec, device="cpu")
+        load_weights(model, request.weights)
+        model = model.to(device)
+    else:
+        model = build_model(request.spec, device=device)
+    model = model.to(dtype)
+    return model, make_input(request.input_shape, device, dtype)

@@ -1,0 +1,34 @@
+"""Preset catalogue -> table data and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from resnet_cli.analysis.catalog import PresetInfo
+from resnet_cli.render.table import Column, TableData
+
+
+def catalog_table(rows: list[PresetInfo]) -> TableData:
+    """One row per preset."""
+    return TableData(
+        title="Presets",
+        columns=[
+            Column("Model"),
+            Column("Block"),
+            Column("Layers"),
+            Column("Groups x width", "right"),
+            Column("Input"),
+            Column("Params", "right"),
+        ],
+        rows=[
+            [r.name, r.block, ",".join(map(str, r.layers)), f"{r.groups}x{r.width_per_group}", r.input_shape, r.params]
+            for r in rows
+        ],
+        notes=["Any preset takes build flags, e.g. `resnet-cli summary resnet50 --se --stem deep`."],
+    )
+
+
+def catalog_json(rows: list[PresetInfo]) -> dict[str, Any]:
+    """The `list --format json` object."""
+    return {"presets": [dataclasses.asdict(r) | {"layers": list(r.layers), "input_shape": list(r.input_shape)} for r in rows]}

@@ -1,0 +1,93 @@
+"""ModelSummary -> table data and JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnet_cli.analysis.summary import ModelSummary
+from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.trace import LayerRecord
+
+
+def format_bytes(n: int) -> str:
+    """Bytes in binary units: '97.49 MiB'."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def layer_label(record: LayerRecord) -> str:
+    """Dotted path indented by depth; repeated calls of one module are marked."""
+    suffix = f" (call {record.call_index + 1})" if record.call_index else ""
+    return "  " * (record.depth - 1) + record.name + suffix
+
+
+def _stage_style(record: LayerRecord) -> str | None:
+    return "bold" if record.depth == 1 else None
+
+
+def summary_table(summary: ModelSummary) -> TableData:
+    """Per-layer rows and the totals lines under them."""
+    request, totals = summary.request, summary.totals
+    columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("Params", "right")]
+    extra_keys = [k for k in summary.columns if k not in ("name", "type", "output_shape", "params")]
+    columns += [Column(_EXTRA_HEADERS.get(k, k), "right") for k in extra_keys]
+    rows = [
+        [layer_label(r), r.type, r.output_shape, r.params, *(r.extra.get(k) for k in extra_keys)]
+        for r in summary.layers
+    ]
+    depth = "all levels" if summary.max_depth is None else f"depth <= {summary.max_depth}"
+    title = f"{request.name}  input {format_cell(request.input_shape)}  ({depth}, device {request.device})"
+    footer = [
+        ("Total params", f"{totals.params:,}"),
+        ("Trainable params", f"{totals.trainable_params:,}"),
+        ("Non-trainable params", f"{totals.params - totals.trainable_params:,}"),
+        ("Parameter memory", f"{format_bytes(totals.param_bytes)} ({request.dtype})"),
+        ("Input memory", format_bytes(totals.input_bytes)),
+        ("Forward activation memory", format_bytes(totals.activation_bytes)),
+    ]
+    return TableData(
+        title=title,
+        columns=columns,
+        rows=rows,
+        footer=footer,
+        notes=["Activation memory sums the new outputs of leaf modules (in-place and identity outputs are not counted)."],
+        row_styles=[_stage_style(r) for r in summary.layers],
+    )
+
+
+_EXTRA_HEADERS = {"macs": "MACs"}
+
+
+def summary_json(summary: ModelSummary) -> dict[str, Any]:
+    """The `summary --format json` object."""
+    request = summary.request
+    return {
+        "model": request.name,
+        "spec": request.spec.to_dict(),
+        "input_shape": list(request.input_shape),
+        "device": request.device,
+        "dtype": request.dtype,
+        "totals": summary.totals.as_dict(),
+        "layers": [layer_json(r) for r in summary.layers],
+    }
+
+
+def layer_json(record: LayerRecord) -> dict[str, Any]:
+    """One record as JSON: shapes as lists, the first input/output as the main shapes."""
+    return {
+        "name": record.name,
+        "type": record.type,
+        "depth": record.depth,
+        "call_index": record.call_index,
+        "is_leaf": record.is_leaf,
+        "input_shape": list(record.input_shapes[0]) if record.input_shapes else None,
+        "output_shape": list(record.output_shape) if record.output_shape else None,
+        "params": record.params,
+        "trainable_params": record.trainable_params,
+        "output_bytes": record.output_bytes,
+        **record.extra,
+    }

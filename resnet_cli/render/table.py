@@ -1,0 +1,125 @@
+"""A format-neutral table (TableData) and its renderings: rich, Markdown, CSV, plus JSON output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+@dataclass
+class Column:
+    """One column: header text (units included) and alignment."""
+
+    header: str
+    justify: str = "left"  # "left" | "right"
+    style: str | None = None
+
+
+@dataclass
+class TableData:
+    """Rows of raw values (ints stay ints) with headers, title and lines shown under the table."""
+
+    title: str
+    columns: list[Column]
+    rows: list[list[Any]]
+    footer: list[tuple[str, str]] = field(default_factory=list)  # (label, value) lines after the table
+    notes: list[str] = field(default_factory=list)
+    row_styles: list[str | None] = field(default_factory=list)  # per-row rich style for the table format
+
+
+def format_cell(value: Any) -> str:
+    """Human form of one cell: thousands separators for ints, shapes as 1x64x56x56."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, (tuple, list)):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def to_rich(data: TableData) -> RenderableType:
+    """A rich Table with its footer and notes beneath."""
+    table = Table(title=data.title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for col in data.columns:
+        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold")
+    for i, row in enumerate(data.rows):
+        style = data.row_styles[i] if i < len(data.row_styles) else None
+        table.add_row(*(cell if isinstance(cell, Text) else format_cell(cell) for cell in row), style=style)
+    parts: list[RenderableType] = [table]
+    if data.footer:
+        width = max(len(label) for label, _ in data.footer)
+        parts.append(Text("\n".join(f"{label:<{width}}  {value}" for label, value in data.footer)))
+    parts.extend(Text(note, style="dim") for note in data.notes)
+    return Group(*parts)
+
+
+def to_markdown(data: TableData) -> str:
+    """A GitHub-flavoured Markdown table, with footer lines as a list."""
+    def cell(v: Any) -> str:
+        return format_cell(v.plain if isinstance(v, Text) else v).replace("|", "\\|")
+
+    lines = [f"**{data.title}**", ""] if data.title else []
+    lines.append("| " + " | ".join(c.header for c in data.columns) + " |")
+    lines.append("|" + "|".join("---:" if c.justify == "right" else "---" for c in data.columns) + "|")
+    lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in data.rows)
+    if data.footer:
+        lines.append("")
+        lines.extend(f"- {label}: {value}" for label, value in data.footer)
+    if data.notes:
+        lines.append("")
+        lines.extend(data.notes)
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(data: TableData) -> str:
+    """CSV of the rows with raw values (no thousands separators); shapes as 1x64x56x56."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([c.header for c in data.columns])
+    for row in data.rows:
+        writer.writerow([_raw(v) for v in row])
+    return buffer.getvalue()
+
+
+def _raw(value: Any) -> Any:
+    if isinstance(value, Text):
+        return value.plain
+    if isinstance(value, (tuple, list)):
+        return "x".join(str(v) for v in value)
+    if value is None:
+        return ""
+    return value
+
+
+def to_json(payload: Any) -> str:
+    """Indented JSON with a trailing newline."""
+    return json.dumps(payload, indent=2) + "\n"
+
+
+def emit(console: Console, fmt: str, data: TableData | list[TableData], payload: Any) -> None:
+    """Write one result in the chosen format: tables go through rich, the rest as plain text."""
+    tables = data if isinstance(data, list) else [data]
+    if fmt == "json":
+        console.file.write(to_json(payload))
+    elif fmt == "csv":
+        console.file.write("\n".join(to_csv(t) for t in tables))
+    elif fmt == "markdown":
+        console.file.write("\n".join(to_markdown(t) for t in tables))
+    else:
+        for t in tables:
+            console.print(to_rich(t))

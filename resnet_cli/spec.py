@@ -1,0 +1,330 @@
+"""ResNetSpec: every knob of a ResNet as one immutable value, the presets, and flag parsing.
+
+This module does not import torch, so the CLI can validate flags and show help instantly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from resnet_cli.errors import SpecError
+
+BLOCKS = ("basic", "bottleneck")
+STEMS = ("imagenet", "deep", "cifar")
+STRIDE_PLACES = ("3x3", "1x1")
+SHORTCUTS = ("A", "B", "C")
+DEFAULT_EXPANSION = {"basic": 1, "bottleneck": 4}
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """Every choice that defines a ResNet; validated on construction."""
+
+    block: str = "bottleneck"
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    expansion: int | None = None  # None: 1 for basic, 4 for bottleneck
+    groups: int = 1
+    width_per_group: int = 64
+    stem: str = "imagenet"
+    stride_on: str = "3x3"
+    shortcut: str = "B"
+    avg_down: bool = False
+    se: bool = False
+    se_ratio: int = 16
+    dilate_stages: tuple[int, ...] = ()
+    drop_path: float = 0.0
+    zero_init_residual: bool = False
+    num_classes: int = 1000
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        # Accept lists from Python callers; store tuples so the spec stays hashable.
+        for name in ("layers", "widths", "dilate_stages"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _validate(self)
+
+    @property
+    def block_expansion(self) -> int:
+        """Output channels of a block divided by its planes."""
+        return self.expansion if self.expansion is not None else DEFAULT_EXPANSION[self.block]
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.layers)
+
+    @property
+    def stem_width(self) -> int:
+        """Channels leaving the stem: the first stage's planes (64 in every torchvision ResNet)."""
+        return self.widths[0]
+
+    def inner_width(self, stage: int) -> int:
+        """Channels of a bottleneck's 3x3 conv in stage `stage` (0-based), as torchvision computes it."""
+        return int(self.widths[stage] * (self.width_per_group / 64.0)) * self.groups
+
+    def out_channels(self, stage: int) -> int:
+        """Channels leaving stage `stage` (0-based)."""
+        return self.widths[stage] * self.block_expansion
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready fields, with the expansion resolved."""
+        data = dataclasses.asdict(self)
+        data["expansion"] = self.block_expansion
+        for name in ("layers", "widths", "dilate_stages"):
+            data[name] = list(data[name])
+        return data
+
+    def replace(self, **changes: Any) -> ResNetSpec:
+        """A copy with some fields changed; a new block type without an explicit expansion gets its default."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if "block" in changes and "expansion" not in changes and changes["block"] != self.block:
+            changes["expansion"] = None
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise SpecError(f"unknown spec field {unknown[0]!r}; valid fields: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+
+def _validate(spec: ResNetSpec) -> None:
+    if spec.block not in BLOCKS:
+        raise SpecError(f"--block {spec.block!r} is not one of {', '.join(BLOCKS)}")
+    if spec.stem not in STEMS:
+        raise SpecError(f"--stem {spec.stem!r} is not one of {', '.join(STEMS)}")
+    if spec.stride_on not in STRIDE_PLACES:
+        raise SpecError(f"--stride-on {spec.stride_on!r} is not one of {', '.join(STRIDE_PLACES)}")
+    if spec.shortcut not in SHORTCUTS:
+        raise SpecError(f"--shortcut {spec.shortcut!r} is not one of {', '.join(SHORTCUTS)}")
+    if not spec.layers:
+        raise SpecError("--layers needs at least one stage, e.g. 3,4,6,3")
+    for i, n in enumerate(spec.layers, 1):
+        if not isinstance(n, int) or n < 1:
+            raise SpecError(f"--layers {_join(spec.layers)}: stage {i} has {n} blocks; every stage needs at least 1")
+    if len(spec.widths) != len(spec.layers):
+        raise SpecError(
+            f"--widths {_join(spec.widths)} has {len(spec.widths)} values but --layers {_join(spec.layers)} "
+            f"has {len(spec.layers)} stages; give one width per stage"
+        )
+    for i, w in enumerate(spec.widths, 1):
+        if not isinstance(w, int) or w < 1:
+            raise SpecError(f"--widths {_join(spec.widths)}: stage {i} width {w} must be a positive integer")
+    if spec.expansion is not None and spec.expansion < 1:
+        raise SpecError(f"--expansion {spec.expansion} must be a positive integer")
+    if spec.groups < 1:
+        raise SpecError(f"--groups {spec.groups} must be a positive integer")
+    if spec.width_per_group < 1:
+        raise SpecError(f"--width-per-group {spec.width_per_group} must be a positive integer")
+    if spec.block == "basic" and (spec.groups != 1 or spec.width_per_group != 64):
+        flag = "--groups" if spec.groups != 1 else "--width-per-group"
+        value = spec.groups if spec.groups != 1 else spec.width_per_group
+        raise SpecError(
+            f"{flag} {value} needs --block bottleneck; a basic block supports only groups=1, width-per-group=64"
+        )
+    if spec.block == "bottleneck":
+        for i in range(spec.num_stages):
+            inner = spec.inner_width(i)
+            if inner < spec.groups:
+                raise SpecError(
+                    f"--width-per-group {spec.width_per_group} gives stage {i + 1} an inner width of "
+                    f"{inner}, fewer channels than --groups {spec.groups}"
+                )
+            if inner % spec.groups:
+                raise SpecError(
+                    f"--groups {spec.groups} does not divide stage width {inner} (stage {i + 1}); "
+                    f"choose groups that divide every stage's inner width"
+                )
+    if spec.se_ratio < 1:
+        raise SpecError(f"--se-ratio {spec.se_ratio} must be an integer >= 1 (the SE bottleneck is C / ratio)")
+    if not 0.0 <= spec.drop_path < 1.0:
+        raise SpecError(f"--drop-path {spec.drop_path} must be in [0, 1)")
+    for s in spec.dilate_stages:
+        if not 2 <= s <= spec.num_stages:
+            raise SpecError(
+                f"--dilate-stages {_join(spec.dilate_stages)}: stage {s} cannot be dilated; "
+                f"valid stages are 2..{spec.num_stages} (stage 1 has no stride)"
+            )
+    if len(set(spec.dilate_stages)) != len(spec.dilate_stages):
+        raise SpecError(f"--dilate-stages {_join(spec.dilate_stages)} names a stage twice")
+    if spec.num_classes < 1:
+        raise SpecError(f"--num-classes {spec.num_classes} must be a positive integer")
+    if spec.in_channels < 1:
+        raise SpecError(f"--in-channels {spec.in_channels} must be a positive integer")
+
+
+def _join(values: tuple[int, ...]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named spec with where its reference figures come from."""
+
+    name: str
+    spec: ResNetSpec
+    reference: str = field(default="torchvision", compare=False)
+
+
+def _cifar(n: int) -> ResNetSpec:
+    return ResNetSpec(
+        block="basic", layers=(n, n, n), widths=(16, 32, 64), stem="cifar", shortcut="A", num_classes=10
+    )
+
+
+_TV_BASIC = dict(block="basic")
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("resnet18", ResNetSpec(layers=(2, 2, 2, 2), **_TV_BASIC)),
+        Preset("resnet34", ResNetSpec(layers=(3, 4, 6, 3), **_TV_BASIC)),
+        Preset("resnet50", ResNetSpec(layers=(3, 4, 6, 3))),
+        Preset("resnet101", ResNetSpec(layers=(3, 4, 23, 3))),
+        Preset("resnet152", ResNetSpec(layers=(3, 8, 36, 3))),
+        Preset("resnext50_32x4d", ResNetSpec(layers=(3, 4, 6, 3), groups=32, width_per_group=4)),
+        Preset("resnext101_32x8d", ResNetSpec(layers=(3, 4, 23, 3), groups=32, width_per_group=8)),
+        Preset("resnext101_64x4d", ResNetSpec(layers=(3, 4, 23, 3), groups=64, width_per_group=4)),
+        Preset("wide_resnet50_2", ResNetSpec(layers=(3, 4, 6, 3), width_per_group=128)),
+        Preset("wide_resnet101_2", ResNetSpec(layers=(3, 4, 23, 3), width_per_group=128)),
+        *(
+            Preset(f"resnet{6 * n + 2}", _cifar(n), reference="He et al. 2015, Table 6 (CIFAR-10)")
+            for n in (3, 5, 7, 9, 18, 200)
+        ),
+    ]
+}
+DEFAULT_MODEL = "resnet50"
+CUSTOM = "custom"
+
+
+def resolve_spec(model: str | None, **overrides: Any) -> ResNetSpec:
+    """The preset named `model` (None or 'custom' = resnet50) with flag overrides applied (None = keep)."""
+    name = model or CUSTOM
+    if name == CUSTOM:
+        base = PRESETS[DEFAULT_MODEL].spec
+    elif name in PRESETS:
+        base = PRESETS[name].spec
+    else:
+        raise SpecError(f"unknown model {name!r}; valid: {', '.join(PRESETS)}, custom (see `resnet-cli list`)")
+    return base.replace(**overrides)
+
+
+def parse_int_list(flag: str, text: str, *, allow_empty: bool = False) -> tuple[int, ...]:
+    """Parse '3,4,6,3' into (3, 4, 6, 3); errors name `flag`."""
+    parts = [p.strip() for p in text.replace(" ", "").split(",") if p.strip()]
+    if not parts:
+        if allow_empty:
+            return ()
+        raise SpecError(f"{flag} {text!r} is empty; give comma-separated integers such as 3,4,6,3")
+    values = []
+    for p in parts:
+        try:
+            values.append(int(p))
+        except ValueError:
+            raise SpecError(
+                f"{flag} {text}: {p!r} is not an integer; give comma-separated integers such as 3,4,6,3"
+            ) from None
+    return tuple(values)
+
+
+def default_input_shape(spec: ResNetSpec) -> tuple[int, int, int, int]:
+    """1x3x224x224, or 1x3x32x32 for the cifar stem (channels follow --in-channels)."""
+    size = 32 if spec.stem == "cifar" else 224
+    return (1, spec.in_channels, size, size)
+
+
+def parse_input_shape(text: str | None, spec: ResNetSpec) -> tuple[int, int, int, int]:
+    """Parse --input: 'NxCxHxW', 'CxHxW' (batch 1) or 'S' (1 x in_channels x S x S); None gives the default."""
+    if text is None:
+        return default_input_shape(spec)
+    parts = text.lower().replace("×", "x").replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise SpecError(f"--input {text!r} is not a shape; use NxCxHxW such as 1x3x224x224") from None
+    if len(dims) == 1:
+        dims = (1, spec.in_channels, dims[0], dims[0])
+    elif len(dims) == 3:
+        if dims[0] != spec.in_channels:
+            raise SpecError(
+                f"--input {text}: the model needs a 4-D NxCxHxW input; read as CxHxW this gives "
+                f"{dims[0]} channels but the model takes {spec.in_channels} (--in-channels); "
+                f"use e.g. 1x{spec.in_channels}x224x224"
+            )
+        dims = (1, *dims)
+    elif len(dims) != 4:
+        raise SpecError(
+            f"--input {text} has {len(dims)} dimensions; the model needs a 4-D NxCxHxW input such as 1x3x224x224"
+        )
+    for name, value in zip("NCHW", dims):
+        if value < 1:
+            raise SpecError(f"--input {text}: {name}={value}; every dimension must be at least 1")
+    if dims[1] != spec.in_channels:
+        raise SpecError(
+            f"--input {text} has {dims[1]} channels but the model takes {spec.in_channels}; "
+            f"change --input or --in-channels"
+        )
+    return dims  # type: ignore[return-value]
+
+
+DEVICES = ("meta", "cpu", "cuda")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """A model to build and the input to run it on, as the build flags describe them."""
+
+    name: str
+    spec: ResNetSpec
+    input_shape: tuple[int, int, int, int]
+    device: str = "meta"
+    dtype: str = "float32"
+    weights: str | None = None
+
+
+def request_from_flags(
+    model: str | None,
+    *,
+    input: str | None = None,
+    device: str = "meta",
+    dtype: str = "float32",
+    weights: str | None = None,
+    layers: str | None = None,
+    widths: str | None = None,
+    dilate_stages: str | None = None,
+    **fields: Any,
+) -> ModelRequest:
+    """A ModelRequest from raw flag values; None means 'keep the preset's value'."""
+    if layers is not None:
+        fields["layers"] = parse_int_list("--layers", layers)
+    if widths is not None:
+        fields["widths"] = parse_int_list("--widths", widths)
+    if dilate_stages is not None:
+        fields["dilate_stages"] = parse_int_list("--dilate-stages", dilate_stages, allow_empty=True)
+    if "layers" in fields and "widths" not in fields:
+        fields["widths"] = _default_widths(model, len(fields["layers"]))
+    spec = resolve_spec(model, **fields)
+    if device not in DEVICES:
+        raise SpecError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+    if dtype not in DTYPES:
+        raise SpecError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return ModelRequest(
+        name=model or CUSTOM,
+        spec=spec,
+        input_shape=parse_input_shape(input, spec),
+        device=device,
+        dtype=dtype,
+        weights=weights,
+    )
+
+
+def _default_widths(model: str | None, num_stages: int) -> tuple[int, ...]:
+    """Widths for --layers given without --widths: the preset's, extended by doubling or cut to length."""
+    base = list(PRESETS.get(model or DEFAULT_MODEL, PRESETS[DEFAULT_MODEL]).spec.widths)
+    while len(base) < num_stages:
+        base.append(base[-1] * 2)
+    return tuple(base[:num_stages])

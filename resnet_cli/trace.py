@@ -1,0 +1,190 @@
+"""One forward-hook tracer: runs a model once and returns a record per module call.
+
+It serves summary, counting and debug-shapes alike. Hooks are removed and the train/eval
+mode restored in `finally`, also when the forward pass fails; a failure is returned in the
+trace (with the modules that had started and not finished), never swallowed silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class LayerRecord:
+    """What one call of one module received and produced."""
+
+    name: str  # dotted module path; "" is the model itself
+    type: str  # class name
+    depth: int  # 0 for the model, 1 for its children (stem layers, stages), ...
+    order: int  # position of this call's start in the forward pass
+    parent: int | None  # `order` of the enclosing call, None for the model
+    is_leaf: bool  # has no child modules
+    call_index: int  # 0 for a module's first call, 1 for its second, ...
+    params: int  # parameters of the module and its children (0 on repeated calls)
+    trainable_params: int
+    input_shapes: tuple[Shape, ...] = ()
+    input_dtypes: tuple[str, ...] = ()
+    input_devices: tuple[str, ...] = ()
+    output_shapes: tuple[Shape, ...] = ()
+    output_dtypes: tuple[str, ...] = ()
+    output_bytes: int = 0  # bytes of output tensors newly made by this call (aliases of inputs excluded)
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # filled by observers (e.g. MAC counts)
+
+    @property
+    def output_shape(self) -> Shape | None:
+        """The first output tensor's shape, or None when the call did not finish."""
+        return self.output_shapes[0] if self.output_shapes else None
+
+
+@dataclass
+class ModelTrace:
+    """Records of one forward pass, in call order, and the error that stopped it, if any."""
+
+    records: list[LayerRecord]
+    input_shapes: tuple[Shape, ...]
+    device: str
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def unfinished(self) -> list[LayerRecord]:
+        """Calls that started and did not finish, outermost first (the stack at the failure)."""
+        return [r for r in self.records if not r.finished]
+
+    def children(self, record: LayerRecord) -> list[LayerRecord]:
+        """Calls made directly inside `record`'s call, in order."""
+        return [r for r in self.records if r.parent == record.order]
+
+    def first_calls(self) -> list[LayerRecord]:
+        """One record per module: its first call."""
+        return [r for r in self.records if r.call_index == 0]
+
+
+class TraceObserver(Protocol):
+    """Extra per-call measurement attached to the tracer's hooks (e.g. counting MACs)."""
+
+    def on_start(self, record: LayerRecord, module: nn.Module, args: tuple) -> None: ...
+
+    def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None: ...
+
+
+def make_input(shape: Sequence[int], device: str | torch.device = "meta", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A random (or, on meta, shape-only) input tensor."""
+    if torch.device(device).type == "meta":
+        return torch.empty(tuple(shape), device=device, dtype=dtype)
+    if dtype.is_floating_point:
+        return torch.randn(tuple(shape), device=device, dtype=dtype)
+    return torch.zeros(tuple(shape), device=device, dtype=dtype)
+
+
+def trace_model(
+    model: nn.Module,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
+    *,
+    train: bool = False,
+    observers: Iterable[TraceObserver] = (),
+) -> ModelTrace:
+    """Run `model` once on `inputs` with hooks on every module and return the records.
+
+    The model runs in eval mode unless `train`, under `torch.no_grad()`; its mode is restored afterwards.
+    """
+    observers = list(observers)
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    sizes = {m: (_count(m.parameters()), _count(p for p in m.parameters() if p.requires_grad)) for m in model.modules()}
+    names = {m: name for name, m in model.named_modules()}  # a shared module keeps its first name
+    records: list[LayerRecord] = []
+    stack: list[LayerRecord] = []
+    calls: dict[nn.Module, int] = {}
+
+    def pre_hook(module: nn.Module, hook_args: tuple) -> None:
+        name = names.get(module, type(module).__name__)
+        call_index = calls.get(module, 0)
+        calls[module] = call_index + 1
+        params, trainable = sizes.get(module, (0, 0)) if call_index == 0 else (0, 0)
+        tensors = _tensors(hook_args)
+        record = LayerRecord(
+            name=name,
+            type=type(module).__name__,
+            depth=0 if module is model else name.count(".") + 1,
+            order=len(records),
+            parent=stack[-1].order if stack else None,
+            is_leaf=next(module.children(), None) is None,
+            call_index=call_index,
+            params=params,
+            trainable_params=trainable,
+            input_shapes=tuple(tuple(t.shape) for t in tensors),
+            input_dtypes=tuple(_dtype_name(t.dtype) for t in tensors),
+            input_devices=tuple(t.device.type for t in tensors),
+        )
+        records.append(record)
+        stack.append(record)
+        for observer in observers:
+            observer.on_start(record, module, hook_args)
+
+    def post_hook(module: nn.Module, hook_args: tuple, output: Any) -> None:
+        record = stack.pop()
+        outputs = _tensors(output)
+        inputs_seen = {id(t) for t in _tensors(hook_args)}
+        record.output_shapes = tuple(tuple(t.shape) for t in outputs)
+        record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
+        record.output_bytes = sum(t.numel() * t.element_size() for t in outputs if id(t) not in inputs_seen)
+        record.finished = True
+        for observer in observers:
+            observer.on_finish(record, module, hook_args, output)
+
+    handles = []
+    was_training = {m: m.training for m in model.modules()}
+    error: BaseException | None = None
+    try:
+        for module in model.modules():
+            handles.append(module.register_forward_pre_hook(pre_hook))
+            handles.append(module.register_forward_hook(post_hook))
+        model.train(train)
+        with torch.no_grad():
+            model(*args)
+    except Exception as exc:  # the failure is the finding; the caller decides how to report it
+        error = exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in was_training.items():
+            module.training = mode
+    return ModelTrace(
+        records=records,
+        input_shapes=tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)),
+        device=_device_of(args),
+        error=error,
+    )
+
+
+def _count(params: Iterable[torch.Tensor]) -> int:
+    return sum(p.numel() for p in params)
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    leaves, _ = tree_flatten(value)
+    return [v for v in leaves if isinstance(v, torch.Tensor)]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _device_of(args: tuple) -> str:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.device.type
+    return "cpu"
