@@ -6,6 +6,7 @@ This module does not import torch, so the CLI can validate flags and show help i
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,17 +128,14 @@ def _validate(spec: ResNetSpec) -> None:
             f"{flag} {value} needs --block bottleneck; a basic block supports only groups=1, width-per-group=64"
         )
     if spec.block == "bottleneck":
-        for i in range(spec.num_stages):
-            inner = spec.inner_width(i)
-            if inner < spec.groups:
+        # torchvision: inner width = int(planes * W / 64) * groups, so each group gets planes * W / 64
+        # channels; a fraction would be silently truncated, so it is refused.
+        for i, planes in enumerate(spec.widths):
+            if planes * spec.width_per_group % 64:
                 raise SpecError(
-                    f"--width-per-group {spec.width_per_group} gives stage {i + 1} an inner width of "
-                    f"{inner}, fewer channels than --groups {spec.groups}"
-                )
-            if inner % spec.groups:
-                raise SpecError(
-                    f"--groups {spec.groups} does not divide stage width {inner} (stage {i + 1}); "
-                    f"choose groups that divide every stage's inner width"
+                    f"--groups {spec.groups} --width-per-group {spec.width_per_group}: stage {i + 1} width {planes} "
+                    f"gives {planes * spec.width_per_group / 64:g} channels per group; each group needs a whole "
+                    f"number, so use widths that are multiples of {64 // math.gcd(64, spec.width_per_group)}"
                 )
     if spec.se_ratio < 1:
         raise SpecError(f"--se-ratio {spec.se_ratio} must be an integer >= 1 (the SE bottleneck is C / ratio)")

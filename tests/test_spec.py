@@ -1,0 +1,127 @@
+"""ResNetSpec validation, flag parsing and the flag space as a whole."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from resnet_cli import ResNetSpec, SpecError, build_model
+from resnet_cli.spec import PRESETS, parse_input_shape, parse_int_list, request_from_flags, resolve_spec
+from resnet_cli.trace import make_input, trace_model
+
+
+def test_default_spec_is_resnet50():
+    assert resolve_spec(None) == PRESETS["resnet50"].spec == resolve_spec("custom")
+
+
+def test_flags_override_a_preset_field_by_field():
+    spec = resolve_spec("resnet18", se=True, stem="deep")
+    assert spec.layers == (2, 2, 2, 2) and spec.block == "basic" and spec.se and spec.stem == "deep"
+
+
+def test_changing_block_resets_a_default_expansion():
+    assert resolve_spec("resnet50", block="basic").block_expansion == 1
+    assert resolve_spec("resnet18", block="bottleneck").block_expansion == 4
+    assert resolve_spec("resnet18", block="bottleneck", expansion=2).block_expansion == 2
+
+
+def test_layers_without_widths_extend_the_preset_widths():
+    assert request_from_flags(None, layers="2,2,2,2,2").spec.widths == (64, 128, 256, 512, 1024)
+    assert request_from_flags("resnet20", layers="1,1").spec.widths == (16, 32)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1x3x224x224", (1, 3, 224, 224)), ("3x224x224", (1, 3, 224, 224)), ("224", (1, 3, 224, 224)),
+     ("8x3x32x64", (8, 3, 32, 64))],
+)  # fmt: skip
+def test_input_shape_forms(text, expected):
+    assert parse_input_shape(text, ResNetSpec()) == expected
+
+
+def test_default_input_follows_the_stem():
+    assert parse_input_shape(None, PRESETS["resnet20"].spec) == (1, 3, 32, 32)
+    assert parse_input_shape(None, ResNetSpec(in_channels=1)) == (1, 1, 224, 224)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (dict(layers="3,4,x"), r"--layers 3,4,x: 'x' is not an integer"),
+        (dict(layers="0,1"), r"--layers 0,1: stage 1 has 0 blocks"),
+        (dict(layers="3,4,6", widths="64,128"), r"--widths 64,128 has 2 values but --layers 3,4,6 has 3 stages"),
+        (dict(groups=3, width_per_group=4, widths="24,48,96,192"), r"--groups 3 --width-per-group 4: stage 1 width 24 gives 1.5 channels per group"),
+        (dict(block="basic", groups=32), r"--groups 32 needs --block bottleneck"),
+        (dict(block="basic", width_per_group=128), r"--width-per-group 128 needs --block bottleneck"),
+        (dict(se_ratio=0), r"--se-ratio 0 must be an integer >= 1"),
+        (dict(drop_path=1.5), r"--drop-path 1.5 must be in \[0, 1\)"),
+        (dict(input="1x3x224"), r"--input 1x3x224: the model needs a 4-D NxCxHxW input"),
+        (dict(input="0x3x224x224"), r"--input 0x3x224x224: N=0"),
+        (dict(input="1x3x224x224x2"), r"--input 1x3x224x224x2 has 5 dimensions"),
+        (dict(input="big"), r"--input 'big' is not a shape"),
+        (dict(input="1x4x224x224"), r"--input 1x4x224x224 has 4 channels but the model takes 3"),
+        (dict(dilate_stages="1"), r"--dilate-stages 1: stage 1 cannot be dilated; valid stages are 2..4"),
+        (dict(expansion=0), r"--expansion 0 must be a positive integer"),
+        (dict(num_classes=0), r"--num-classes 0 must be a positive integer"),
+        (dict(width_per_group=1, groups=64, widths="32,64,128,256"), r"stage 1 width 32 gives 0.5 channels per group"),
+    ],
+)
+def test_impossible_flags_name_the_flag(flags, message):
+    with pytest.raises(SpecError, match=message):
+        request_from_flags(None, **flags)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(SpecError, match=r"unknown model 'resnet51'; valid: resnet18, .*custom"):
+        resolve_spec("resnet51")
+
+
+def test_parse_int_list_tolerates_spaces():
+    assert parse_int_list("--layers", " 3, 4,6 ,3") == (3, 4, 6, 3)
+
+
+def test_spec_to_dict_resolves_expansion():
+    data = PRESETS["resnet18"].spec.to_dict()
+    assert data["expansion"] == 1 and data["layers"] == [2, 2, 2, 2]
+
+
+# ---- the flag space: every spec that validates builds a model that runs --------------------
+
+small_specs = st.fixed_dictionaries(
+    {
+        "block": st.sampled_from(["basic", "bottleneck"]),
+        "layers": st.lists(st.integers(1, 2), min_size=1, max_size=4).map(tuple),
+        "expansion": st.one_of(st.none(), st.integers(1, 4)),
+        "groups": st.sampled_from([1, 2, 4]),
+        "width_per_group": st.sampled_from([16, 32, 64]),
+        "stem": st.sampled_from(["imagenet", "deep", "cifar"]),
+        "stride_on": st.sampled_from(["3x3", "1x1"]),
+        "shortcut": st.sampled_from(["A", "B", "C"]),
+        "avg_down": st.booleans(),
+        "se": st.booleans(),
+        "se_ratio": st.sampled_from([1, 4, 16]),
+        "drop_path": st.sampled_from([0.0, 0.1]),
+        "num_classes": st.integers(1, 20),
+        "in_channels": st.integers(1, 4),
+        "dilate_last": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fields=small_specs, size=st.integers(1, 40), batch=st.integers(1, 3))
+def test_every_valid_spec_builds_and_runs(fields, size, batch):
+    fields = dict(fields)
+    n = len(fields["layers"])
+    fields["widths"] = tuple(8 * 2**i for i in range(n))
+    fields["dilate_stages"] = (n,) if fields.pop("dilate_last") and n >= 2 else ()
+    try:
+        spec = ResNetSpec(**fields)
+    except SpecError as exc:
+        assert str(exc).startswith("--"), exc  # every rejection names its flag
+        return
+    model = build_model(spec, device="meta")
+    trace = trace_model(model, make_input((batch, spec.in_channels, size, size)))
+    assert trace.ok, trace.error
+    assert trace.records[0].output_shape == (batch, spec.num_classes)

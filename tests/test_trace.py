@@ -1,0 +1,80 @@
+"""The hook tracer: records, failure capture, and leaving the model as it was found."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from resnet_cli import build_model
+from resnet_cli.trace import make_input, trace_model
+
+
+def hook_counts(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_records_follow_call_order_with_parents():
+    model = build_model("resnet18", device="meta")
+    trace = trace_model(model, make_input((1, 3, 224, 224)))
+    names = [r.name for r in trace.records[:8]]
+    assert names == ["", "conv1", "bn1", "relu", "maxpool", "layer1", "layer1.0", "layer1.0.conv1"]
+    block = next(r for r in trace.records if r.name == "layer1.0")
+    assert [c.name for c in trace.children(block)] == [
+        "layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu1", "layer1.0.conv2", "layer1.0.bn2",
+        "layer1.0.se", "layer1.0.drop_path", "layer1.0.downsample", "layer1.0.relu2",
+    ]  # fmt: skip
+    assert block.depth == 2 and block.params == 2 * (64 * 64 * 9 + 128)
+
+
+def test_in_place_and_identity_outputs_are_not_counted_as_new_memory():
+    model = build_model("resnet18", device="meta")
+    trace = trace_model(model, make_input((1, 3, 224, 224)))
+    by_name = {r.name: r for r in trace.records}
+    assert by_name["conv1"].output_bytes == 64 * 112 * 112 * 4
+    assert by_name["relu"].output_bytes == 0
+    assert by_name["layer1.0.downsample"].output_bytes == 0
+
+
+def test_hooks_removed_and_mode_restored_after_success():
+    model = build_model("resnet18", device="meta").train()
+    trace_model(model, make_input((1, 3, 64, 64)))
+    assert hook_counts(model) == 0
+    assert all(m.training for m in model.modules())
+
+
+class ChannelMismatch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3)
+        self.body = nn.Sequential(nn.Conv2d(16, 32, 3), nn.Conv2d(16, 8, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x))
+
+
+def test_failure_is_returned_with_the_unfinished_stack():
+    model = ChannelMismatch().eval()
+    trace = trace_model(model, torch.randn(1, 3, 16, 16))
+    assert not trace.ok
+    assert isinstance(trace.error, RuntimeError)
+    assert [r.name for r in trace.unfinished] == ["", "body", "body.1"]
+    failing = trace.unfinished[-1]
+    assert failing.input_shapes == ((1, 32, 12, 12),)
+    assert [c.name for c in trace.children(trace.unfinished[1])] == ["body.0", "body.1"]
+    assert hook_counts(model) == 0 and not model.training
+
+
+def test_repeated_module_calls_are_recorded_once_per_call():
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(4, 4), relu, nn.Linear(4, 4), relu)
+    trace = trace_model(model, torch.randn(2, 4))
+    calls = [r for r in trace.records if r.type == "ReLU"]
+    assert [r.call_index for r in calls] == [0, 1]
+    assert [r.name for r in calls] == ["1", "1"]
+    assert len(trace.first_calls()) == 4
+
+
+def test_meta_trace_needs_no_memory_for_huge_inputs():
+    model = build_model("resnet152", device="meta")
+    trace = trace_model(model, make_input((256, 3, 1024, 1024)))
+    assert trace.ok and trace.records[0].output_shape == (256, 1000)
