@@ -75,6 +75,13 @@ def _fmt(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
 
+def _shown(record: LayerRecord, max_depth: int | None) -> bool:
+    # Disabled options (SE off, no drop-path, identity shortcut) are nn.Identity: nothing to show.
+    if record.type == "Identity" or record.depth < 1:
+        return False
+    return max_depth is None or record.depth <= max_depth
+
+
 def summarize(request: ModelRequest, max_depth: int | None = None) -> ModelSummary:
     """Build the requested model, trace one forward pass and summarise it per layer."""
     from resnet_cli.model import instantiate
@@ -84,5 +91,5 @@ def summarize(request: ModelRequest, max_depth: int | None = None) -> ModelSumma
     model, inputs = instantiate(request)
     trace = trace_model(model, inputs)
     check_trace(trace, request)
-    layers = [r for r in trace.records if r.depth >= 1 and (max_depth is None or r.depth <= max_depth)]
+    layers = [r for r in trace.records if _shown(r, max_depth)]
     return ModelSummary(request=request, layers=layers, totals=model_totals(model, inputs, trace), max_depth=max_depth)

@@ -17,12 +17,12 @@ def catalog_table(rows: list[PresetInfo]) -> TableData:
             Column("Model"),
             Column("Block"),
             Column("Layers"),
-            Column("Groups x width", "right"),
-            Column("Input"),
+            Column("Groups x W", "right"),
+            Column("Input HxW"),
             Column("Params", "right"),
         ],
         rows=[
-            [r.name, r.block, ",".join(map(str, r.layers)), f"{r.groups}x{r.width_per_group}", r.input_shape, r.params]
+            [r.name, r.block, ",".join(map(str, r.layers)), f"{r.groups}x{r.width_per_group}", r.input_shape[2:], r.params]
             for r in rows
         ],
         notes=["Any preset takes build flags, e.g. `resnet-cli summary resnet50 --se --stem deep`."],

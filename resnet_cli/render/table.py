@@ -54,7 +54,7 @@ def format_cell(value: Any) -> str:
 
 def to_rich(data: TableData) -> RenderableType:
     """A rich Table with its footer and notes beneath."""
-    table = Table(title=data.title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table = Table(title=data.title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, title_justify="left")
     for col in data.columns:
         table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold")
     for i, row in enumerate(data.rows):
