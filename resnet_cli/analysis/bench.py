@@ -1,0 +1,401 @@
+"""Timing a model on a real device: latency percentiles, throughput and peak memory per configuration.
+
+The timing loop never prints: callers that want a progress bar pass a callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from resnet_cli.errors import UserError
+from resnet_cli.spec import ModelRequest
+
+MODES = ("infer", "train")
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+# (row label, steps done, steps in the row) after every warm-up and timed step
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How to run the model: the mode, the loop lengths and the speed knobs."""
+
+    mode: str = "infer"
+    iters: int = 20
+    warmup: int = 3
+    channels_last: bool = False
+    amp: str | None = None  # "bf16" | "fp16": autocast to that dtype
+    compile: bool = False
+    threads: int | None = None  # CPU intra-op threads; None keeps torch's default
+
+    def knobs(self) -> list[str]:
+        """The enabled speed knobs as flag text, e.g. ['channels-last', 'amp bf16']."""
+        enabled = []
+        if self.channels_last:
+            enabled.append("channels-last")
+        if self.amp:
+            enabled.append(f"amp {self.amp}")
+        if self.compile:
+            enabled.append("compile")
+        return enabled
+
+    @property
+    def label(self) -> str:
+        """'baseline' or the knobs joined with ' + '."""
+        return " + ".join(self.knobs()) or "baseline"
+
+    def baseline(self) -> BenchSettings:
+        """The same run with every speed knob off."""
+        return replace(self, channels_last=False, amp=None, compile=False)
+
+
+@dataclass
+class BenchRow:
+    """Measurements of one configuration; latencies are per batch, in milliseconds."""
+
+    label: str
+    settings: BenchSettings
+    latencies_ms: list[float]
+    peak_memory_bytes: int | None  # CUDA allocator peak, or CPU resident-set growth; None if unknown
+    speedup: float | None = None  # baseline median / this median, in a grid
+
+    @property
+    def median_ms(self) -> float:
+        return percentile(self.latencies_ms, 50)
+
+    @property
+    def p10_ms(self) -> float:
+        return percentile(self.latencies_ms, 10)
+
+    @property
+    def p90_ms(self) -> float:
+        return percentile(self.latencies_ms, 90)
+
+
+@dataclass
+class BenchReport:
+    """What `bench` reports: the request, where it ran, and one row per configuration."""
+
+    request: ModelRequest
+    settings: BenchSettings
+    device_name: str
+    threads: int
+    memory_kind: str  # what peak_memory_bytes measures, in words
+    torch_version: str
+    rows: list[BenchRow] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return self.request.input_shape[0]
+
+    def images_per_s(self, row: BenchRow) -> float:
+        """Throughput at the median latency."""
+        return self.batch_size / (row.median_ms / 1000.0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile with linear interpolation between order statistics (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def grid_settings(settings: BenchSettings) -> list[BenchSettings]:
+    """The baseline, each enabled knob alone, and all of them together when more than one is enabled."""
+    base = settings.baseline()
+    rows = [base]
+    if settings.channels_last:
+        rows.append(replace(base, channels_last=True))
+    if settings.amp:
+        rows.append(replace(base, amp=settings.amp))
+    if settings.compile:
+        rows.append(replace(base, compile=True))
+    if len(settings.knobs()) > 1:
+        rows.append(settings)
+    return rows
+
+
+def check_settings(request: ModelRequest, settings: BenchSettings, grid: bool) -> None:
+    """Raise a UserError naming the flag for settings that cannot be timed."""
+    if request.device == "meta":
+        raise UserError("--device meta cannot be timed: nothing runs on meta; use --device cpu or cuda")
+    if settings.mode not in MODES:
+        raise UserError(f"--mode {settings.mode!r} is not one of {', '.join(MODES)}")
+    if settings.iters < 1:
+        raise UserError(f"--iters {settings.iters} must be at least 1")
+    if settings.warmup < 0:
+        raise UserError(f"--warmup {settings.warmup} must be 0 or more")
+    if settings.amp is not None and settings.amp not in AMP_DTYPES:
+        raise UserError(f"--amp {settings.amp!r} is not one of {', '.join(AMP_DTYPES)}")
+    if settings.threads is not None:
+        if settings.threads < 1:
+            raise UserError(f"--threads {settings.threads} must be at least 1")
+        if request.device != "cpu":
+            raise UserError(f"--threads sets CPU threads and applies to --device cpu only, not {request.device}")
+    if grid and not settings.knobs():
+        raise UserError("--grid compares knobs against the baseline; add at least one of --channels-last, --amp, --compile")
+
+
+def run_bench(
+    request: ModelRequest,
+    settings: BenchSettings,
+    *,
+    grid: bool = False,
+    progress: ProgressCallback | None = None,
+) -> BenchReport:
+    """Time the requested model under `settings` (or under each grid configuration) and report per row."""
+    check_settings(request, settings, grid)
+    import torch
+
+    from resnet_cli.model import resolve_device
+
+    device = resolve_device(request.device)
+    previous_threads = torch.get_num_threads()
+    previous_cudnn_benchmark = torch.backends.cudnn.benchmark
+    try:
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # picks the fastest conv kernels during warm-up
+        report = BenchReport(
+            request=request,
+            settings=settings,
+            device_name=device_name(device),
+            threads=torch.get_num_threads(),
+            memory_kind="CUDA allocator peak" if device.type == "cuda" else "CPU resident-set growth",
+            torch_version=torch.__version__,
+        )
+        for config in grid_settings(settings) if grid else [settings]:
+            report.rows.append(bench_one(request, config, progress))
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.backends.cudnn.benchmark = previous_cudnn_benchmark
+    baseline = report.rows[0].median_ms
+    if grid:
+        for row in report.rows:
+            row.speedup = baseline / row.median_ms
+    return report
+
+
+def bench_one(request: ModelRequest, settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchRow:
+    """Build a fresh model for one configuration, warm it up, and time `settings.iters` steps."""
+    import torch
+
+    from resnet_cli.model import instantiate
+
+    label = settings.label
+    with peak_memory(request.device) as memory:
+        model, inputs = instantiate(request)
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        if settings.compile:
+            model = compile_model(model)
+        step = make_step(model, inputs, settings, request)
+        latencies = time_steps(step, inputs.device, settings, request, label, progress)
+        del model, inputs, step
+    return BenchRow(label=label, settings=settings, latencies_ms=latencies, peak_memory_bytes=memory.peak_bytes)
+
+
+def make_step(model: Any, inputs: Any, settings: BenchSettings, request: ModelRequest) -> Callable[[], None]:
+    """One benchmark step: a forward pass (infer) or forward, backward and an SGD update (train)."""
+    import torch
+    import torch.nn.functional as F
+
+    device_type = inputs.device.type
+    amp_dtype = getattr(torch, AMP_DTYPES[settings.amp]) if settings.amp else None
+
+    def autocast() -> contextlib.AbstractContextManager:
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=amp_dtype)
+
+    if settings.mode == "infer":
+        model.eval()
+
+        def infer() -> None:
+            with autocast():
+                model(inputs)
+
+        return infer
+
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    targets = torch.randint(0, request.spec.num_classes, (inputs.shape[0],), device=inputs.device)
+    # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none
+    scaler = torch.amp.GradScaler(device_type) if settings.amp == "fp16" else None
+
+    def train() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = F.cross_entropy(model(inputs), targets)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    return train
+
+
+def time_steps(
+    step: Callable[[], None],
+    device: Any,
+    settings: BenchSettings,
+    request: ModelRequest,
+    label: str,
+    progress: ProgressCallback | None,
+) -> list[float]:
+    """Run the warm-up steps untimed, then time each step; milliseconds per step."""
+    import torch
+
+    total = settings.warmup + settings.iters
+    grad_mode = torch.inference_mode() if settings.mode == "infer" else contextlib.nullcontext()
+    cuda = device.type == "cuda"
+    latencies: list[float] = []
+    with grad_mode:
+        for i in range(settings.warmup):
+            run_step(step, settings, request, first=i == 0)
+            if progress:
+                progress(label, i + 1, total)
+        if cuda:
+            torch.cuda.synchronize(device)
+        for i in range(settings.iters):
+            first = settings.warmup == 0 and i == 0
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                run_step(step, settings, request, first=first)
+                end.record()
+                end.synchronize()
+                latencies.append(start.elapsed_time(end))
+            else:
+                started = time.perf_counter()
+                run_step(step, settings, request, first=first)
+                latencies.append((time.perf_counter() - started) * 1000.0)
+            if progress:
+                progress(label, settings.warmup + i + 1, total)
+    return latencies
+
+
+def run_step(step: Callable[[], None], settings: BenchSettings, request: ModelRequest, *, first: bool) -> None:
+    """Run one step, turning a failure into a UserError that names the cause."""
+    import torch
+
+    try:
+        step()
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(
+            f"--input {_shape(request.input_shape)}: out of memory on {request.device} in {settings.mode} mode; "
+            f"use a smaller batch"
+        ) from None
+    except Exception as exc:  # any failure of the model run is reported as one line
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if settings.compile and first:
+            raise UserError(f"--compile: torch.compile failed on this machine ({message}); run without --compile") from None
+        if "more than 1 value per channel" in message:
+            raise UserError(
+                f"--input {_shape(request.input_shape)}: batch norm in train mode needs more than one value per "
+                f"channel; use a batch of 2 or more or a larger H and W"
+            ) from None
+        raise UserError(f"--input {_shape(request.input_shape)}: the {settings.mode} step fails: {message}") from None
+
+
+def compile_model(model: Any) -> Any:
+    """torch.compile the model, or a UserError when this torch or Python cannot compile."""
+    import torch
+
+    try:
+        return torch.compile(model)
+    except Exception as exc:  # unsupported Python, missing backend: compile itself refuses
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"--compile: torch.compile is unavailable here ({message}); run without --compile") from None
+
+
+class PeakMemory:
+    """Peak memory seen inside a `peak_memory` block; `peak_bytes` is None where it cannot be measured."""
+
+    peak_bytes: int | None = None
+
+
+@contextlib.contextmanager
+def peak_memory(device: str) -> Iterator[PeakMemory]:
+    """Measure the CUDA allocator peak, or on the CPU the resident-set growth from entry to peak."""
+    import torch
+
+    result = PeakMemory()
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        yield result
+        result.peak_bytes = torch.cuda.max_memory_allocated()
+        return
+    _release_free_heap()
+    before = _proc_status_bytes("VmRSS")
+    can_reset = _reset_peak_rss()
+    yield result
+    peak = _proc_status_bytes("VmHWM")
+    if before is not None and peak is not None and can_reset:
+        result.peak_bytes = max(0, peak - before)
+    gc.collect()
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    """A memory figure from /proc/self/status (Linux), in bytes."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (Linux 4.0+); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _release_free_heap() -> None:
+    # glibc keeps freed blocks mapped; returning them makes the next row's growth start from a fair floor
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def device_name(device: Any) -> str:
+    """The GPU's name or the CPU's model name."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)

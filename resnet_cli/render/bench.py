@@ -1,0 +1,136 @@
+"""BenchReport -> table data and JSON, and the progress bar shown while runs are timed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from resnet_cli.analysis.bench import BenchReport, BenchRow
+from resnet_cli.render.table import Column, TableData, format_cell
+
+MIB = 1024 * 1024
+
+
+def bench_table(report: BenchReport) -> TableData:
+    """One row per configuration: latency percentiles, throughput, peak memory and, in a grid, speedup."""
+    grid = any(row.speedup is not None for row in report.rows)
+    columns = [
+        Column("Config"),
+        Column("Median ms", "right"),
+        Column("p10 ms", "right"),
+        Column("p90 ms", "right"),
+        Column("img/s", "right"),
+        Column("Peak MiB", "right"),
+    ]
+    if grid:
+        columns.append(Column("Speedup", "right"))
+    rows = []
+    for row in report.rows:
+        cells: list[Any] = [
+            row.label,
+            round(row.median_ms, 3),
+            round(row.p10_ms, 3),
+            round(row.p90_ms, 3),
+            round(report.images_per_s(row), 2),
+            None if row.peak_memory_bytes is None else round(row.peak_memory_bytes / MIB, 2),
+        ]
+        if grid:
+            cells.append(round(row.speedup, 2) if row.speedup is not None else None)
+        rows.append(cells)
+    request, settings = report.request, report.settings
+    title = (
+        f"{request.name}  input {format_cell(request.input_shape)}  {settings.mode} on {request.device} "
+        f"({request.dtype})"
+    )
+    footer = [
+        ("Device", report.device_name),
+        ("Loop", f"{settings.warmup} warm-up steps (untimed), then {settings.iters} timed steps per row"),
+        ("Step", _step_text(settings.mode)),
+    ]
+    if request.device == "cpu":
+        footer.append(("CPU threads", str(report.threads)))
+    footer.append(("torch", report.torch_version))
+    notes = [f"Latency is per batch of {report.batch_size}; img/s = batch / median latency."]
+    notes.append(f"Peak memory: {_memory_text(report.memory_kind)}.")
+    if grid:
+        notes.append("Speedup = baseline median / row median (x); each row builds a fresh model.")
+    return TableData(title=title, columns=columns, rows=rows, footer=footer, notes=notes)
+
+
+def _step_text(mode: str) -> str:
+    if mode == "train":
+        return "forward + cross-entropy + backward + SGD step"
+    return "forward under torch.inference_mode"
+
+
+def _memory_text(kind: str) -> str:
+    if kind.startswith("CUDA"):
+        return "torch.cuda.max_memory_allocated during the row (weights, activations, workspace)"
+    return "growth of the process's resident set from before the model is built to its peak (approximate)"
+
+
+def bench_json(report: BenchReport) -> dict[str, Any]:
+    """The `bench --format json` object."""
+    request, settings = report.request, report.settings
+    return {
+        "model": request.name,
+        "spec": request.spec.to_dict(),
+        "input_shape": list(request.input_shape),
+        "device": request.device,
+        "device_name": report.device_name,
+        "dtype": request.dtype,
+        "mode": settings.mode,
+        "iters": settings.iters,
+        "warmup": settings.warmup,
+        "threads": report.threads,
+        "torch_version": report.torch_version,
+        "memory_kind": report.memory_kind,
+        "rows": [row_json(report, row) for row in report.rows],
+    }
+
+
+def row_json(report: BenchReport, row: BenchRow) -> dict[str, Any]:
+    """One configuration's figures; latencies in milliseconds, memory in bytes."""
+    return {
+        "label": row.label,
+        "channels_last": row.settings.channels_last,
+        "amp": row.settings.amp,
+        "compile": row.settings.compile,
+        "median_ms": row.median_ms,
+        "p10_ms": row.p10_ms,
+        "p90_ms": row.p90_ms,
+        "images_per_s": report.images_per_s(row),
+        "peak_memory_bytes": row.peak_memory_bytes,
+        "speedup": row.speedup,
+        "latencies_ms": row.latencies_ms,
+    }
+
+
+@contextmanager
+def progress_bar(enabled: bool, unit: str = "steps") -> Iterator[Callable[[str, int, int], None] | None]:
+    """A transient rich progress bar on stderr, one line per label; yields its update callback (None if off)."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = progress.add_task(label, total=total)
+        progress.update(tasks[label], completed=done)
+
+    with progress:
+        yield update
