@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_cli.analysis.memory import ActivationObserver, MemoryEstimate, check_optimizer, estimate_memory
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
-from resnet_cli.trace import LayerRecord, ModelTrace, make_input, trace_model
+from resnet_cli.trace import LayerRecord, ModelTrace, TraceObserver, make_input, trace_model
 
 COUNTERS = ("fast", "fvcore", "auto")
 CONV_LINEAR_OPS = ("conv", "linear")  # He et al. Table 1 / torchvision GFLOPS count only these
@@ -80,6 +82,7 @@ class MacCount:
 # ---------------------------------------------------------------- fast engine: per-module rules
 
 MacRule = Callable[[nn.Module, tuple, Any], dict[str, int]]
+TraceCheck = Callable[[ModelTrace], None]
 
 
 def _first_tensor(value: Any) -> torch.Tensor:
@@ -191,9 +194,16 @@ def _add(into: dict[str, int], ops: dict[str, int]) -> None:
         into[op] = into.get(op, 0) + macs
 
 
-def _fast_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[ModelTrace, MacCount]:
+def _fast_count(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    observers: Iterable[TraceObserver] = (),
+    check: TraceCheck | None = None,
+) -> tuple[ModelTrace, MacCount]:
     counter = MacCounter()
-    trace = trace_model(model, inputs, observers=[counter])
+    trace = trace_model(model, inputs, observers=[counter, *observers])
+    if check is not None:
+        check(trace)
     if not trace.ok:
         raise UserError(f"the forward pass fails{_where(trace)}: {_first_line(trace.error)}")
     annotate_records(trace, counter.own)
@@ -264,9 +274,7 @@ def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCoun
 # ---------------------------------------------------------------- public API
 
 
-def count_macs(
-    model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], counter: str = "auto"
-) -> MacCount:
+def count_macs(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], counter: str = "auto") -> MacCount:
     """MACs of `model` on `inputs` per operator and per module, with `counter` fast, fvcore or auto.
 
     The fast engine runs on the model's device: build it on "meta" for instant counts at any size.
@@ -292,14 +300,19 @@ def count_request(request: ModelRequest, counter: str = "auto") -> MacCount:
 
 
 def count_traced(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], counter: str = "auto"
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    counter: str = "auto",
+    *,
+    observers: Iterable[TraceObserver] = (),
+    check: TraceCheck | None = None,
 ) -> tuple[ModelTrace, MacCount]:
     """The trace (records annotated with "macs") and the MAC count, for callers that show layers too.
 
-    With the fvcore engine the trace still comes from the hook tracer and records carry fvcore's
-    per-module counts.
+    `observers` ride along on the same trace; `check(trace)` runs before counting and may raise.
+    With the fvcore engine the records carry fvcore's per-module counts.
     """
-    return _count(model, inputs, counter)
+    return _count(model, inputs, counter, observers, check)
 
 
 def _check_counter(counter: str) -> None:
@@ -307,23 +320,26 @@ def _check_counter(counter: str) -> None:
         raise UserError(f"--counter {counter!r} is not one of {', '.join(COUNTERS)}")
 
 
-def _count(model: nn.Module, inputs: tuple[torch.Tensor, ...], counter: str) -> tuple[ModelTrace, MacCount]:
+def _count(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    counter: str,
+    observers: Iterable[TraceObserver] = (),
+    check: TraceCheck | None = None,
+) -> tuple[ModelTrace, MacCount]:
     _check_counter(counter)
     unknown = unknown_module_types(model)
     if counter == "fast" and unknown:
         raise UserError(
             f"--counter fast cannot count module type(s) {', '.join(unknown)}; use --counter fvcore or auto"
         )
-    trace, fast = _fast_count(model, inputs)
+    trace, fast = _fast_count(model, inputs, observers, check)
     if counter == "fast" or (counter == "auto" and not unknown):
         return trace, fast
     count = _fvcore_count(model, inputs)
     if counter == "auto":
         count.note = f"counted with fvcore: the fast engine does not know {', '.join(unknown)}"
-    for record in trace.records:
-        ops = count.by_module_and_operator.get(record.name, {}) if record.call_index == 0 else {}
-        record.extra["macs"] = sum(ops.values())
-        record.extra["macs_conv_linear"] = sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
+    _annotate_from_count(trace, count)
     return trace, count
 
 
@@ -362,3 +378,93 @@ def count_by_stage(model: nn.Module, trace: ModelTrace, count: MacCount) -> list
             entry.modules.append(record.name)
         entry.output_shape = record.output_shape
     return list(stages.values())
+
+
+@dataclass
+class FlopsReport:
+    """What `flops` reports: totals in both conventions, per operator, stage and module, and memory."""
+
+    request: ModelRequest
+    count: MacCount
+    layers: list[LayerRecord]  # module calls at depth >= 1, annotated with "macs"
+    stages: list[StageCount]
+    memory: MemoryEstimate
+    max_depth: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def flops_report(
+    request: ModelRequest, counter: str = "auto", optimizer: str = "sgd", max_depth: int | None = None
+) -> FlopsReport:
+    """Build the requested model, count its MACs with `counter` and estimate its memory."""
+    from resnet_cli.analysis.summary import check_trace
+    from resnet_cli.model import instantiate
+
+    _check_counter(counter)
+    check_optimizer(optimizer)
+    if max_depth is not None and max_depth < 1:
+        raise UserError(f"--depth {max_depth} must be >= 1 (1 = stem layers and stages, 2 = blocks, 3 = layers)")
+    model, inputs = instantiate(request)
+    activations = ActivationObserver()
+    trace, count = count_traced(
+        model,
+        (inputs,),
+        "fast" if counter == "fvcore" else counter,
+        observers=[activations],
+        check=lambda t: check_trace(t, request),
+    )
+    if counter == "fvcore":
+        _check_fits_in_memory(activations.elements, request)
+        trace, count = _with_fvcore(model, inputs, trace)
+    params = list(model.parameters())
+    memory = estimate_memory(
+        params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        input_elements=inputs.numel(),
+        activation_elements=activations.elements,
+        dtype=request.dtype,
+        optimizer=optimizer,
+    )
+    # Disabled options are nn.Identity (0 MACs, nothing to show), as in `summary`.
+    layers = [
+        r
+        for r in trace.records
+        if r.depth >= 1 and r.type != "Identity" and (max_depth is None or r.depth <= max_depth)
+    ]
+    return FlopsReport(
+        request=request,
+        count=count,
+        layers=layers,
+        stages=count_by_stage(model, trace, count),
+        memory=memory,
+        max_depth=max_depth,
+        notes=[count.note] if count.note else [],
+    )
+
+
+def _with_fvcore(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> tuple[ModelTrace, MacCount]:
+    count = _fvcore_count(model, (inputs,))
+    _annotate_from_count(trace, count)
+    return trace, count
+
+
+def _annotate_from_count(trace: ModelTrace, count: MacCount) -> None:
+    for record in trace.records:
+        ops = count.by_module_and_operator.get(record.name, {}) if record.call_index == 0 else {}
+        record.extra["macs"] = sum(ops.values())
+        record.extra["macs_conv_linear"] = sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
+
+
+def _check_fits_in_memory(activation_elements: int, request: ModelRequest) -> None:
+    """fvcore runs for real in float32: refuse inputs whose activations alone exceed this machine's RAM."""
+    needed = activation_elements * 4
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > available:
+        shape = "x".join(map(str, request.input_shape))
+        raise UserError(
+            f"--counter fvcore --input {shape} would allocate {needed / 2**30:,.1f} GiB of activations, more than "
+            f"this machine's {available / 2**30:,.1f} GiB; use --counter fast (exact for built-in ResNets)"
+        )

@@ -1,0 +1,149 @@
+"""FlopsReport -> tables (by operator, stage or module) and JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from resnet_cli.analysis.counting import CONV_LINEAR_OPS, OPERATOR_FORMULAS, FlopsReport
+from resnet_cli.render.summary import format_bytes, layer_json, layer_label
+from resnet_cli.render.table import Column, TableData, format_cell
+
+BREAKDOWNS = ("stage", "operator", "module")
+BAR_WIDTH = 10
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+LEGEND = "MAC = one multiply-accumulate; FLOPs = 2 x MACs."
+FVCORE_CONVENTION = "fvcore: conv, linear, BN (2/element), adaptive avg pool (1/element); ReLU, pools, add: 0."
+CONV_LINEAR_CONVENTION = "conv+linear: He et al. 2015 Table 1, torchvision's GFLOPS."
+ENGINES = {
+    "fast": "counter: fast (fvcore's rules from shapes on meta tensors)",
+    "fvcore": "counter: fvcore (FlopCountAnalysis on real CPU tensors)",
+}
+OPTIMIZER_STATE = {"sgd": "momentum", "adam": "Adam moments"}
+
+
+def human(value: int, unit: str) -> str:
+    """1,234,567,890 -> '1.23 G' + unit (decimal prefixes, as papers quote MACs and FLOPs)."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {prefix}{unit}"
+    return f"{value} {unit}"
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> Text:
+    """A horizontal bar of `width` cells filled to `fraction`, in eighths of a cell."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return Text("█" * full + (_EIGHTHS[rest] if rest else ""), style="cyan")
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}" if whole else "0.0"
+
+
+def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> TableData:
+    """The breakdown chosen by `by` (stage, operator or module), with totals, memory and the legend beneath."""
+    total = report.count.macs
+    pct = Column("% MACs", "right")
+    bar_columns = [Column("", style="cyan")] if bars else []
+
+    def share(macs: int) -> list[Any]:
+        return [_percent(macs, total), *([bar(macs / total if total else 0.0)] if bars else [])]
+
+    styles: list[str | None] = []
+    if by == "operator":
+        columns = [Column("Operator"), Column("MACs", "right"), pct, *bar_columns, Column("In conv+linear")]
+        ops = sorted(report.count.by_operator.items(), key=lambda item: -item[1])
+        rows = [[op, macs, *share(macs), op in CONV_LINEAR_OPS] for op, macs in ops]
+        label = "MACs by operator"
+    elif by == "module":
+        columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("MACs", "right"), pct, *bar_columns]
+        rows = [[layer_label(r), r.type, r.output_shape, r.extra["macs"], *share(r.extra["macs"])] for r in report.layers]
+        styles = ["bold" if r.depth == 1 else None for r in report.layers]
+        depth = "all levels" if report.max_depth is None else f"depth <= {report.max_depth}"
+        label = f"MACs by module, {depth}"
+    else:
+        columns = [
+            Column("Stage"),
+            Column("Output shape"),
+            Column("Params", "right"),
+            Column("MACs", "right"),
+            pct,
+            *bar_columns,
+            Column("Conv+lin MACs", "right"),
+        ]
+        rows = [[s.name, s.output_shape, s.params, s.macs, *share(s.macs), s.macs_conv_linear] for s in report.stages]
+        label = "MACs by stage"
+    request = report.request
+    return TableData(
+        title=f"{request.name}  input {format_cell(request.input_shape)}  {label}",
+        columns=columns,
+        rows=rows,
+        footer=_footer(report),
+        notes=_notes(report, by),
+        row_styles=styles,
+    )
+
+
+def _footer(report: FlopsReport) -> list[tuple[str, str]]:
+    count, memory = report.count, report.memory
+    conv_linear = count.conv_linear_macs
+    state = OPTIMIZER_STATE[memory.optimizer]
+    return [
+        ("Params", f"{count.params:,}"),
+        ("MACs (fvcore)", f"{count.macs:,}  ({human(count.macs, 'MACs')})"),
+        ("FLOPs (fvcore)", f"{count.flops:,}  ({human(count.flops, 'FLOPs')})"),
+        ("MACs (conv + linear)", f"{conv_linear:,}  ({human(conv_linear, 'MACs')})"),
+        ("FLOPs (conv + linear)", f"{2 * conv_linear:,}  ({human(2 * conv_linear, 'FLOPs')})"),
+        ("Parameter memory", f"{format_bytes(memory.param_bytes)} ({memory.dtype})"),
+        ("Forward activations", f"{format_bytes(memory.activation_bytes)} (input {format_bytes(memory.input_bytes)})"),
+        (f"Training ({memory.optimizer})", f"{format_bytes(memory.training_bytes)}: params+grads+{state}+activations"),
+    ]
+
+
+def _notes(report: FlopsReport, by: str) -> list[str]:
+    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION]
+    if by == "operator":
+        notes += [f"{op}: {OPERATOR_FORMULAS[op]}" for op in report.count.by_operator if op in OPERATOR_FORMULAS]
+    notes.append(ENGINES.get(report.count.engine, f"counter: {report.count.engine}"))
+    return notes + report.notes
+
+
+def flops_json(report: FlopsReport) -> dict[str, Any]:
+    """The `flops --format json` object: totals in both conventions, per operator, stage and module."""
+    request, count = report.request, report.count
+    conv_linear = count.conv_linear_macs
+    return {
+        "model": request.name,
+        "spec": request.spec.to_dict(),
+        "input_shape": list(request.input_shape),
+        "dtype": request.dtype,
+        "counter": count.engine,
+        "totals": {
+            "params": count.params,
+            "macs": count.macs,
+            "flops": count.flops,
+            "macs_conv_linear": conv_linear,
+            "flops_conv_linear": 2 * conv_linear,
+        },
+        "conventions": {
+            "macs": FVCORE_CONVENTION,
+            "macs_conv_linear": CONV_LINEAR_CONVENTION,
+            "flops": LEGEND,
+        },
+        "by_operator": dict(sorted(count.by_operator.items(), key=lambda item: -item[1])),
+        "by_stage": {
+            s.name: {
+                "params": s.params,
+                "macs": s.macs,
+                "macs_conv_linear": s.macs_conv_linear,
+                "output_shape": list(s.output_shape) if s.output_shape else None,
+            }
+            for s in report.stages
+        },
+        "memory": report.memory.as_dict(),
+        "layers": [layer_json(r) for r in report.layers],
+        "notes": report.notes,
+    }
