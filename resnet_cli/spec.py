@@ -326,3 +326,58 @@ def _default_widths(model: str | None, num_stages: int) -> tuple[int, ...]:
     while len(base) < num_stages:
         base.append(base[-1] * 2)
     return tuple(base[:num_stages])
+
+
+# Network operands for `compare`: MODEL[flag=value,...], e.g. resnet50[se=true,layers=2,2,2,2].
+_OPERAND_LIST_FLAGS = ("layers", "widths", "dilate_stages")
+_OPERAND_FLAGS = {
+    "block": str, "expansion": int, "groups": int, "width_per_group": int, "stem": str, "stride_on": str,
+    "shortcut": str, "avg_down": bool, "se": bool, "se_ratio": int, "drop_path": float,
+    "zero_init_residual": bool, "num_classes": int, "in_channels": int,
+    **{name: str for name in _OPERAND_LIST_FLAGS},
+}  # fmt: skip
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_model_operand(text: str) -> tuple[str, dict[str, Any]]:
+    """Split 'resnet50[se=true,layers=2,2,2,2]' into the model name and build-flag values for request_from_flags.
+
+    A piece without '=' continues the previous list value, so list flags keep their commas; a bare flag name
+    (`resnet50[se]`) means true.
+    """
+    text = text.strip()
+    if "[" not in text:
+        return text, {}
+    name, _, rest = text.partition("[")
+    if not rest.endswith("]") or "[" in rest[:-1] or "]" in rest[:-1]:
+        raise SpecError(f"{text!r}: write build flags as MODEL[flag=value,...], e.g. resnet50[se=true,stem=deep]")
+    pairs: list[list[str]] = []
+    for piece in (p.strip() for p in rest[:-1].split(",")):
+        if not piece:
+            continue
+        if "=" in piece:
+            key, _, value = piece.partition("=")
+            pairs.append([key.strip().replace("-", "_"), value.strip()])
+        elif pairs and pairs[-1][0] in _OPERAND_LIST_FLAGS:
+            pairs[-1][1] += "," + piece
+        else:
+            pairs.append([piece.replace("-", "_"), "true"])
+    flags: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in _OPERAND_FLAGS:
+            raise SpecError(f"{text!r}: unknown build flag {key!r}; valid: {', '.join(sorted(_OPERAND_FLAGS))}")
+        flags[key] = _operand_value(text, key, value, _OPERAND_FLAGS[key])
+    return name.strip() or CUSTOM, flags
+
+
+def _operand_value(text: str, key: str, value: str, kind: type) -> Any:
+    if kind is bool:
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise SpecError(f"{text!r}: {key}={value} is not a boolean; use {key}=true or {key}=false")
+    try:
+        return kind(value)
+    except ValueError:
+        raise SpecError(f"{text!r}: {key}={value} is not {'an integer' if kind is int else 'a number'}") from None

@@ -1,0 +1,123 @@
+"""`compare` (two blocks or two networks side by side) and `table` (He et al. Table 1 from specs)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+from rich.console import Console
+
+from resnet_cli.cli.app import app, stdout
+from resnet_cli.cli.options import FormatOption, _build_parameters
+
+BLOCK = "Block operands (basic, bottleneck, se-basic, se-bottleneck)"
+RUN = "Timing and output"
+_TABLE_SKIPPED_FLAGS = ("model", "weights", "device", "dtype")  # table only builds on meta and loads nothing
+
+PlotOption = Annotated[
+    Optional[str],
+    typer.Option("--plot", help="Also write a bar chart here; .png or .svg (needs matplotlib).", rich_help_panel=RUN),
+]
+
+
+def _block_opt(help: str) -> Any:
+    return typer.Option(help=help, rich_help_panel=BLOCK, show_default=False)
+
+
+def _write_plot(path: str, title: str, panels: list) -> None:
+    from resnet_cli.render.plots import write_bar_figure
+
+    written = write_bar_figure(path, title, panels)
+    Console(stderr=True, highlight=False).print(f"Plot written to {written}", markup=False)
+
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(
+        help="Left operand: a block (basic, bottleneck, se-basic, se-bottleneck) or a network, "
+             "MODEL or 'MODEL\\[flag=value,...]' such as 'resnet50\\[se=true,stem=deep]'.", show_default=False)],
+    b: Annotated[str, typer.Argument(help="Right operand, of the same kind; ratios are right / left.", show_default=False)],
+    channels: Annotated[Optional[int], _block_opt("Input and output channels of both blocks. \\[default: 256]")] = None,
+    spatial: Annotated[Optional[int], _block_opt("Input feature map is S x S. \\[default: 56]")] = None,
+    stride: Annotated[Optional[int], _block_opt("Stride of both blocks, 1 or 2. \\[default: 1]")] = None,
+    expansion: Annotated[Optional[int], _block_opt("Bottleneck inner width = channels / E. \\[default: 4]")] = None,
+    groups: Annotated[Optional[int], _block_opt("Groups of the bottleneck's 3x3 conv (ResNeXt). \\[default: 1]")] = None,
+    width_per_group: Annotated[Optional[int], _block_opt(
+        "Bottleneck inner width x W/64 (torchvision's width_per_group). \\[default: 64]")] = None,
+    se_ratio: Annotated[Optional[int], _block_opt("SE reduction ratio of se- blocks. \\[default: 16]")] = None,
+    input: Annotated[Optional[str], typer.Option(
+        "--input", "-i", help="Networks: input NxCxHxW for both sides. \\[default: 1x3x224x224, 1x3x32x32 for cifar]",
+        show_default=False)] = None,
+    time_: Annotated[bool, typer.Option(
+        "--time", help="Also measure forward latency of both (median after warm-up).", rich_help_panel=RUN)] = False,
+    batch: Annotated[Optional[int], typer.Option(
+        help="Batch size for --time. \\[default: 1 for blocks, N of --input for networks]",
+        rich_help_panel=RUN, show_default=False)] = None,
+    device: Annotated[Literal["cpu", "cuda"], typer.Option(help="Device for --time.", rich_help_panel=RUN)] = "cpu",
+    plot: PlotOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """Two blocks (params, MACs per pixel, the arithmetic, memory) or two networks (per stage) side by side."""
+    from resnet_cli.analysis.compare import compare as compare_operands
+    from resnet_cli.render.compare import comparison_output
+    from resnet_cli.render.plots import check_plot_path
+    from resnet_cli.render.table import emit
+
+    if plot is not None:
+        check_plot_path(plot)
+    setup_flags = dict(
+        channels=channels, spatial=spatial, stride=stride, expansion=expansion, groups=groups,
+        width_per_group=width_per_group, se_ratio=se_ratio,
+    )  # fmt: skip
+    result = compare_operands((a, b), setup_flags, input, time_device=device if time_ else None, batch=batch)
+    table, payload, panels, title = comparison_output(result)
+    emit(stdout(), format, table, payload)
+    if plot is not None:
+        _write_plot(plot, title, panels)
+
+
+def with_build_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every build flag plus --input, applied to each model; it receives them as `flags`."""
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "flags"]
+    build = [p for p in _build_parameters("meta") if p.name not in _TABLE_SKIPPED_FLAGS]
+    names = [p.name for p in build]
+    params = [*own, *build]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        return func(flags={name: kwargs.pop(name) for name in names}, **kwargs)
+
+    del command.__wrapped__  # Typer must read the new signature, not the original one
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+    )
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+@app.command("table")
+@with_build_flags
+def arch_table(
+    flags: dict[str, Any],
+    models: Annotated[Optional[list[str]], typer.Argument(
+        help="Presets to tabulate (default: resnet18 resnet34 resnet50 resnet101 resnet152).", show_default=False)] = None,
+    plot: PlotOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """He et al. 2015 Table 1 computed from the specs: layers per stage, output sizes, params and MACs."""
+    from resnet_cli.analysis.arch_table import DEFAULT_TABLE_MODELS, architecture_table
+    from resnet_cli.render.arch_table import arch_table_data, arch_table_json, arch_table_panels
+    from resnet_cli.render.plots import check_plot_path
+    from resnet_cli.render.table import emit
+    from resnet_cli.spec import request_from_flags
+
+    if plot is not None:
+        check_plot_path(plot)
+    names = models or list(DEFAULT_TABLE_MODELS)
+    table = architecture_table([(name, request_from_flags(name, **flags)) for name in names])
+    emit(stdout(), format, arch_table_data(table), arch_table_json(table))
+    if plot is not None:
+        _write_plot(plot, "Architectures (He et al. 2015, Table 1)", arch_table_panels(table))

@@ -1,0 +1,87 @@
+"""He et al. Table 1 (ArchTable) -> table data, JSON and bar-chart panels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnet_cli.analysis.arch_table import HEAD_ROW, POOL_ROW, ArchTable
+from resnet_cli.render.plots import BarPanel
+from resnet_cli.render.table import Column, TableData
+
+PARAMS_ROW, MACS_ROW, GMACS_ROW = "params", "MACs (conv + linear)", "MACs (x10^9)"
+PAPER_GMACS = "1.8, 3.6, 3.8, 7.6, 11.3 x10^9 for resnet18/34/50/101/152"
+
+
+def size_text(size: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in size)
+
+
+def output_size_cell(table: ArchTable, row: str) -> str:
+    """The row's output size; models that disagree (e.g. cifar next to imagenet nets) are joined by ' / '."""
+    sizes = [size_text(c.output_sizes[row]) for c in table.columns if row in c.output_sizes and c.cells.get(row)]
+    return " / ".join(dict.fromkeys(sizes))
+
+
+def arch_table_data(table: ArchTable) -> TableData:
+    """Rows conv1, max pool, conv2_x.., average pool + fc, then params and MACs; one column per model."""
+    rows: list[list[Any]] = []
+    for row in table.rows:
+        rows.append([row, output_size_cell(table, row), *(c.cells.get(row, "") for c in table.columns)])
+    rows.append([PARAMS_ROW, "", *(c.params for c in table.columns)])
+    rows.append([MACS_ROW, "", *(c.macs_conv_linear for c in table.columns)])
+    rows.append([GMACS_ROW, "", *(f"{c.macs_conv_linear / 1e9:.2f}" for c in table.columns)])
+    inputs = " / ".join(dict.fromkeys("x".join(map(str, c.request.input_shape)) for c in table.columns))
+    placements = sorted({c.downsample_on for c in table.columns if c.downsample_on})
+    stride_note = (
+        "Downsampling: stride 2 in the first block of every stage after the first"
+        + (f"; bottleneck stride on the {' and '.join(placements)} conv" if placements else "")
+        + " (3x3: torchvision / ResNet v1.5; 1x1: the paper, --stride-on 1x1)."
+    )
+    return TableData(
+        title=f"Architectures (He et al. 2015, Table 1)  input {inputs}",
+        columns=[Column("layer name"), Column("output size"), *(Column(c.label) for c in table.columns)],
+        rows=rows,
+        notes=[
+            "Cells are read from the built modules: [kernel, output channels; ...] x blocks; C = groups, "
+            "d = dilation, fc, [r, c] = squeeze-excitation.",
+            stride_note,
+            f"MACs count conv + linear only, the convention of the paper's FLOPs row (multiply-adds: {PAPER_GMACS}, "
+            "which --stride-on 1x1 reproduces).",
+        ],
+        row_styles=[None] * len(table.rows) + ["bold"] * 3,
+    )
+
+
+def arch_table_json(table: ArchTable) -> dict[str, Any]:
+    """The `table --format json` object."""
+    return {
+        "rows": table.rows,
+        "models": [
+            {
+                "label": c.label,
+                "spec": c.request.spec.to_dict(),
+                "input_shape": list(c.request.input_shape),
+                "cells": {row: c.cells.get(row, "") for row in table.rows},
+                "output_sizes": {row: list(size) for row, size in c.output_sizes.items() if c.cells.get(row)},
+                "params": c.params,
+                "macs_conv_linear": c.macs_conv_linear,
+                "macs_fvcore": c.macs,
+                "row_params": c.row_params,
+                "row_macs_conv_linear": c.row_macs,
+            }
+            for c in table.columns
+        ],
+    }
+
+
+def arch_table_panels(table: ArchTable) -> list[BarPanel]:
+    """Params and conv + linear MACs of each model, stacked by row (stage)."""
+    rows = [r for r in table.rows if r != POOL_ROW]
+    models = [c.label for c in table.columns]
+    label = {HEAD_ROW: "avg pool + fc"}
+    return [
+        BarPanel("Parameters", "parameters", models,
+                 {label.get(r, r): [c.row_params.get(r, 0) for c in table.columns] for r in rows}, stacked=True),
+        BarPanel("MACs (conv + linear)", "MACs", models,
+                 {label.get(r, r): [c.row_macs.get(r, 0) for c in table.columns] for r in rows}, stacked=True),
+    ]  # fmt: skip
