@@ -388,6 +388,10 @@ def compare(
     if all(block_flags):
         if input_text is not None:
             raise UserError("--input applies to networks; for blocks use --channels and --spatial")
+        bottleneck_only = [k for k in ("expansion", "groups", "width_per_group") if setup_flags.get(k) is not None]
+        if bottleneck_only and not any("bottleneck" in op.lower() for op in operands):
+            flag = "--" + bottleneck_only[0].replace("_", "-")
+            raise UserError(f"{flag} applies to bottleneck blocks; compare {operands[0]} {operands[1]} has none")
         setup = BlockSetup(**{k: v for k, v in setup_flags.items() if v is not None})
         return compare_blocks(
             (operands[0], operands[1]), setup, time_device=time_device, batch=batch if batch is not None else 1

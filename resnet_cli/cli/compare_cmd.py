@@ -27,7 +27,8 @@ def _block_opt(help: str) -> Any:
     return typer.Option(help=help, rich_help_panel=BLOCK, show_default=False)
 
 
-def _write_plot(path: str, title: str, panels: list) -> None:
+def write_plot(path: str, title: str, panels: list) -> None:
+    """Write the --plot file and say where on stderr (stdout stays the result, e.g. JSON)."""
     from resnet_cli.render.plots import write_bar_figure
 
     written = write_bar_figure(path, title, panels)
@@ -76,7 +77,7 @@ def compare(
     table, payload, panels, title = comparison_output(result)
     emit(stdout(), format, table, payload)
     if plot is not None:
-        _write_plot(plot, title, panels)
+        write_plot(plot, title, panels)
 
 
 def with_build_flags(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,4 +121,4 @@ def arch_table(
     table = architecture_table([(name, request_from_flags(name, **flags)) for name in names])
     emit(stdout(), format, arch_table_data(table), arch_table_json(table))
     if plot is not None:
-        _write_plot(plot, "Architectures (He et al. 2015, Table 1)", arch_table_panels(table))
+        write_plot(plot, "Architectures (He et al. 2015, Table 1)", arch_table_panels(table))

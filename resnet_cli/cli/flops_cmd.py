@@ -28,6 +28,9 @@ def flops(
     optimizer: Annotated[
         Literal["sgd", "adam"], typer.Option(help="Optimizer state in the training memory estimate (1 or 2 buffers).")
     ] = "sgd",
+    plot: Annotated[
+        Optional[str], typer.Option(help="Also write per-stage bars of params and MACs here; .png or .svg (needs matplotlib).")
+    ] = None,
     format: FormatOption = "table",
 ) -> None:
     """MACs, FLOPs (= 2 x MACs) and params, fvcore and conv+linear conventions side by side, and memory."""
@@ -35,5 +38,14 @@ def flops(
     from resnet_cli.render.flops import flops_json, flops_table
     from resnet_cli.render.table import emit
 
+    if plot is not None:
+        from resnet_cli.render.plots import check_plot_path
+
+        check_plot_path(plot)
     report = flops_report(request, counter=counter, optimizer=optimizer, max_depth=depth)
     emit(stdout(), format, flops_table(report, by=by, bars=format == "table"), flops_json(report))
+    if plot is not None:
+        from resnet_cli.cli.compare_cmd import write_plot
+        from resnet_cli.render.plots import stage_panels
+
+        write_plot(plot, f"{request.name} per stage, input {'x'.join(map(str, request.input_shape))}", stage_panels(report.stages))

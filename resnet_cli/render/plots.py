@@ -96,3 +96,20 @@ def _draw_panel(ax: Any, panel: BarPanel) -> None:
     ax.grid(axis="y", alpha=0.3)
     if len(names) > 1:
         ax.legend(fontsize="small")
+
+
+def stage_panels(stages: list[Any]) -> list[BarPanel]:
+    """Per-stage bars for `flops --plot`: params, and MACs in both conventions side by side.
+
+    `stages` are counting.StageCount values (name, params, macs, macs_conv_linear).
+    """
+    names = [s.name for s in stages]
+    return [
+        BarPanel("Parameters per stage", "parameters", names, {"params": [s.params for s in stages]}),
+        BarPanel(
+            "MACs per stage",
+            "MACs",
+            names,
+            {"fvcore": [s.macs for s in stages], "conv + linear": [s.macs_conv_linear for s in stages]},
+        ),
+    ]

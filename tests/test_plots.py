@@ -1,0 +1,95 @@
+"""--plot on compare, table and flops: PNG/SVG files by suffix, and clear errors without them."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from resnet_cli.cli import app
+from resnet_cli.render.plots import BarPanel, write_bar_figure
+
+runner = CliRunner()
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the PNG header, after checking the signature and the IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def svg_root(path: Path) -> ElementTree.Element:
+    root = ElementTree.parse(path).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return root
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compare", "basic", "bottleneck", "--channels", "64", "--spatial", "14"],
+        ["compare", "resnet18", "resnet34", "--input", "1x3x64x64"],
+        ["table", "resnet18", "resnet50"],
+        ["flops", "resnet18"],
+    ],
+    ids=["compare-blocks", "compare-networks", "table", "flops"],
+)
+def test_plot_writes_a_png(tmp_path, args):
+    path = tmp_path / "plot.png"
+    result = run(*args, "--plot", str(path))
+    assert result.exit_code == 0, result.output
+    width, height = png_size(path)
+    assert height == 480 and width >= 600  # 4.8 inches high at 100 dpi; width grows with the bars
+    assert f"Plot written to {path}" in " ".join(result.stderr.split())
+
+
+def test_plot_writes_an_svg_by_suffix(tmp_path):
+    path = tmp_path / "plot.svg"
+    result = run("compare", "resnet18", "resnet34", "--input", "1x3x64x64", "--plot", str(path))
+    assert result.exit_code == 0, result.output
+    root = svg_root(path)
+    assert root.get("height", "").startswith("345.6")  # 4.8 in at 72 pt per inch
+    assert "resnet18 vs resnet34" in path.read_text()
+
+
+def test_json_output_stays_clean_with_a_plot(tmp_path):
+    result = run("compare", "basic", "bottleneck", "--format", "json", "--plot", str(tmp_path / "p.png"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.lstrip().startswith("{") and "Plot written" not in result.stdout
+
+
+def test_unsupported_suffix_exits_2_before_any_work(tmp_path):
+    result = run("table", "--plot", str(tmp_path / "plot.jpg"))
+    assert result.exit_code == 2, result.output
+    assert "unsupported file type '.jpg'; use a .png or .svg file name" in result.stderr
+    assert result.stdout == "" and not list(tmp_path.iterdir())
+
+
+def test_missing_folder_exits_2(tmp_path):
+    result = run("compare", "basic", "bottleneck", "--plot", str(tmp_path / "missing" / "plot.png"))
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.stderr
+
+
+def test_without_matplotlib_plot_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    result = run("flops", "resnet18", "--plot", str(tmp_path / "plot.png"))
+    assert result.exit_code == 2, result.output
+    assert "pip install 'resnet-cli[plot]'" in result.stderr
+
+
+def test_stacked_panels_write_one_bar_per_category(tmp_path):
+    panel = BarPanel("MACs", "MACs", ["a", "b"], {"x": [1.0, 2.0], "y": [3.0, 0.0]}, stacked=True)
+    path = write_bar_figure(tmp_path / "stacked.svg", "stacked", [panel])
+    assert svg_root(path).findall(".//{http://www.w3.org/2000/svg}g")
