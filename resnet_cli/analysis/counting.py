@@ -244,7 +244,9 @@ def _first_line(error: BaseException | None) -> str:
 
 
 def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCount:
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore's import touches deprecated torch.jit APIs
+        from fvcore.nn import FlopCountAnalysis
 
     if any(t.is_meta for t in (*model.parameters(), *model.buffers(), *inputs)):
         model = copy.deepcopy(model).to_empty(device="cpu")  # weights' values do not change the count

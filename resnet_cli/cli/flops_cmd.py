@@ -16,20 +16,25 @@ from resnet_cli.spec import ModelRequest
 def flops(
     request: ModelRequest,
     by: Annotated[
-        Literal["stage", "operator", "module"], typer.Option(help="Breakdown: stem/layerN/head, operator, or module tree.")
+        Literal["stage", "operator", "module"],
+        typer.Option(help="Breakdown: stem/layerN/head, operator, or module tree."),
     ] = "stage",
     depth: Annotated[
-        Optional[int], typer.Option(help="With --by module: deepest level, 1 stages, 2 blocks, 3 layers. [default: all]")
+        Optional[int],
+        typer.Option(help="With --by module: deepest level, 1 stages, 2 blocks, 3 layers. [default: all]"),
     ] = None,
     counter: Annotated[
         Literal["auto", "fast", "fvcore"],
-        typer.Option(help="fast: shapes on the meta device, exact fvcore rules; fvcore: real tensors; auto: fast if it can."),
+        typer.Option(
+            help="fast: shapes on the meta device, exact fvcore rules; fvcore: real tensors; auto: fast if it can."
+        ),
     ] = "auto",
     optimizer: Annotated[
         Literal["sgd", "adam"], typer.Option(help="Optimizer state in the training memory estimate (1 or 2 buffers).")
     ] = "sgd",
     plot: Annotated[
-        Optional[str], typer.Option(help="Also write per-stage bars of params and MACs here; .png or .svg (needs matplotlib).")
+        Optional[str],
+        typer.Option(help="Also write per-stage bars of params and MACs here; .png or .svg (needs matplotlib)."),
     ] = None,
     format: FormatOption = "table",
 ) -> None:
@@ -48,4 +53,8 @@ def flops(
         from resnet_cli.cli.compare_cmd import write_plot
         from resnet_cli.render.plots import stage_panels
 
-        write_plot(plot, f"{request.name} per stage, input {'x'.join(map(str, request.input_shape))}", stage_panels(report.stages))
+        write_plot(
+            plot,
+            f"{request.name} per stage, input {'x'.join(map(str, request.input_shape))}",
+            stage_panels(report.stages),
+        )

@@ -60,7 +60,9 @@ def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> Ta
         label = "MACs by operator"
     elif by == "module":
         columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("MACs", "right"), pct, *bar_columns]
-        rows = [[layer_label(r), r.type, r.output_shape, r.extra["macs"], *share(r.extra["macs"])] for r in report.layers]
+        rows = [
+            [layer_label(r), r.type, r.output_shape, r.extra["macs"], *share(r.extra["macs"])] for r in report.layers
+        ]
         styles = ["bold" if r.depth == 1 else None for r in report.layers]
         depth = "all levels" if report.max_depth is None else f"depth <= {report.max_depth}"
         label = f"MACs by module, {depth}"

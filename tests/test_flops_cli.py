@@ -1,0 +1,146 @@
+"""`resnet-cli flops` as a user runs it: published counts through the JSON, conventions, formats, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from resnet_cli.cli import app
+
+runner = CliRunner()
+
+# fvcore totals at 1x3x224x224; torchvision's published GFLOPS agree to two decimals.
+FVCORE_MACS_AT_224 = {
+    "resnet18": 1_819_065_856,
+    "resnet34": 3_671_262_720,
+    "resnet50": 4_111_512_576,
+    "resnet101": 7_833_969_664,
+    "resnet152": 11_558_835_200,
+    "resnext50_32x4d": 4_259_381_248,
+    "resnext101_32x8d": 16_476_534_784,
+    "resnext101_64x4d": 15_522_789_376,
+    "wide_resnet50_2": 11_426_922_496,
+    "wide_resnet101_2": 22_795_599_872,
+}
+
+
+def run(*args: str, env: dict | None = None):
+    return runner.invoke(app, ["flops", *args], env=env)
+
+
+def run_json(*args: str) -> dict:
+    result = run(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(("name", "macs"), list(FVCORE_MACS_AT_224.items()))
+def test_published_fvcore_totals(name, macs):
+    totals = run_json(name)["totals"]
+    assert totals["macs"] == macs
+    assert totals["flops"] == 2 * macs
+
+
+def test_resnet50_conv_linear_convention_is_kept_in_the_json():
+    data = run_json("resnet50")
+    assert data["totals"]["macs_conv_linear"] == 4_089_184_256
+    assert data["totals"]["flops_conv_linear"] == 2 * 4_089_184_256
+    assert data["by_operator"]["conv"] + data["by_operator"]["linear"] == 4_089_184_256
+    assert set(data["conventions"]) == {"macs", "macs_conv_linear", "flops"}
+
+
+def test_json_schema_and_breakdowns_add_up():
+    data = run_json("resnet50")
+    assert {"model", "input_shape", "totals", "by_operator", "by_stage", "layers"} <= set(data)
+    assert data["model"] == "resnet50" and data["input_shape"] == [1, 3, 224, 224]
+    assert data["totals"]["params"] == 25_557_032
+    assert set(data["by_operator"]) == {"conv", "batch_norm", "linear", "adaptive_avg_pool2d"}
+    assert sum(data["by_operator"].values()) == data["totals"]["macs"]
+    assert list(data["by_stage"]) == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert sum(s["macs"] for s in data["by_stage"].values()) == data["totals"]["macs"]
+    assert sum(s["macs_conv_linear"] for s in data["by_stage"].values()) == data["totals"]["macs_conv_linear"]
+    assert sum(s["params"] for s in data["by_stage"].values()) == data["totals"]["params"]
+    top = [layer for layer in data["layers"] if layer["depth"] == 1]
+    assert sum(layer["macs"] for layer in top) == data["totals"]["macs"]
+    assert data["counter"] == "fast"
+
+
+def test_fvcore_counter_gives_the_same_json_counts():
+    args = ("resnet18", "--se", "--input", "2x3x64x64")
+    fast, reference = run_json(*args, "--counter", "fast"), run_json(*args, "--counter", "fvcore")
+    assert reference["counter"] == "fvcore"
+    for key in ("totals", "by_operator", "by_stage"):
+        assert fast[key] == reference[key]
+    assert [layer["macs"] for layer in fast["layers"]] == [layer["macs"] for layer in reference["layers"]]
+
+
+def test_stage_table_shows_percent_bars_units_and_the_legend():
+    result = run("resnet50", env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "% MACs" in out and "Conv+lin MACs" in out and "█" in out
+    assert "MAC = one multiply-accumulate; FLOPs = 2 x MACs." in out
+    assert "4,111,512,576  (4.11 GMACs)" in out and "4,089,184,256  (4.09 GMACs)" in out
+    layer3 = next(line for line in out.splitlines() if line.strip().startswith("layer3"))
+    assert "35.7" in layer3  # the heaviest stage of resnet50
+
+
+def test_operator_table_names_fvcore_operators_and_formulas():
+    result = run("resnet50", "--by", "operator", env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "batch_norm" in result.stdout and "adaptive_avg_pool2d" in result.stdout
+    assert "conv: N x Cout x Cin/groups x kH x kW x Hout x Wout" in result.stdout
+
+
+def test_module_view_respects_depth():
+    data = run_json("resnet18", "--by", "module", "--depth", "2")
+    assert {layer["depth"] for layer in data["layers"]} == {1, 2}
+    result = run("resnet18", "--by", "module", "--depth", "2", "--format", "csv")
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["Layer", "Type", "Output shape", "MACs", "% MACs"]
+    assert any(row[0].strip() == "layer1.0" for row in rows)
+
+
+def test_markdown_and_csv_have_no_bars():
+    markdown = run("resnet18", "--format", "markdown").stdout
+    assert markdown.startswith("**resnet18") and "| Stage |" in markdown and "█" not in markdown
+    rows = list(csv.reader(io.StringIO(run("resnet18", "--format", "csv").stdout)))
+    assert rows[0] == ["Stage", "Output shape", "Params", "MACs", "% MACs", "Conv+lin MACs"]
+    assert [row[0] for row in rows[1:]] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert sum(int(row[3]) for row in rows[1:]) == FVCORE_MACS_AT_224["resnet18"]
+
+
+def test_huge_inputs_count_instantly_on_meta():
+    data = run_json("resnet50", "--input", "256x3x1024x1024")
+    assert data["totals"]["macs"] == 256 * run_json("resnet50", "--input", "1x3x1024x1024")["totals"]["macs"]
+
+
+def test_dtype_and_optimizer_change_only_memory():
+    base = run_json("resnet18")
+    half = run_json("resnet18", "--dtype", "float16", "--optimizer", "adam")
+    assert half["totals"] == base["totals"]
+    assert half["memory"]["param_bytes"] * 2 == base["memory"]["param_bytes"]
+    assert half["memory"]["optimizer_state_bytes"] == base["memory"]["optimizer_state_bytes"]  # 2 x 2 bytes vs 1 x 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--by", "nonsense"], "'nonsense' is not one of 'stage', 'operator', 'module'"),
+        (["--dtype", "int3"], "'int3' is not one of 'float32', 'float16', 'bfloat16'"),
+        (["--counter", "magic"], "'magic' is not one of 'auto', 'fast', 'fvcore'"),
+        (["--optimizer", "rmsprop"], "'rmsprop' is not one of 'sgd', 'adam'"),
+        (["--by", "module", "--depth", "0"], "--depth 0 must be >= 1"),
+        (["--input", "1x4x224x224"], "--input 1x4x224x224 has 4 channels but the model takes 3"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message):
+    result = run("resnet50", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert message in lines[0]
