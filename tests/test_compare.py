@@ -171,6 +171,12 @@ def test_operand_flags_build_each_side():
     assert b["spec"]["se"] is True and b["label"] == "resnet50[se=true,stem=deep]"
 
 
+def test_time_measures_both_networks_at_the_given_batch():
+    data = run_json("compare", "resnet20", "resnet32", "--time", "--batch", "2")
+    assert data["timing"]["batch"] == 2
+    assert all(net["latency_ms"] > 0 for net in data["networks"])
+
+
 def test_shared_input_applies_to_both_networks():
     data = run_json("compare", "resnet18", "resnet34", "--input", "1x3x64x64")
     assert [net["input_shape"] for net in data["networks"]] == [[1, 3, 64, 64]] * 2

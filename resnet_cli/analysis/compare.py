@@ -229,31 +229,38 @@ def compare_blocks(
     timing = None
     if time_device is not None:
         timing = Timing(device=_timing_device(time_device), batch=_check_batch(batch))
-        for cost in blocks:
-            module = build_block(cost.kind, setup, timing.device)
-            cost.latency_ms = median_latency_ms(module, (batch, setup.channels, setup.spatial, setup.spatial), timing)
+        modules = [build_block(cost.kind, setup, timing.device) for cost in blocks]
+        shape = (batch, setup.channels, setup.spatial, setup.spatial)
+        latencies = median_latencies_ms(modules, [shape, shape], timing)
+        for cost, latency in zip(blocks, latencies, strict=True):
+            cost.latency_ms = latency
     return BlockComparison(setup=setup, blocks=blocks, timing=timing)
 
 
-def median_latency_ms(module: Any, input_shape: tuple[int, ...], timing: Timing) -> float:
-    """Median wall time of one forward pass in ms, after warm-up, in eval mode without autograd."""
+def median_latencies_ms(modules: list[Any], input_shapes: list[tuple[int, ...]], timing: Timing) -> list[float]:
+    """Median wall time of one forward pass of each module in ms, eval mode, no autograd.
+
+    The modules run in turn (A, B, A, B, ...) after warm-up, so load from other processes hits both alike.
+    """
     import torch
 
     from resnet_cli.trace import make_input
 
-    inputs = make_input(input_shape, timing.device)
-    module.eval()
+    inputs = [make_input(shape, timing.device) for shape in input_shapes]
     sync = torch.cuda.synchronize if timing.device == "cuda" else (lambda: None)
-    times = []
+    times: list[list[float]] = [[] for _ in modules]
+    for module in modules:
+        module.eval()
     with torch.no_grad():
         for run in range(timing.warmup + timing.runs):
-            sync()
-            start = time.perf_counter()
-            module(inputs)
-            sync()
-            if run >= timing.warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+            for i, (module, x) in enumerate(zip(modules, inputs, strict=True)):
+                sync()
+                start = time.perf_counter()
+                module(x)
+                sync()
+                if run >= timing.warmup:
+                    times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) * 1000 for t in times]
 
 
 def _timing_device(device: str) -> str:
@@ -362,16 +369,14 @@ def compare_networks(
     notes = [f"{n.label}: {n.engine_note}" for n in networks if n.engine_note]
     timing = None
     if time_device is not None:
-        device = _timing_device(time_device)
-        timing = Timing(device=device, batch=_check_batch(batch) if batch is not None else 0)
         from resnet_cli.model import build_model
 
-        for net in networks:
-            shape = net.request.input_shape
-            if batch is not None:
-                shape = (batch, *shape[1:])
-            timing.batch = shape[0]
-            net.latency_ms = median_latency_ms(build_model(net.request.spec, device=device), shape, timing)
+        device = _timing_device(time_device)
+        shapes = [n.request.input_shape if batch is None else (_check_batch(batch), *n.request.input_shape[1:]) for n in networks]
+        timing = Timing(device=device, batch=shapes[0][0])
+        modules = [build_model(n.request.spec, device=device) for n in networks]
+        for net, latency in zip(networks, median_latencies_ms(modules, shapes, timing), strict=True):
+            net.latency_ms = latency
     return NetworkComparison(networks=networks, timing=timing, notes=notes)
 
 
