@@ -62,3 +62,58 @@ def bench(
     with progress_bar(enabled=format == "table") as progress:
         report = run_bench(request, settings, grid=grid, progress=progress)
     emit(stdout(), format, bench_table(report), bench_json(report))
+
+
+@app.command()
+@with_model_request(default_device="meta")
+def sweep(
+    request: ModelRequest,
+    vary: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--vary",
+            help="FLAG=v1,v2,... over a build flag; repeat to span a grid. List flags (layers, widths, "
+            "dilate-stages) separate values with '/': layers=2,2,2,2/3,4,6,3.",
+            show_default=False,
+            rich_help_panel=SWEEP,
+        ),
+    ] = None,
+    sort: Annotated[
+        Literal["macs", "params", "memory", "order"],
+        typer.Option(help="Row order (ascending); order = grid order.", rich_help_panel=SWEEP),
+    ] = "macs",
+    workers: Annotated[
+        Optional[int],
+        typer.Option(help="Processes; default one per core for 48+ variants, else 1.", rich_help_panel=SWEEP),
+    ] = None,
+    plot: Annotated[
+        Optional[str],
+        typer.Option(help="Write a scatter of MACs vs params with the Pareto front (.png or .svg).", rich_help_panel=SWEEP),
+    ] = None,
+    format: FormatOption = "table",
+) -> None:
+    """Params, MACs and activation memory of every variant in a --vary grid, counted on the meta device."""
+    from rich.console import Console
+
+    from resnet_cli.analysis.sweep import parse_vary, run_sweep
+    from resnet_cli.render.bench import progress_bar
+    from resnet_cli.render.sweep import sweep_json, sweep_table, write_sweep_plot
+    from resnet_cli.render.table import emit
+
+    varies = [parse_vary(text) for text in vary or []]
+    if plot is not None:
+        from resnet_cli.render.plots import check_plot_path
+
+        check_plot_path(plot)
+    with progress_bar(enabled=format == "table", unit="variants") as progress:
+        result = run_sweep(
+            request,
+            varies,
+            sort=sort,
+            workers=workers,
+            progress=(lambda done, total: progress("measuring variants", done, total)) if progress else None,
+        )
+    emit(stdout(), format, sweep_table(result), sweep_json(result))
+    if plot is not None:
+        written = write_sweep_plot(result, plot)
+        Console(stderr=True, highlight=False).print(f"Plot written to {written}", markup=False)

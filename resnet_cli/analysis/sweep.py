@@ -1,0 +1,394 @@
+"""Design-space sweeps: every combination of `--vary` values, counted on the meta device.
+
+Each variant becomes a validated ModelRequest through `request_from_flags`, then gets params,
+MACs (the counting engine's fast path) and activation memory without allocating activations.
+Combinations the spec refuses are kept as skipped variants with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from resnet_cli.errors import SpecError, UserError
+from resnet_cli.spec import (
+    BLOCKS,
+    SHORTCUTS,
+    STEMS,
+    STRIDE_PLACES,
+    ModelRequest,
+    _default_widths,
+    parse_int_list,
+    request_from_flags,
+    resolve_spec,
+)
+
+SORT_KEYS = ("macs", "params", "memory", "order")
+LIST_SEPARATOR = "/"
+# Below this many variants the worker processes cost more to start (they import torch) than they save.
+MIN_VARIANTS_FOR_POOL = 48
+
+# (done, total) after every variant
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VaryFlag:
+    """A build flag that --vary accepts: its name, the request_from_flags keyword and its value type."""
+
+    name: str
+    keyword: str
+    kind: str  # "int" | "float" | "bool" | "choice" | "int-list"
+    choices: tuple[str, ...] = ()
+
+
+VARY_FLAGS: dict[str, VaryFlag] = {
+    f.name: f
+    for f in [
+        VaryFlag("block", "block", "choice", BLOCKS),
+        VaryFlag("layers", "layers", "int-list"),
+        VaryFlag("widths", "widths", "int-list"),
+        VaryFlag("expansion", "expansion", "int"),
+        VaryFlag("groups", "groups", "int"),
+        VaryFlag("width-per-group", "width_per_group", "int"),
+        VaryFlag("stem", "stem", "choice", STEMS),
+        VaryFlag("stride-on", "stride_on", "choice", STRIDE_PLACES),
+        VaryFlag("shortcut", "shortcut", "choice", SHORTCUTS),
+        VaryFlag("avg-down", "avg_down", "bool"),
+        VaryFlag("se", "se", "bool"),
+        VaryFlag("se-ratio", "se_ratio", "int"),
+        VaryFlag("dilate-stages", "dilate_stages", "int-list"),
+        VaryFlag("drop-path", "drop_path", "float"),
+        VaryFlag("zero-init-residual", "zero_init_residual", "bool"),
+        VaryFlag("num-classes", "num_classes", "int"),
+        VaryFlag("in-channels", "in_channels", "int"),
+    ]
+}
+_TRUE = ("on", "true", "yes", "1")
+_FALSE = ("off", "false", "no", "0")
+
+
+@dataclass(frozen=True)
+class Vary:
+    """One --vary: the flag and its values, parsed (`values`) and as shown (`labels`)."""
+
+    flag: VaryFlag
+    values: tuple[Any, ...]
+    labels: tuple[str, ...]
+
+
+def parse_vary(text: str) -> Vary:
+    """Parse 'FLAG=v1,v2,...'; list-valued flags (layers, widths, dilate-stages) separate values with '/'."""
+    name, equals, values_text = text.partition("=")
+    name = name.strip().lstrip("-").replace("_", "-").lower()
+    if not equals or not name:
+        raise UserError(f"--vary {text!r}: use FLAG=v1,v2 such as expansion=2,4 or layers=2,2,2,2/3,4,6,3")
+    flag = VARY_FLAGS.get(name)
+    if flag is None:
+        raise UserError(f"--vary {name}: not a build flag; valid: {', '.join(VARY_FLAGS)}")
+    if flag.kind == "int-list" or LIST_SEPARATOR in values_text:
+        parts = values_text.split(LIST_SEPARATOR)
+    else:
+        parts = values_text.split(",")
+    parsed = [_parse_value(flag, part.strip(), text) for part in parts]
+    labels = [label for _, label in parsed]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UserError(f"--vary {text}: value {repeated[0]} is listed twice")
+    return Vary(flag=flag, values=tuple(v for v, _ in parsed), labels=tuple(labels))
+
+
+def _parse_value(flag: VaryFlag, part: str, text: str) -> tuple[Any, str]:
+    """One value of a --vary flag and its label; a UserError names the flag and what is valid."""
+    where = f"--vary {text}"
+    if flag.kind == "int-list":
+        if flag.name == "dilate-stages" and part.lower() in ("", "none"):
+            return "", "none"
+        if not part:
+            raise UserError(f"{where}: empty value; separate {flag.name} values with '/', e.g. 2,2,2,2/3,4,6,3")
+        values = parse_int_list(f"{where}: --{flag.name}", part)
+        label = ",".join(str(v) for v in values)
+        return label, label
+    if not part:
+        raise UserError(f"{where}: empty value; separate values with ',', e.g. {flag.name}={_example(flag)}")
+    if flag.kind == "int":
+        try:
+            return int(part), part
+        except ValueError:
+            raise UserError(f"{where}: {part!r} is not an integer; e.g. {flag.name}={_example(flag)}") from None
+    if flag.kind == "float":
+        try:
+            return float(part), part
+        except ValueError:
+            raise UserError(f"{where}: {part!r} is not a number; e.g. {flag.name}={_example(flag)}") from None
+    if flag.kind == "bool":
+        lowered = part.lower()
+        if lowered in _TRUE:
+            return True, "on"
+        if lowered in _FALSE:
+            return False, "off"
+        raise UserError(f"{where}: {part!r} is not on or off; e.g. {flag.name}=off,on")
+    if part not in flag.choices:
+        raise UserError(f"{where}: {part!r} is not one of {', '.join(flag.choices)}")
+    return part, part
+
+
+def _example(flag: VaryFlag) -> str:
+    return {"int": "2,4", "float": "0,0.1", "bool": "off,on"}.get(flag.kind, ",".join(flag.choices))
+
+
+@dataclass
+class Measurement:
+    """A variant's size and cost; memory in bytes at the request's dtype."""
+
+    params: int
+    macs: int  # fvcore convention: conv, linear, batch norm, adaptive pooling
+    conv_linear_macs: int  # conv and linear only (He et al. 2015, torchvision)
+    activation_bytes: int  # forward pass: distinct module outputs
+    training_bytes: int  # params + grads + SGD momentum + saved activations
+
+
+@dataclass
+class Variant:
+    """One point of the grid: its position, the varied values as shown, and its measurement."""
+
+    index: int
+    labels: dict[str, str]
+    measurement: Measurement | None = None
+    skipped_reason: str | None = None
+    pareto: bool = False
+
+
+@dataclass
+class SweepResult:
+    """What `sweep` reports: the base request, the varied flags, measured and skipped variants."""
+
+    base: ModelRequest
+    varies: list[Vary]
+    variants: list[Variant]  # measured ones, sorted by `sort`
+    skipped: list[Variant]
+    sort: str
+    workers: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def check_sweep(base: ModelRequest, varies: list[Vary], sort: str, workers: int | None) -> None:
+    """Raise a UserError naming the flag for a sweep that cannot run."""
+    if not varies:
+        raise UserError("sweep needs at least one --vary FLAG=v1,v2, e.g. --vary expansion=2,4")
+    seen: set[str] = set()
+    for vary in varies:
+        if vary.flag.name in seen:
+            raise UserError(f"--vary {vary.flag.name} is given twice; put all its values in one --vary")
+        seen.add(vary.flag.name)
+    if base.device != "meta":
+        raise UserError(f"--device {base.device}: sweep counts every variant on the meta device; drop --device")
+    if base.weights:
+        raise UserError("--weights does not apply to sweep: params and MACs do not depend on weight values")
+    if sort not in SORT_KEYS:
+        raise UserError(f"--sort {sort!r} is not one of {', '.join(SORT_KEYS)}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers} must be at least 1")
+
+
+def expand_variants(base: ModelRequest, varies: list[Vary]) -> list[tuple[Variant, ModelRequest | None]]:
+    """Every combination of the varied values, with its validated request or the reason it was skipped."""
+    overrides = base_overrides(base)
+    varied_keywords = {vary.flag.keyword for vary in varies}
+    if "layers" in varied_keywords and "widths" not in varied_keywords:
+        # widths that only followed the base's --layers must follow each variant's layers instead
+        derived = ",".join(map(str, _default_widths(base.name, base.spec.num_stages)))
+        if overrides.get("widths") == derived:
+            overrides.pop("widths")
+    batch, channels, height, width = base.input_shape
+    out = []
+    for index, combination in enumerate(itertools.product(*(range(len(v.values)) for v in varies))):
+        flags = dict(overrides)
+        labels = {}
+        for vary, choice in zip(varies, combination, strict=True):
+            flags[vary.flag.keyword] = vary.values[choice]
+            labels[vary.flag.name] = vary.labels[choice]
+        in_channels = flags.get("in_channels", base.spec.in_channels)
+        variant = Variant(index=index, labels=labels)
+        try:
+            request = request_from_flags(
+                base.name, input=f"{batch}x{in_channels}x{height}x{width}", device="meta", dtype=base.dtype, **flags
+            )
+        except SpecError as exc:
+            variant.skipped_reason = str(exc)
+            request = None
+        out.append((variant, request))
+    return out
+
+
+def base_overrides(base: ModelRequest) -> dict[str, Any]:
+    """The base's build flags that differ from its preset, as request_from_flags keywords."""
+    preset = resolve_spec(base.name)
+    overrides: dict[str, Any] = {}
+    for name, value in vars(base.spec).items():
+        if value == getattr(preset, name):
+            continue
+        overrides[name] = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    return overrides
+
+
+def measure_request(request: ModelRequest) -> Measurement:
+    """Params, MACs and memory of one request on the meta device; a SpecError if its forward pass fails."""
+    from resnet_cli.analysis.counting import count_traced
+    from resnet_cli.analysis.memory import ActivationObserver, estimate_memory
+    from resnet_cli.analysis.summary import check_trace
+    from resnet_cli.model import build_model
+    from resnet_cli.trace import make_input
+
+    with fast_meta_kernels():
+        model = build_model(request.spec, device="meta")
+        inputs = make_input(request.input_shape, "meta")
+        activations = ActivationObserver()
+        _, count = count_traced(
+            model, (inputs,), "fast", observers=[activations], check=lambda trace: check_trace(trace, request)
+        )
+    memory = estimate_memory(
+        params=count.params,
+        trainable_params=count.params,
+        input_elements=inputs.numel(),
+        activation_elements=activations.elements,
+        dtype=request.dtype,
+    )
+    return Measurement(
+        params=count.params,
+        macs=count.macs,
+        conv_linear_macs=count.conv_linear_macs,
+        activation_bytes=memory.activation_bytes,
+        training_bytes=memory.training_bytes,
+    )
+
+
+@contextlib.contextmanager
+def fast_meta_kernels() -> Iterator[None]:
+    """Shape-only shortcuts for meta ops that torch runs slowly in Python: eval-mode batch norm and weight init.
+
+    On meta tensors these ops only need their output's shape; torch computes it through Python
+    decompositions that take most of a meta build-and-trace. Results are unchanged (tests compare).
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    in_place_init = (aten.normal_.default, aten.uniform_.default, aten.fill_.Scalar, aten.zero_.default)
+
+    class FastMeta(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            if func in in_place_init and args[0].is_meta:
+                return args[0]  # meta tensors hold no values to fill
+            if func is aten.native_batch_norm.default and args[0].is_meta and not args[5]:
+                x = args[0]
+                return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
+            return func(*args, **(kwargs or {}))
+
+    with FastMeta():
+        yield
+
+
+def _measure_job(job: tuple[int, ModelRequest]) -> tuple[int, Measurement | str]:
+    index, request = job
+    try:
+        return index, measure_request(request)
+    except UserError as exc:
+        return index, str(exc)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core already; more threads would only contend
+
+
+def default_workers() -> int:
+    """One worker per available core."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def run_sweep(
+    base: ModelRequest,
+    varies: list[Vary],
+    *,
+    sort: str = "macs",
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> SweepResult:
+    """Measure every variant of `base` the --vary grid spans, using `workers` processes (None: one per core)."""
+    check_sweep(base, varies, sort, workers)
+    started = time.perf_counter()
+    expanded = expand_variants(base, varies)
+    jobs = [(variant.index, request) for variant, request in expanded if request is not None]
+    by_index = {variant.index: variant for variant, _ in expanded}
+    if workers is None:
+        workers = default_workers() if len(jobs) >= MIN_VARIANTS_FOR_POOL else 1
+    workers = max(1, min(workers, len(jobs)))
+    for done, (index, outcome) in enumerate(_measure_all(jobs, workers), 1):
+        if isinstance(outcome, str):
+            by_index[index].skipped_reason = outcome
+        else:
+            by_index[index].measurement = outcome
+        if progress:
+            progress(done, len(jobs))
+    measured = [v for v, _ in expanded if v.measurement is not None]
+    mark_pareto(measured)
+    return SweepResult(
+        base=base,
+        varies=varies,
+        variants=sort_variants(measured, sort),
+        skipped=[v for v, _ in expanded if v.skipped_reason is not None],
+        sort=sort,
+        workers=workers,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _measure_all(jobs: list[tuple[int, ModelRequest]], workers: int) -> Iterator[tuple[int, Measurement | str]]:
+    if workers == 1:
+        yield from map(_measure_job, jobs)
+        return
+    # forkserver: workers fork from a clean server that imported torch once, not from this
+    # (possibly multi-threaded) process
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["torch", "resnet_cli.analysis.counting", __name__])
+    chunksize = max(1, min(16, len(jobs) // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+        yield from pool.map(_measure_job, jobs, chunksize=chunksize)
+
+
+def mark_pareto(variants: list[Variant]) -> None:
+    """Mark the variants no other variant beats on both MACs and params (lower is better for both)."""
+    ordered = sorted(variants, key=lambda v: (v.measurement.macs, v.measurement.params))
+    best_params: int | None = None
+    last_front: tuple[int, int] | None = None
+    for variant in ordered:
+        point = (variant.measurement.macs, variant.measurement.params)
+        if best_params is None or point[1] < best_params or point == last_front:
+            variant.pareto = True
+            best_params, last_front = point[1], point
+
+
+def sort_variants(variants: list[Variant], sort: str) -> list[Variant]:
+    """Variants ordered by `sort` (ascending), grid order breaking ties."""
+    keys: dict[str, Callable[[Variant], Any]] = {
+        "macs": lambda v: (v.measurement.macs, v.index),
+        "params": lambda v: (v.measurement.params, v.index),
+        "memory": lambda v: (v.measurement.activation_bytes, v.index),
+        "order": lambda v: v.index,
+    }
+    return sorted(variants, key=keys[sort])

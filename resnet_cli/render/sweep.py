@@ -1,0 +1,133 @@
+"""SweepResult -> table data, JSON, and a scatter of MACs against params with the Pareto front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from resnet_cli.analysis.sweep import SweepResult, Variant
+from resnet_cli.render.plots import check_plot_path, require_matplotlib
+from resnet_cli.render.table import Column, TableData, format_cell
+
+MIB = 1024 * 1024
+SKIPPED_SHOWN = 10
+
+
+def variant_label(variant: Variant) -> str:
+    """The varied values as flags: 'layers=3,4,6,3 se=on'."""
+    return " ".join(f"{flag}={value}" for flag, value in variant.labels.items())
+
+
+def sweep_table(result: SweepResult) -> TableData:
+    """One row per measured variant with its varied values; skipped variants listed under the table."""
+    flags = [vary.flag.name for vary in result.varies]
+    columns = [
+        Column("#", "right"),
+        *(Column(flag) for flag in flags),
+        Column("Params (M)", "right"),
+        Column("GMACs", "right"),
+        Column("Act. MiB", "right"),
+        Column("Pareto"),
+    ]
+    rows = []
+    for variant in result.variants:
+        m = variant.measurement
+        rows.append(
+            [
+                variant.index + 1,
+                *(variant.labels[flag] for flag in flags),
+                round(m.params / 1e6, 3),
+                round(m.macs / 1e9, 3),
+                round(m.activation_bytes / MIB, 2),
+                "yes" if variant.pareto else None,
+            ]
+        )
+    base = result.base
+    title = f"sweep of {base.name}  input {format_cell(base.input_shape)}  ({base.dtype}, sorted by {result.sort})"
+    measured, skipped = len(result.variants), len(result.skipped)
+    footer = [
+        ("Variants", f"{measured + skipped} in the grid: {measured} measured, {skipped} skipped"),
+        ("Time", f"{result.seconds:.1f} s on {result.workers} worker{'s' if result.workers > 1 else ''}"),
+    ]
+    notes = [
+        "GMACs: multiply-accumulates / 1e9, fvcore convention (conv, linear, batch norm, adaptive pool); "
+        "FLOPs = 2 x MACs.",
+        "Act. MiB: forward activations at the input, counted on the meta device (nothing allocated).",
+        "Pareto: no other variant has both fewer MACs and fewer params.",
+    ]
+    for variant in result.skipped[:SKIPPED_SHOWN]:
+        notes.append(f"skipped #{variant.index + 1} {variant_label(variant)}: {variant.skipped_reason}")
+    if skipped > SKIPPED_SHOWN:
+        notes.append(f"... and {skipped - SKIPPED_SHOWN} more skipped (all are listed by --format json)")
+    return TableData(
+        title=title,
+        columns=columns,
+        rows=rows,
+        footer=footer,
+        notes=notes,
+        row_styles=["bold" if v.pareto else None for v in result.variants],
+    )
+
+
+def sweep_json(result: SweepResult) -> dict[str, Any]:
+    """The `sweep --format json` object: exact counts, skipped variants with their reasons."""
+    base = result.base
+    return {
+        "base": base.name,
+        "base_spec": base.spec.to_dict(),
+        "input_shape": list(base.input_shape),
+        "dtype": base.dtype,
+        "vary": {vary.flag.name: list(vary.labels) for vary in result.varies},
+        "sort": result.sort,
+        "workers": result.workers,
+        "seconds": result.seconds,
+        "variants": [
+            {
+                "index": v.index,
+                "values": v.labels,
+                "params": v.measurement.params,
+                "macs": v.measurement.macs,
+                "conv_linear_macs": v.measurement.conv_linear_macs,
+                "activation_bytes": v.measurement.activation_bytes,
+                "training_bytes": v.measurement.training_bytes,
+                "pareto": v.pareto,
+            }
+            for v in result.variants
+        ],
+        "skipped": [{"index": v.index, "values": v.labels, "reason": v.skipped_reason} for v in result.skipped],
+    }
+
+
+def write_sweep_plot(result: SweepResult, path: str | Path) -> Path:
+    """Scatter of GMACs against params (M), Pareto front joined and labelled; PNG or SVG by suffix."""
+    path = check_plot_path(path)
+    plt = require_matplotlib()
+    front = sorted((v for v in result.variants if v.pareto), key=lambda v: v.measurement.macs)
+    others = [v for v in result.variants if not v.pareto]
+    figure, axes = plt.subplots(figsize=(8, 6))
+    axes.scatter(
+        [v.measurement.params / 1e6 for v in others],
+        [v.measurement.macs / 1e9 for v in others],
+        s=14, alpha=0.5, color="tab:gray", label="variant",
+    )  # fmt: skip
+    axes.plot(
+        [v.measurement.params / 1e6 for v in front],
+        [v.measurement.macs / 1e9 for v in front],
+        marker="o", color="tab:red", label="Pareto front (fewest MACs and params)",
+    )  # fmt: skip
+    if len(front) <= 15:
+        for v in front:
+            axes.annotate(
+                variant_label(v), (v.measurement.params / 1e6, v.measurement.macs / 1e9),
+                fontsize=7, xytext=(4, 4), textcoords="offset points",
+            )  # fmt: skip
+    base = result.base
+    axes.set_title(f"sweep of {base.name} at {format_cell(base.input_shape)}: {len(result.variants)} variants")
+    axes.set_xlabel("Params (millions)")
+    axes.set_ylabel("GMACs (fvcore convention; FLOPs = 2 x MACs)")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
