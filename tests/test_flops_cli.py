@@ -144,3 +144,21 @@ def test_bad_input_exits_2_with_one_line(args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ")
     assert message in lines[0]
+
+
+def test_summary_has_a_macs_column_from_the_same_engine():
+    result = runner.invoke(app, ["summary", "resnet50", "--depth", "1", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["totals"]["macs"] == FVCORE_MACS_AT_224["resnet50"]
+    assert sum(layer["macs"] for layer in data["layers"]) == FVCORE_MACS_AT_224["resnet50"]
+    table = runner.invoke(app, ["summary", "resnet50", "--depth", "1"], env={"COLUMNS": "80"}).stdout
+    assert "MACs (M)" in table and "1,468.65" in table  # layer3
+
+
+def test_list_shows_macs_at_each_presets_default_input():
+    result = runner.invoke(app, ["list", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    by_name = {p["name"]: p["macs"] for p in json.loads(result.stdout)["presets"]}
+    assert {name: by_name[name] for name in FVCORE_MACS_AT_224} == FVCORE_MACS_AT_224
+    assert by_name["resnet20"] == run_json("resnet20")["totals"]["macs"]

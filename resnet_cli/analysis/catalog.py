@@ -19,17 +19,21 @@ class PresetInfo:
     stem: str
     input_shape: tuple[int, int, int, int]
     params: int
+    macs: int  # at input_shape, fvcore convention (analysis.counting, fast engine)
     reference: str
 
 
 def preset_catalog() -> list[PresetInfo]:
-    """Every preset, built on the meta device (no weights allocated)."""
+    """Every preset, built and counted on the meta device (no weights or activations allocated)."""
+    from resnet_cli.analysis.counting import count_macs
     from resnet_cli.model import build_model
+    from resnet_cli.trace import make_input
 
     rows = []
     for preset in PRESETS.values():
         spec = preset.spec
         model = build_model(spec, device="meta")
+        input_shape = default_input_shape(spec)
         rows.append(
             PresetInfo(
                 name=preset.name,
@@ -38,8 +42,9 @@ def preset_catalog() -> list[PresetInfo]:
                 groups=spec.groups,
                 width_per_group=spec.width_per_group,
                 stem=spec.stem,
-                input_shape=default_input_shape(spec),
+                input_shape=input_shape,
                 params=sum(p.numel() for p in model.parameters()),
+                macs=count_macs(model, make_input(input_shape, "meta"), "fast").macs,
                 reference=preset.reference,
             )
         )

@@ -17,16 +17,28 @@ def catalog_table(rows: list[PresetInfo]) -> TableData:
             Column("Model"),
             Column("Block"),
             Column("Layers"),
-            Column("Groups x W", "right"),
-            Column("Input HxW"),
+            Column("GxW", "right"),
+            Column("Input"),
             Column("Params", "right"),
+            Column("GMACs", "right"),
         ],
         rows=[
-            [r.name, r.block, ",".join(map(str, r.layers)), f"{r.groups}x{r.width_per_group}", r.input_shape[2:], r.params]
+            [
+                *(r.name, r.block, ",".join(map(str, r.layers)), f"{r.groups}x{r.width_per_group}"),
+                *(r.input_shape[2:], r.params, _giga(r.macs)),
+            ]
             for r in rows
         ],
-        notes=["Any preset takes build flags, e.g. `resnet-cli summary resnet50 --se --stem deep`."],
+        notes=[
+            "GxW: groups x width per group.",
+            "GMACs: 10^9 multiply-accumulates at that input (fvcore); FLOPs = 2 x MACs.",
+            "Any preset takes build flags, e.g. `resnet-cli summary resnet50 --se --stem deep`.",
+        ],
     )
+
+
+def _giga(macs: int) -> str:
+    return f"{macs / 1e9:.2f}"
 
 
 def catalog_json(rows: list[PresetInfo]) -> dict[str, Any]:

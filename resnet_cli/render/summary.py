@@ -36,7 +36,7 @@ def summary_table(summary: ModelSummary) -> TableData:
     extra_keys = [k for k in summary.columns if k not in ("name", "type", "output_shape", "params")]
     columns += [Column(_EXTRA_HEADERS.get(k, k), "right") for k in extra_keys]
     rows = [
-        [layer_label(r), r.type, r.output_shape, r.params, *(r.extra.get(k) for k in extra_keys)]
+        [layer_label(r), r.type, r.output_shape, r.params, *(_extra_cell(k, r.extra.get(k)) for k in extra_keys)]
         for r in summary.layers
     ]
     depth = "all levels" if summary.max_depth is None else f"depth <= {summary.max_depth}"
@@ -48,18 +48,29 @@ def summary_table(summary: ModelSummary) -> TableData:
         ("Parameter memory", f"{format_bytes(totals.param_bytes)} ({request.dtype})"),
         ("Input memory", format_bytes(totals.input_bytes)),
         ("Forward activation memory", format_bytes(totals.activation_bytes)),
+        ("MACs (fvcore)", f"{totals.macs:,}  (FLOPs = 2 x MACs = {2 * totals.macs:,})"),
     ]
     return TableData(
         title=title,
         columns=columns,
         rows=rows,
         footer=footer,
-        notes=["Activation memory sums the new outputs of leaf modules (in-place and identity outputs are not counted)."],
+        notes=[
+            "Activations: each tensor a module returns, once (in-place and view outputs add none).",
+            "MACs: fvcore convention, as `resnet-cli flops` (which shows conv + linear too).",
+        ],
         row_styles=[_stage_style(r) for r in summary.layers],
     )
 
 
-_EXTRA_HEADERS = {"macs": "MACs"}
+_EXTRA_HEADERS = {"macs": "MACs (M)"}
+# Millions keep the table within 80 columns; JSON keeps exact counts.
+_EXTRA_SCALES = {"macs": 1e6}
+
+
+def _extra_cell(key: str, value: Any) -> Any:
+    scale = _EXTRA_SCALES.get(key)
+    return round(value / scale, 2) if scale and isinstance(value, int) else value
 
 
 def summary_json(summary: ModelSummary) -> dict[str, Any]:
