@@ -201,6 +201,7 @@ def bench_one(request: ModelRequest, settings: BenchSettings, progress: Progress
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
             inputs = inputs.contiguous(memory_format=torch.channels_last)
+        model.train(settings.mode == "train")  # before compiling: a later mode switch would recompile
         if settings.compile:
             model = compile_model(model)
         step = make_step(model, inputs, settings, request)
