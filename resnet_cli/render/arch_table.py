@@ -8,12 +8,18 @@ from resnet_cli.analysis.arch_table import HEAD_ROW, POOL_ROW, ArchTable
 from resnet_cli.render.plots import BarPanel
 from resnet_cli.render.table import Column, TableData
 
-PARAMS_ROW, MACS_ROW, GMACS_ROW = "params", "MACs (conv + linear)", "MACs (x10^9)"
+PARAMS_ROW, GMACS_ROW = "params", "MACs x10^9"
 PAPER_GMACS = "1.8, 3.6, 3.8, 7.6, 11.3 x10^9 for resnet18/34/50/101/152"
 
 
 def size_text(size: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in size)
+
+
+def _giga(macs: int) -> str:
+    """MACs in units of 10^9, as the paper prints them: '4.09', small nets '0.0408'."""
+    value = macs / 1e9
+    return f"{value:.2f}" if value >= 1 else f"{value:.3g}"
 
 
 def output_size_cell(table: ArchTable, row: str) -> str:
@@ -28,14 +34,14 @@ def arch_table_data(table: ArchTable) -> TableData:
     for row in table.rows:
         rows.append([row, output_size_cell(table, row), *(c.cells.get(row, "") for c in table.columns)])
     rows.append([PARAMS_ROW, "", *(c.params for c in table.columns)])
-    rows.append([MACS_ROW, "", *(c.macs_conv_linear for c in table.columns)])
-    rows.append([GMACS_ROW, "", *(f"{c.macs_conv_linear / 1e9:.2f}" for c in table.columns)])
+    rows.append([GMACS_ROW, "", *(_giga(c.macs_conv_linear) for c in table.columns)])
     inputs = " / ".join(dict.fromkeys("x".join(map(str, c.request.input_shape)) for c in table.columns))
     placements = sorted({c.downsample_on for c in table.columns if c.downsample_on})
-    stride_note = (
-        "Downsampling: stride 2 in the first block of every stage after the first"
-        + (f"; bottleneck stride on the {' and '.join(placements)} conv" if placements else "")
-        + " (3x3: torchvision / ResNet v1.5; 1x1: the paper, --stride-on 1x1)."
+    stride_note = "Downsampling: stride 2 in the first block of every stage after the first" + (
+        f"; bottleneck stride on the {' and '.join(placements)} conv (3x3: torchvision / ResNet v1.5; "
+        "1x1: the paper, --stride-on 1x1)."
+        if placements
+        else "."
     )
     return TableData(
         title=f"Architectures (He et al. 2015, Table 1)  input {inputs}",
@@ -46,9 +52,9 @@ def arch_table_data(table: ArchTable) -> TableData:
             "d = dilation, fc, [r, c] = squeeze-excitation.",
             stride_note,
             f"MACs count conv + linear only, the convention of the paper's FLOPs row (multiply-adds: {PAPER_GMACS}, "
-            "which --stride-on 1x1 reproduces).",
+            "which --stride-on 1x1 reproduces); exact counts in --format json.",
         ],
-        row_styles=[None] * len(table.rows) + ["bold"] * 3,
+        row_styles=[None] * len(table.rows) + ["bold"] * 2,
     )
 
 

@@ -66,9 +66,10 @@ def block_table(result: BlockComparison) -> TableData:
     rows.append(["output", format_cell(a.output_shape), format_cell(b.output_shape), "", ""])
     rows.append(_metric_row("params", a.params, b.params))
     rows.append(_metric_row("conv MACs/pixel", a.macs_per_pixel, b.macs_per_pixel))
-    rows.append(_metric_row(f"conv MACs {size}", a.conv_macs, b.conv_macs))
+    rows.append(_metric_row(f"conv MACs, {size} in", a.conv_macs, b.conv_macs))
     for op in sorted(set(a.other_macs) | set(b.other_macs)):
-        rows.append(_metric_row(f"{OP_LABELS.get(op, op)} MACs {size}", a.other_macs.get(op, 0), b.other_macs.get(op, 0)))
+        label = f"{OP_LABELS.get(op, op)} MACs, {size} in"
+        rows.append(_metric_row(label, a.other_macs.get(op, 0), b.other_macs.get(op, 0)))
     rows.append(_metric_row("activations f32", a.activation_bytes, b.activation_bytes, format_bytes))
     if result.timing is not None and a.latency_ms is not None and b.latency_ms is not None:
         t = result.timing
