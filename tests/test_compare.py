@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,8 @@ from resnet_cli.analysis.counting import count_module
 from resnet_cli.cli import app
 from resnet_cli.errors import SpecError
 from resnet_cli.spec import parse_model_operand
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 runner = CliRunner()
 
@@ -219,6 +222,7 @@ def test_bad_model_operand_is_a_spec_error(text):
         (["resnet50[colour=red]", "resnet34"], "unknown build flag 'colour'"),
         (["resnet50[layers=3,0]", "resnet34"], "stage 2 has 0 blocks"),
         (["basic", "bottleneck", "--time", "--batch", "0"], "--batch 0"),
+        (["basic", "bottleneck", "--batch", "8"], "add --time"),
     ],
 )
 def test_bad_compare_input_exits_2_with_one_line(args, message):
@@ -226,3 +230,44 @@ def test_bad_compare_input_exits_2_with_one_line(args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    flags=st.fixed_dictionaries(
+        {},
+        optional={
+            "layers": st.lists(st.integers(1, 9), min_size=1, max_size=5).map(lambda v: ",".join(map(str, v))),
+            "se": st.booleans(),
+            "groups": st.integers(1, 64),
+            "stem": st.sampled_from(["imagenet", "deep", "cifar"]),
+            "drop_path": st.sampled_from([0.0, 0.05, 0.2]),
+            "dilate_stages": st.sampled_from(["3,4", "4", ""]),
+        },
+    ),
+    dashes=st.booleans(),
+)
+def test_operand_syntax_round_trips_any_flags(flags, dashes):
+    def key(name: str) -> str:
+        return name.replace("_", "-") if dashes else name
+
+    text = "resnet50[" + ",".join(f"{key(k)}={str(v).lower()}" for k, v in flags.items()) + "]"
+    assert parse_model_operand(text) == ("resnet50", flags)
+
+
+@pytest.mark.parametrize("operands", [["basic", "bottleneck"], ["resnet18", "resnet34"]])
+@pytest.mark.parametrize("fmt", ["csv", "markdown"])
+def test_compare_csv_and_markdown(operands, fmt):
+    result = run("compare", *operands, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(",BasicBlock" if operands[0] == "basic" and fmt == "csv" else ("stage," if fmt == "csv" else "**"))
+
+
+def test_readme_example_is_real_output():
+    text = README.read_text()
+    start = text.index("resnet-cli compare basic bottleneck --channels 256\n```\n\n```text\n")
+    expected = text[start:].split("```text\n", 1)[1].split("```", 1)[0]
+    result = runner.invoke(app, ["compare", "basic", "bottleneck", "--channels", "256"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    assert [line.rstrip() for line in result.stdout.splitlines()] == expected.rstrip("\n").splitlines()

@@ -389,6 +389,8 @@ def compare(
     batch: int | None = None,
 ) -> BlockComparison | NetworkComparison:
     """Compare two blocks (operands basic/bottleneck/se-...) or two networks (MODEL[flag=value,...])."""
+    if batch is not None and time_device is None:
+        raise UserError(f"--batch {batch} sets the batch of --time; add --time (counts are per image)")
     block_flags = [is_block_operand(op) for op in operands]
     if all(block_flags):
         if input_text is not None:
