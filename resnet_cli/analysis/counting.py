@@ -37,7 +37,7 @@ CONV_LINEAR_OPS = ("conv", "linear")  # He et al. Table 1 / torchvision GFLOPS c
 OPERATOR_FORMULAS = {
     "conv": "N x Cout x Cin/groups x kH x kW x Hout x Wout (bias not counted)",
     "linear": "input elements x out_features (bias not counted)",
-    "batch_norm": "2 per input element in eval mode (1 without affine; 5 or 4 when using batch statistics)",
+    "batch_norm": "2 per element in eval (1 if not affine; 5 or 4 with batch stats)",
     "adaptive_avg_pool2d": "1 per input element",
 }
 

@@ -15,7 +15,8 @@ BAR_WIDTH = 10
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 LEGEND = "MAC = one multiply-accumulate; FLOPs = 2 x MACs."
-FVCORE_CONVENTION = "fvcore: conv, linear, BN (2/element), adaptive avg pool (1/element); ReLU, pools, add: 0."
+FVCORE_CONVENTION = "fvcore: conv + linear + BN (2/element) + adaptive avg pool (1/element)."
+ZERO_COST = "ReLU, max/avg pool, residual add and SE multiply: 0 MACs in both conventions."
 CONV_LINEAR_CONVENTION = "conv+linear: He et al. 2015 Table 1, torchvision's GFLOPS."
 ENGINES = {
     "fast": "counter: fast (fvcore's rules from shapes on meta tensors)",
@@ -106,7 +107,7 @@ def _footer(report: FlopsReport) -> list[tuple[str, str]]:
 
 
 def _notes(report: FlopsReport, by: str) -> list[str]:
-    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION]
+    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION, ZERO_COST]
     if by == "operator":
         notes += [f"{op}: {OPERATOR_FORMULAS[op]}" for op in report.count.by_operator if op in OPERATOR_FORMULAS]
     notes.append(ENGINES.get(report.count.engine, f"counter: {report.count.engine}"))
@@ -134,6 +135,7 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
             "macs": FVCORE_CONVENTION,
             "macs_conv_linear": CONV_LINEAR_CONVENTION,
             "flops": LEGEND,
+            "not_counted": ZERO_COST,
         },
         "by_operator": dict(sorted(count.by_operator.items(), key=lambda item: -item[1])),
         "by_stage": {
