@@ -47,7 +47,7 @@ def _build_parameters(default_device: str) -> list[inspect.Parameter]:
         ("num_classes", Annotated[Optional[int], _opt(help="Classifier outputs.")], None),
         ("in_channels", Annotated[Optional[int], _opt(help="Input channels.")], None),
         ("input", Annotated[Optional[str], _opt(
-            "--input", "-i", help="Input NxCxHxW; 3x224x224 = batch 1; 224 = 1x3x224x224. [default: 1x3x224x224, 1x3x32x32 for cifar]",
+            "--input", "-i", help="Input NxCxHxW; 3x224x224 = batch 1; 224 = 1x3x224x224. \\[default: 1x3x224x224; 1x3x32x32 for the cifar stem]",
             panel=RUN)], None),
         ("weights", Annotated[Optional[str], _opt(help="State dict to load strictly into the model.", panel=RUN)], None),
         ("device", Annotated[Literal["meta", "cpu", "cuda"], _opt(
@@ -61,7 +61,7 @@ def with_model_request(default_device: str = "meta") -> Callable[[Callable[..., 
     """Give a command every build flag; the command receives them as one `request: ModelRequest`."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        own = [p for p in inspect.signature(func).parameters.values() if p.name != "request"]
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "request"]
         build = _build_parameters(default_device)
         build_names = [p.name for p in build]
         params = [build[0], *own, *build[1:]]
