@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from resnet_cli.analysis.arch_table import HEAD_ROW, POOL_ROW, ArchTable
@@ -22,6 +23,22 @@ def _giga(macs: int) -> str:
     return f"{value:.2f}" if value >= 1 else f"{value:.3g}"
 
 
+def stacked_cell(text: str, width: int = 10) -> str:
+    """'[1x1, 64; 3x3, 64] x 3' as one layer a line, like the paper's brackets; others break at the last comma."""
+    if not (text.startswith("[") and "] x " in text):
+        return "\n".join(textwrap.wrap(text, width=max(width, 8), break_long_words=False))
+    inner, blocks = text[1:].rsplit("] x ", 1)
+    lines = [f"{layer};" for layer in inner.split("; ")]
+    lines[0], lines[-1] = "[" + lines[0], lines[-1][:-1] + "]"
+    return "\n".join([*lines, f"x {blocks}"])
+
+
+def _cell_width(column: Any) -> int:
+    """Width of the longest layer line in a model's stacked cells."""
+    lines = [line for row, cell in column.cells.items() if cell.startswith("[") for line in stacked_cell(cell).split("\n")]
+    return max((len(line) for line in lines), default=8)
+
+
 def output_size_cell(table: ArchTable, row: str) -> str:
     """The row's output size; models that disagree (e.g. cifar next to imagenet nets) are joined by ' / '."""
     sizes = [size_text(c.output_sizes[row]) for c in table.columns if row in c.output_sizes and c.cells.get(row)]
@@ -32,8 +49,8 @@ def arch_table_data(table: ArchTable) -> TableData:
     """Rows conv1, max pool, conv2_x.., average pool + fc, then params and MACs; one column per model."""
     rows: list[list[Any]] = []
     for row in table.rows:
-        rows.append([row, output_size_cell(table, row), *(c.cells.get(row, "") for c in table.columns)])
-    rows.append([PARAMS_ROW, "", *(c.params for c in table.columns)])
+        rows.append([row.replace(" + ", "\n+ "), output_size_cell(table, row), *(stacked_cell(c.cells.get(row, ""), _cell_width(c)) for c in table.columns)])
+    rows.append([PARAMS_ROW, "", *(f"{c.params / 1e6:.2f} M" for c in table.columns)])
     rows.append([GMACS_ROW, "", *(_giga(c.macs_conv_linear) for c in table.columns)])
     inputs = " / ".join(dict.fromkeys("x".join(map(str, c.request.input_shape)) for c in table.columns))
     placements = sorted({c.downsample_on for c in table.columns if c.downsample_on})
@@ -45,7 +62,7 @@ def arch_table_data(table: ArchTable) -> TableData:
     )
     return TableData(
         title=f"Architectures (He et al. 2015, Table 1)  input {inputs}",
-        columns=[Column("layer name"), Column("output size"), *(Column(c.label) for c in table.columns)],
+        columns=[Column("layer"), Column("output"), *(Column(c.label, min_width=_cell_width(c)) for c in table.columns)],
         rows=rows,
         notes=[
             "Cells are read from the built modules: [kernel, output channels; ...] x blocks; C = groups, "

@@ -23,6 +23,7 @@ class Column:
     header: str
     justify: str = "left"  # "left" | "right"
     style: str | None = None
+    min_width: int | None = None  # keeps short multi-line cells from being folded on narrow terminals
 
 
 @dataclass
@@ -54,13 +55,14 @@ def format_cell(value: Any) -> str:
 
 def to_rich(data: TableData) -> RenderableType:
     """A rich Table with its footer and notes beneath."""
-    table = Table(title=data.title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     for col in data.columns:
-        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold")
+        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold", min_width=col.min_width)
     for i, row in enumerate(data.rows):
         style = data.row_styles[i] if i < len(data.row_styles) else None
         table.add_row(*(cell if isinstance(cell, Text) else format_cell(cell) for cell in row), style=style)
-    parts: list[RenderableType] = [table]
+    # The title goes above the table, not in it, so a narrow table does not wrap it.
+    parts: list[RenderableType] = [Text(data.title, style="bold"), table] if data.title else [table]
     if data.footer:
         width = max(len(label) for label, _ in data.footer)
         parts.append(Text("\n".join(f"{label:<{width}}  {value}" for label, value in data.footer)))
@@ -71,7 +73,7 @@ def to_rich(data: TableData) -> RenderableType:
 def to_markdown(data: TableData) -> str:
     """A GitHub-flavoured Markdown table, with footer lines as a list."""
     def cell(v: Any) -> str:
-        return format_cell(v.plain if isinstance(v, Text) else v).replace("|", "\\|")
+        return one_line(format_cell(v.plain if isinstance(v, Text) else v)).replace("|", "\\|")
 
     lines = [f"**{data.title}**", ""] if data.title else []
     lines.append("| " + " | ".join(c.header for c in data.columns) + " |")
@@ -96,9 +98,16 @@ def to_csv(data: TableData) -> str:
     return buffer.getvalue()
 
 
+def one_line(text: str) -> str:
+    """A cell stacked over several lines for the terminal, as one line for CSV and Markdown."""
+    return " ".join(text.split("\n"))
+
+
 def _raw(value: Any) -> Any:
     if isinstance(value, Text):
-        return value.plain
+        return one_line(value.plain)
+    if isinstance(value, str):
+        return one_line(value)
     if isinstance(value, (tuple, list)):
         return "x".join(str(v) for v in value)
     if value is None:
