@@ -112,8 +112,12 @@ def row_json(report: BenchReport, row: BenchRow) -> dict[str, Any]:
 
 @contextmanager
 def progress_bar(enabled: bool, unit: str = "steps") -> Iterator[Callable[[str, int, int], None] | None]:
-    """A transient rich progress bar on stderr, one line per label; yields its update callback (None if off)."""
-    if not enabled:
+    """A transient rich progress bar on stderr, one line per label; yields its update callback.
+
+    Yields None (no bar) when not `enabled` or when stderr is not a terminal.
+    """
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
         yield None
         return
     progress = Progress(
@@ -122,7 +126,7 @@ def progress_bar(enabled: bool, unit: str = "steps") -> Iterator[Callable[[str, 
         MofNCompleteColumn(),
         TextColumn(unit),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
     )
     tasks: dict[str, TaskID] = {}
