@@ -173,6 +173,13 @@ def test_train_on_a_single_sample_explains_batch_norm():
     assert "use a batch of 2 or more" in result.output
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_clear_line():
+    result = runner.invoke(app, ["bench", "resnet18", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "--device cuda: no CUDA device is available here; use --device cpu" in result.output
+
+
 def test_threads_with_cuda_is_refused():
     request = request_from_flags("resnet18", device="cuda")
     with pytest.raises(UserError, match="--threads sets CPU threads"):

@@ -161,6 +161,8 @@ def run_bench(
 
     from resnet_cli.model import resolve_device
 
+    if request.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
     device = resolve_device(request.device)
     previous_threads = torch.get_num_threads()
     previous_cudnn_benchmark = torch.backends.cudnn.benchmark
