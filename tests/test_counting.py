@@ -20,6 +20,15 @@ from resnet_cli.trace import make_input
 SMALL_INPUT = {"resnet1202": (1, 3, 8, 8)}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """fvcore runs thousands of tiny CPU ops here: one thread avoids thread contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_input(name: str) -> tuple[int, ...]:
     spec = PRESETS[name].spec
     return SMALL_INPUT.get(name, (1, spec.in_channels, 32, 32))

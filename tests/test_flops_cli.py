@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -162,3 +165,22 @@ def test_list_shows_macs_at_each_presets_default_input():
     by_name = {p["name"]: p["macs"] for p in json.loads(result.stdout)["presets"]}
     assert {name: by_name[name] for name in FVCORE_MACS_AT_224} == FVCORE_MACS_AT_224
     assert by_name["resnet20"] == run_json("resnet20")["totals"]["macs"]
+
+
+def test_fvcore_counter_refuses_inputs_that_cannot_fit_in_memory():
+    result = run("resnet50", "--counter", "fvcore", "--input", "100000x3x1024x1024")
+    assert result.exit_code == 2, result.output
+    assert "--counter fvcore --input 100000x3x1024x1024 would allocate" in result.stderr
+    assert "use --counter fast" in result.stderr
+
+
+def test_flops_help_does_not_import_torch():
+    code = (
+        "import sys\nfrom resnet_cli.cli import app\ntry:\n    app(['flops', '--help'])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "100"}
+    )
+    assert "--counter" in proc.stdout and "--optimizer" in proc.stdout
+    assert proc.stdout.strip().endswith("False"), proc.stdout + proc.stderr
