@@ -7,6 +7,7 @@ the grid's mean depth); the target is the full grid within 60 s on 2 cores.
 
 from __future__ import annotations
 
+import os
 import time
 
 from resnet_cli.analysis.sweep import default_workers, parse_vary, run_sweep
@@ -22,26 +23,31 @@ GRID = [
 ]  # 5 x 5 x 2 x 5 x 2 x 2 = 1,000 variants
 
 
-def timed_sweep(varies: list, workers: int) -> tuple[int, float]:
-    started = time.perf_counter()
+def timed_sweep(varies: list, workers: int) -> tuple[int, float, float]:
+    """Variants, wall seconds, and CPU seconds of this process (the work itself when workers=1)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = run_sweep(request_from_flags("resnet50"), varies, workers=workers)
-    return len(result.variants) + len(result.skipped), time.perf_counter() - started
+    count = len(result.variants) + len(result.skipped)
+    return count, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def main() -> None:
     varies = [parse_vary(text) for text in GRID]
     cores = default_workers()
 
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     one_grid = [parse_vary("layers=3,4,6,3"), *varies[1:]]
-    count, seconds = timed_sweep(one_grid, workers=1)
+    count, seconds, cpu = timed_sweep(one_grid, workers=1)
     one_rate = count / seconds
-    print(f"1 worker     : {count:5d} variants in {seconds:6.1f} s = {one_rate:6.1f} variants/s")
+    print(f"1 worker     : {count:5d} variants in {seconds:6.1f} s = {one_rate:6.1f} variants/s "
+          f"({1000 * cpu / count:.0f} ms of CPU per variant)")
 
-    count, seconds = timed_sweep(varies, workers=cores)
+    count, seconds, _ = timed_sweep(varies, workers=cores)
     rate = count / seconds
     print(f"{cores} workers    : {count:5d} variants in {seconds:6.1f} s = {rate:6.1f} variants/s")
     print(f"speedup from {cores} workers: {rate / one_rate:.2f}x (includes starting the workers)")
     print(f"1,000 resnet50 variants: {1000 / rate:.1f} s (target: within 60 s on 2 cores)")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other jobs on the cores slow both runs)")
 
 
 if __name__ == "__main__":
