@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +16,6 @@ from resnet_cli.analysis.counting import count_module
 from resnet_cli.cli import app
 from resnet_cli.errors import SpecError
 from resnet_cli.spec import parse_model_operand
-
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 runner = CliRunner()
 
@@ -262,12 +259,3 @@ def test_compare_csv_and_markdown(operands, fmt):
     assert result.exit_code == 0, result.output
     first = result.stdout.splitlines()[0]
     assert first.startswith(",BasicBlock" if operands[0] == "basic" and fmt == "csv" else ("stage," if fmt == "csv" else "**"))
-
-
-def test_readme_example_is_real_output():
-    text = README.read_text()
-    start = text.index("resnet-cli compare basic bottleneck --channels 256\n```\n\n```text\n")
-    expected = text[start:].split("```text\n", 1)[1].split("```", 1)[0]
-    result = runner.invoke(app, ["compare", "basic", "bottleneck", "--channels", "256"], env={"COLUMNS": "100"})
-    assert result.exit_code == 0, result.output
-    assert [line.rstrip() for line in result.stdout.splitlines()] == expected.rstrip("\n").splitlines()

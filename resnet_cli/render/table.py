@@ -65,7 +65,7 @@ def to_rich(data: TableData) -> RenderableType:
     parts: list[RenderableType] = [Text(data.title, style="bold"), table] if data.title else [table]
     if data.footer:
         width = max(len(label) for label, _ in data.footer)
-        parts.append(Text("\n".join(f"{label:<{width}}  {value}" for label, value in data.footer)))
+        parts.append(Text("\n" + "\n".join(f"{label:<{width}}  {value}" for label, value in data.footer)))
     parts.extend(Text(note, style="dim") for note in data.notes)
     return Group(*parts)
 
