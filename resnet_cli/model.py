@@ -176,7 +176,7 @@ def make_stages(spec: ResNetSpec) -> dict[str, nn.Sequential]:
     drop_rates = [spec.drop_path * i / max(spec.num_blocks - 1, 1) for i in range(spec.num_blocks)]
     stages: dict[str, nn.Sequential] = {}
     in_ch, dilation, block_index = spec.stem_width, 1, 0
-    for stage, (depth, planes) in enumerate(zip(spec.layers, spec.widths)):
+    for stage, (depth, planes) in enumerate(zip(spec.layers, spec.widths, strict=True)):
         stride = 1 if stage == 0 else 2
         first_dilation = dilation
         if stage + 1 in spec.dilate_stages:

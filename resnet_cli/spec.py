@@ -257,7 +257,7 @@ def parse_input_shape(text: str | None, spec: ResNetSpec) -> tuple[int, int, int
         raise SpecError(
             f"--input {text} has {len(dims)} dimensions; the model needs a 4-D NxCxHxW input such as 1x3x224x224"
         )
-    for name, value in zip("NCHW", dims):
+    for name, value in zip("NCHW", dims, strict=True):
         if value < 1:
             raise SpecError(f"--input {text}: {name}={value}; every dimension must be at least 1")
     if dims[1] != spec.in_channels:

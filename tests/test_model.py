@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -278,7 +280,7 @@ def test_num_classes_and_in_channels():
 
 def test_spec_is_immutable_and_hashable():
     spec = ResNetSpec()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.block = "basic"  # type: ignore[misc]
     assert hash(spec) == hash(ResNetSpec(layers=[3, 4, 6, 3]))
 
