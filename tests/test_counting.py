@@ -15,6 +15,7 @@ from resnet_cli.analysis.counting import (
     count_macs,
     count_module,
     count_request,
+    count_traced,
     unknown_module_types,
 )
 from resnet_cli.errors import SpecError, UserError
@@ -194,3 +195,12 @@ def test_meta_batch_norm_cache_returns_what_the_meta_kernel_returns(dtype, train
     assert len(cache.outputs) == 1
     for out in (first, second):
         assert (out.shape, out.stride(), out.dtype) == (expected.shape, expected.stride(), expected.dtype)
+
+
+def test_before_fvcore_runs_only_when_fvcore_counts():
+    calls = []
+    model = nn.Sequential(nn.Linear(4, 4))
+    count_traced(model, (torch.zeros(2, 4),), "auto", before_fvcore=calls.append)
+    assert calls == []
+    count_traced(nn.Sequential(nn.Linear(4, 4), Doubler()), (torch.zeros(2, 4),), "auto", before_fvcore=calls.append)
+    assert len(calls) == 1 and calls[0].ok

@@ -356,13 +356,15 @@ def count_traced(
     *,
     observers: Iterable[TraceObserver] = (),
     check: TraceCheck | None = None,
+    before_fvcore: TraceCheck | None = None,
 ) -> tuple[ModelTrace, MacCount]:
     """The trace (records annotated with "macs") and the MAC count, for callers that show layers too.
 
-    `observers` ride along on the same trace; `check(trace)` runs before counting and may raise.
+    `observers` ride along on the same trace; `check(trace)` runs before counting and may raise;
+    `before_fvcore(trace)` runs only when fvcore is about to count (e.g. to refuse a huge input).
     With the fvcore engine the records carry fvcore's per-module counts.
     """
-    return _count(model, inputs, counter, observers, check)
+    return _count(model, inputs, counter, observers, check, before_fvcore)
 
 
 def _check_counter(counter: str) -> None:
@@ -376,6 +378,7 @@ def _count(
     counter: str,
     observers: Iterable[TraceObserver] = (),
     check: TraceCheck | None = None,
+    before_fvcore: TraceCheck | None = None,
 ) -> tuple[ModelTrace, MacCount]:
     _check_counter(counter)
     unknown = unknown_module_types(model)
@@ -386,6 +389,8 @@ def _count(
     trace, fast = _fast_count(model, inputs, observers, check)
     if counter == "fast" or (counter == "auto" and not unknown):
         return trace, fast
+    if before_fvcore is not None:
+        before_fvcore(trace)
     count = _fvcore_count(model, inputs)
     if counter == "auto":
         count.note = f"counted with fvcore: the fast engine does not know {', '.join(unknown)}"
@@ -459,13 +464,11 @@ def flops_report(
     trace, count = count_traced(
         model,
         (inputs,),
-        "fast" if counter == "fvcore" else counter,
+        counter,
         observers=[activations],
         check=lambda t: check_trace(t, request),
+        before_fvcore=lambda t: _check_fits_in_memory(activations.elements, request),
     )
-    if counter == "fvcore":
-        _check_fits_in_memory(activations.elements, request)
-        trace, count = _with_fvcore(model, inputs, trace)
     params = list(model.parameters())
     memory = estimate_memory(
         params=sum(p.numel() for p in params),
@@ -490,12 +493,6 @@ def flops_report(
         max_depth=max_depth,
         notes=[count.note] if count.note else [],
     )
-
-
-def _with_fvcore(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> tuple[ModelTrace, MacCount]:
-    count = _fvcore_count(model, (inputs,))
-    _annotate_from_count(trace, count)
-    return trace, count
 
 
 def _annotate_from_count(trace: ModelTrace, count: MacCount) -> None:
