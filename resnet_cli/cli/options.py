@@ -8,6 +8,7 @@ from typing import Annotated, Any, Callable, Literal, Optional
 
 import typer
 
+from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags
 
 BUILD = "Build flags (override the preset field by field)"
@@ -57,19 +58,52 @@ def _build_parameters(default_device: str) -> list[inspect.Parameter]:
     return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in specs]
 
 
-def with_model_request(default_device: str = "meta") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command every build flag; the command receives them as one `request: ModelRequest`."""
+USER_MODEL_HELP = (
+    "Preset name, 'custom' (= resnet50's spec changed by the flags), or your own model: "
+    "path/to/file.py:factory or package.module:attr (a function or nn.Module class, or a module instance)."
+)
+ModelArgOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--arg", help="key=value passed to your model's factory (repeatable); values are Python literals.",
+                 rich_help_panel=RUN, show_default=False),
+]
+
+
+def with_model_request(
+    default_device: str = "meta", user_models: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command every build flag; the command receives them as one `request: ModelRequest`.
+
+    With `user_models`, MODEL may also name the user's own model (plus `--arg key=value`); the command then
+    receives a `resnet_cli.user_model.UserModelRequest` instead.
+    """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "request"]
         build = _build_parameters(default_device)
         build_names = [p.name for p in build]
+        if user_models:
+            model_param = build[0].replace(annotation=Annotated[Optional[str], typer.Argument(
+                help=USER_MODEL_HELP, show_default=False, rich_help_panel=RUN)])
+            arg_param = inspect.Parameter("arg", inspect.Parameter.KEYWORD_ONLY, annotation=ModelArgOption, default=None)
+            build = [model_param, *build[1:], arg_param]
         params = [build[0], *own, *build[1:]]
 
         @functools.wraps(func)
         def command(**kwargs: Any) -> Any:
             flags = {name: kwargs.pop(name) for name in build_names}
             model = flags.pop("model")
+            if user_models:
+                from resnet_cli.user_model import is_user_model_reference, user_model_request
+
+                model_args = kwargs.pop("arg")
+                if is_user_model_reference(model):
+                    return func(request=user_model_request(model, model_args, **flags), **kwargs)
+                if model_args:
+                    raise UserError(
+                        f"--arg {model_args[0]}: arguments go to your own model (path/to/file.py:factory or "
+                        f"package.module:attr), but MODEL {model or 'custom'!r} is a preset"
+                    )
             return func(request=request_from_flags(model, **flags), **kwargs)
 
         del command.__wrapped__  # Typer must read the new signature, not the original one

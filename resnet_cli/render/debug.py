@@ -1,0 +1,255 @@
+"""ShapeReport -> a rich tree of shapes and, for a broken model, the where / why / fix report; JSON and tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from resnet_cli.analysis.diagnosis import ShapeReport
+from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.trace import LayerRecord
+
+NO_PROBLEMS = "no shape problems"
+_KIND_TITLES = {
+    "residual_add_mismatch": "residual add mismatch",
+    "expansion_mismatch": "expansion mismatch",
+    "conv_channels": "conv receives the wrong number of channels",
+    "classifier_mismatch": "classifier mismatch",
+    "missing_attribute": "attribute used in forward but never set in __init__",
+    "dtype_mismatch": "dtype mismatch",
+    "device_mismatch": "device mismatch",
+    "input_too_small": "input too small",
+    "unrecognised": "unrecognised error",
+}
+
+
+def report_renderable(report: ShapeReport, max_depth: int | None = None) -> RenderableType:
+    """The `table` format: the shape tree, then 'no shape problems' or the failure report."""
+    parts: list[RenderableType] = [Text(_title(report), style="bold"), shape_tree(report, max_depth)]
+    if report.ok:
+        parts.append(Text(NO_PROBLEMS, style="bold green"))
+    else:
+        parts.append(Text(""))
+        parts.append(failure_renderable(report))
+    return Group(*parts)
+
+
+def shape_tree(report: ShapeReport, max_depth: int | None = None) -> Tree:
+    """Every module call as a tree: input -> output shapes, channel/spatial changes, residual blocks marked."""
+    root_record = report.records[0] if report.records else None
+    root = Tree(_node_label(root_record) if root_record else Text(report.model), guide_style="dim")
+    nodes: dict[int, Tree] = {root_record.order: root} if root_record else {}
+    for record in report.records[1:]:
+        if not _shown(record, max_depth) or record.parent not in nodes:
+            continue
+        nodes[record.order] = nodes[record.parent].add(_node_label(record, failing=record is report.failing))
+    return root
+
+
+def failure_renderable(report: ShapeReport) -> RenderableType:
+    """Where it broke, the error as raised, the shapes around it, the diagnosis and the fix."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    failing, location, diagnosis = report.failing, report.location, report.diagnosis
+    grid.add_row("Problem", Text(_KIND_TITLES.get(diagnosis.kind, diagnosis.kind), style="bold red"))
+    if failing is not None:
+        grid.add_row("Module", f"{failing.name or '(model)'} ({failing.type})")
+        path = _path(report)
+        if len(path) > 1:
+            grid.add_row("Inside", " > ".join(path[:-1]))
+    if location is not None:
+        grid.add_row("Code", f"{location.file}:{location.line} in {location.function}")
+        grid.add_row("", Text(location.code, style="cyan"))
+    if report.error:
+        grid.add_row("Error", Text(report.error, style="red"))
+    grid.add_row("Shapes", shapes_table(report))
+    grid.add_row("Diagnosis", diagnosis.summary)
+    grid.add_row("Fix", Text(diagnosis.fix, style="green"))
+    return grid
+
+
+def shapes_table(report: ShapeReport) -> Table:
+    """What entered the failing module and what each of its finished children produced."""
+    table = Table.grid(padding=(0, 2))
+    failing = report.failing
+    if failing is None:
+        table.add_row("input", _shapes(tuple(report.input_shape)))
+        return table
+    table.add_row(Text(f"entered {failing.name or '(model)'}"), _shapes(failing.input_shapes), "")
+    for child in report.children:
+        table.add_row(f"  {child.name} ({child.type})", _shapes(child.output_shapes), _change_text(child))
+    if failing.finished and failing.output_shape is not None:
+        table.add_row(Text(f"left {failing.name}"), _shapes(failing.output_shapes), "")
+    return table
+
+
+def debug_json(report: ShapeReport) -> dict[str, Any]:
+    """The `debug-shapes --format json` object: the same report as data."""
+    problem = None
+    if not report.ok:
+        failing, location, diagnosis = report.failing, report.location, report.diagnosis
+        problem = {
+            "kind": diagnosis.kind,
+            "module": failing.name if failing else None,
+            "type": failing.type if failing else None,
+            "inside": _path(report)[:-1],
+            "file": location.file if location else None,
+            "line": location.line if location else None,
+            "function": location.function if location else None,
+            "code": location.code if location else None,
+            "error": report.error,
+            "input_shapes": [list(s) for s in failing.input_shapes] if failing else [list(report.input_shape)],
+            "children": [
+                {"name": c.name, "type": c.type, "output_shapes": [list(s) for s in c.output_shapes]}
+                for c in report.children
+            ],
+            "diagnosis": diagnosis.summary,
+            "fix": diagnosis.fix,
+        }
+    return {
+        "model": report.model,
+        "input_shape": list(report.input_shape),
+        "device": report.device,
+        "dtype": report.dtype,
+        "ok": report.ok,
+        "message": NO_PROBLEMS if report.ok else None,
+        "problem": problem,
+        "layers": [_layer_json(r) for r in report.records],
+    }
+
+
+def debug_table(report: ShapeReport, max_depth: int | None = None) -> TableData:
+    """Per-call rows for csv/markdown, with the verdict (or diagnosis and fix) as notes."""
+    rows = [
+        [r.name or "(model)", r.type, _first(r.input_shapes), _first(r.output_shapes) if r.finished else "(failed)",
+         _change_text(r).plain, _residual_text(r)]
+        for r in report.records
+        if r.depth == 0 or _shown(r, max_depth)
+    ]  # fmt: skip
+    if report.ok:
+        notes = [NO_PROBLEMS]
+    else:
+        location = report.location
+        notes = [f"Problem: {_KIND_TITLES.get(report.diagnosis.kind, report.diagnosis.kind)}"]
+        if report.failing is not None:
+            notes.append(f"Module: {report.failing.name or '(model)'} ({report.failing.type})")
+        if location is not None:
+            notes.append(f"Code: {location.file}:{location.line}: {location.code}")
+        notes += [f"Error: {report.error}", f"Diagnosis: {report.diagnosis.summary}", f"Fix: {report.diagnosis.fix}"]
+    return TableData(
+        title=_title(report),
+        columns=[Column("Layer"), Column("Type"), Column("Input"), Column("Output"), Column("Change"),
+                 Column("Residual")],  # fmt: skip
+        rows=rows,
+        notes=notes,
+    )
+
+
+def _title(report: ShapeReport) -> str:
+    return (
+        f"debug-shapes {report.model}  input {format_cell(report.input_shape)}  "
+        f"(device {report.device}, {report.dtype})"
+    )
+
+
+def _shown(record: LayerRecord, max_depth: int | None) -> bool:
+    # Disabled options are nn.Identity in resnet-cli's own models: nothing to show.
+    if record.type == "Identity" and record.finished:
+        return False
+    return max_depth is None or record.depth <= max_depth
+
+
+def _node_label(record: LayerRecord, failing: bool = False) -> Text:
+    label = Text()
+    name = record.name or record.type
+    suffix = f" (call {record.call_index + 1})" if record.call_index else ""
+    label.append(name + suffix, style="bold red" if failing or not record.finished else "bold" if record.depth == 1 else "")
+    if record.name:
+        label.append(f" {record.type}", style="dim")
+    label.append(f"  {_first(record.input_shapes)} -> ")
+    if record.finished:
+        label.append(_first(record.output_shapes))
+    else:
+        label.append("failed", style="bold red")
+    change = _change_text(record)
+    if change.plain:
+        label.append("  ")
+        label.append_text(change)
+    residual = _residual_text(record)
+    if residual:
+        label.append(f"  [{residual}]", style="green")
+    return label
+
+
+def _change_text(record: LayerRecord) -> Text:
+    text = Text()
+    if not record.finished or not record.input_shapes or not record.output_shapes:
+        return text
+    before, after = record.input_shapes[0], record.output_shapes[0]
+    if len(before) >= 2 and len(after) >= 2 and before[1] != after[1] and len(before) == len(after):
+        text.append(f"channels {before[1]}->{after[1]}", style="yellow")
+    if len(before) >= 3 and len(after) >= 3 and before[2:] != after[2:]:
+        if text.plain:
+            text.append(", ")
+        text.append(f"spatial {format_cell(before[2:])}->{format_cell(after[2:])}", style="cyan")
+    return text
+
+
+def _residual_text(record: LayerRecord) -> str:
+    residual = record.extra.get("residual")
+    if not residual:
+        return ""
+    shortcut = residual["shortcut_from"]
+    return f"residual, shortcut {shortcut}" if shortcut else "residual, identity shortcut"
+
+
+def _path(report: ShapeReport) -> list[str]:
+    """The calls that enclose the failing one, outermost first, ending with it."""
+    if report.failing is None:
+        return []
+    by_order = {r.order: r for r in report.records}
+    chain, record = [], report.failing
+    while record is not None:
+        chain.append(f"{record.name or '(model)'} ({record.type})")
+        record = by_order.get(record.parent) if record.parent is not None else None
+    return chain[::-1]
+
+
+def _first(shapes: tuple) -> str:
+    return format_cell(shapes[0]) if shapes else ""
+
+
+def _shapes(shapes: tuple) -> str:
+    return ", ".join(format_cell(s) for s in shapes) if shapes else "(no tensors)"
+
+
+def _layer_json(record: LayerRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "type": record.type,
+        "depth": record.depth,
+        "call_index": record.call_index,
+        "finished": record.finished,
+        "input_shapes": [list(s) for s in record.input_shapes],
+        "output_shapes": [list(s) for s in record.output_shapes],
+        "input_dtypes": list(record.input_dtypes),
+        "output_dtypes": list(record.output_dtypes),
+        "change": _change_text(record).plain or None,
+        "residual": _residual_json(record.extra.get("residual")),
+    }
+
+
+def _residual_json(residual: dict[str, Any] | None) -> dict[str, Any] | None:
+    if residual is None:
+        return None
+    return {
+        "main": list(residual["main"]),
+        "main_from": residual["main_from"],
+        "shortcut": list(residual["shortcut"]),
+        "shortcut_from": residual["shortcut_from"],
+    }

@@ -1,0 +1,322 @@
+"""The user's own model, named `path/to/file.py:factory` or `package.module:attr`, built without touching the original.
+
+The attribute may be a function returning an `nn.Module`, an `nn.Module` subclass, or a module instance.
+Factories and classes are called under `torch.device(...)`, so nothing is allocated on meta; an instance is
+deep-copied before it is moved, so the user's object keeps its device, mode and hooks. Importing this module does
+not import torch (the CLI parses MODEL before any command runs).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resnet_cli.errors import UserError
+from resnet_cli.spec import DEVICES, DTYPES, SpecError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+DEFAULT_INPUT = (1, 3, 224, 224)
+
+
+@dataclass(frozen=True)
+class UserModelRequest:
+    """A model from the user's code, the keyword arguments for its factory, and the input to run it on."""
+
+    reference: str  # "path/to/file.py:factory" or "package.module:attr"
+    kwargs: tuple[tuple[str, Any], ...]
+    input_shape: tuple[int, ...]
+    device: str = "meta"
+    dtype: str = "float32"  # the input's dtype; the model keeps its own
+    weights: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.reference
+
+
+def is_user_model_reference(text: str | None) -> bool:
+    """True for 'file.py:attr', 'package.module:attr' and 'file.py'; preset names never look like that."""
+    return bool(text) and (":" in text or text.endswith(".py"))  # type: ignore[union-attr]
+
+
+def parse_model_args(items: list[str] | None) -> dict[str, Any]:
+    """--arg key=value pairs as keyword arguments; values are Python literals (10, 0.5, True, (3, 4)) or strings."""
+    kwargs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UserError(f"--arg {item!r}: write key=value with a Python name as key, e.g. --arg num_classes=10")
+        try:
+            kwargs[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key] = value.strip()
+    return kwargs
+
+
+def parse_user_input_shape(text: str | None) -> tuple[int, ...]:
+    """--input for a user model: 'NxCxHxW', 'CxHxW' (batch 1) or 'S' (1x3xSxS); None gives 1x3x224x224."""
+    if text is None:
+        return DEFAULT_INPUT
+    parts = text.lower().replace("×", "x").replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise SpecError(f"--input {text!r} is not a shape; use NxCxHxW such as 1x3x224x224") from None
+    if len(dims) == 1:
+        dims = (1, 3, dims[0], dims[0])
+    elif len(dims) == 3:
+        dims = (1, *dims)
+    elif len(dims) != 4:
+        raise SpecError(f"--input {text} has {len(dims)} dimensions; give NxCxHxW such as 1x3x224x224")
+    for name, value in zip("NCHW", dims, strict=True):
+        if value < 1:
+            raise SpecError(f"--input {text}: {name}={value}; every dimension must be at least 1")
+    return dims
+
+
+def user_model_request(
+    reference: str,
+    args: list[str] | None,
+    *,
+    input: str | None = None,
+    device: str = "meta",
+    dtype: str = "float32",
+    weights: str | None = None,
+    **build_flags: Any,
+) -> UserModelRequest:
+    """A UserModelRequest from raw flag values; build flags are refused (they describe presets, not user code)."""
+    given = [name for name, value in build_flags.items() if value is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UserError(
+            f"{flag} changes a preset, but {reference} is your own model; change it in your code "
+            f"or pass it to the factory with --arg key=value"
+        )
+    if device not in DEVICES:
+        raise SpecError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+    if dtype not in DTYPES:
+        raise SpecError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return UserModelRequest(
+        reference=reference,
+        kwargs=tuple(parse_model_args(args).items()),
+        input_shape=parse_user_input_shape(input),
+        device=device,
+        dtype=dtype,
+        weights=weights,
+    )
+
+
+def build_user_model(request: UserModelRequest) -> nn.Module:
+    """Build the referenced model on `request.device` (weights loaded if given); the user's objects stay untouched."""
+    import torch
+    from torch import nn
+
+    from resnet_cli.model import load_weights, resolve_device
+
+    device = resolve_device(request.device)
+    build_device = torch.device("cpu") if request.weights else device
+    kwargs = dict(request.kwargs)
+    target_text, attr = _split(request.reference)
+    folder = _source_folder(target_text)
+    with _on_sys_path(folder):
+        target = _resolve(request.reference, target_text, attr)
+        if isinstance(target, nn.Module):
+            if kwargs:
+                raise UserError(
+                    f"--arg {next(iter(kwargs))}=...: {request.reference} is a module instance, which takes no "
+                    f"arguments; point MODEL at a class or function to pass arguments"
+                )
+            try:
+                model = copy.deepcopy(target)  # the user's instance is never moved or hooked
+            except Exception as exc:
+                raise UserError(f"{request.reference}: the module instance cannot be copied ({_one_line(exc)}); "
+                                f"point MODEL at a function that builds it") from None
+            model = model.to(build_device)
+        elif callable(target):
+            model = _call_factory(request.reference, target, kwargs, build_device)
+        else:
+            raise UserError(
+                f"{request.reference} is a {type(target).__name__}, not an nn.Module, an nn.Module class "
+                f"or a function returning one"
+            )
+    if request.weights:
+        load_weights(model, request.weights)
+        model = model.to(device)
+    return model
+
+
+def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: Any) -> nn.Module:
+    import torch
+    from torch import nn
+
+    label = f"{reference}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    try:
+        with device:
+            model = factory(**kwargs)
+    except Exception as exc:
+        if device.type != "meta":
+            raise UserError(f"{label} raised {_one_line(exc)}{_where(exc)}") from None
+        # Some factories need real tensors (loading weights, .item()); build on cpu, then move the result.
+        try:
+            with torch.device("cpu"):
+                model = factory(**kwargs)
+        except Exception as cpu_exc:
+            raise UserError(f"{label} raised {_one_line(cpu_exc)}{_where(cpu_exc)}") from None
+        model = model.to(device) if isinstance(model, nn.Module) else model
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{label} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _split(reference: str) -> tuple[str, str]:
+    """'a/b.py:make' -> ('a/b.py', 'make'); the attribute may be dotted ('pkg.mod:Builder.small')."""
+    if ":" not in reference:
+        return reference, ""
+    target, _, attr = reference.rpartition(":")
+    return target, attr
+
+
+def _is_file(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or os.sep in target
+
+
+def _source_folder(target: str) -> str:
+    # As `python file.py` does, the file's own folder is importable; for package.module, the working directory.
+    return str(Path(target).resolve().parent) if _is_file(target) else os.getcwd()
+
+
+@contextlib.contextmanager
+def _on_sys_path(folder: str) -> Iterator[None]:
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+
+
+def _resolve(reference: str, target: str, attr: str) -> Any:
+    module = _import_file(reference, Path(target)) if _is_file(target) else _import_module(reference, target)
+    if not attr:
+        found = _candidates(module)
+        example = f"{target}:{found[0]}" if found else f"{target}:build_model"
+        listed = f" (found: {', '.join(found)})" if found else ""
+        raise UserError(f"{reference}: name what to build after a colon, e.g. {example}{listed}")
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            found = _candidates(module)
+            listed = f"; models and factories there: {', '.join(found)}" if found else ""
+            raise UserError(f"{reference}: {target} has no attribute {part!r}{listed}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _import_file(reference: str, path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"{reference}: no such file {path}")
+    name = f"resnet_cli_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{reference}: {path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise UserError(f"{reference}: importing {path} raised {_one_line(exc)}{_where(exc)}") from None
+    return module
+
+
+def _import_module(reference: str, name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise UserError(
+                f"{reference}: no module named {exc.name!r} (run from the folder that contains it, add it to "
+                f"PYTHONPATH, or give a file path such as path/to/{name.replace('.', '/')}.py:ATTR)"
+            ) from None
+        raise UserError(f"{reference}: importing {name} raised {_one_line(exc)}{_where(exc)}") from None
+    except Exception as exc:
+        raise UserError(f"{reference}: importing {name} raised {_one_line(exc)}{_where(exc)}") from None
+
+
+def _candidates(module: Any) -> list[str]:
+    """Names in `module` that could be built: nn.Module classes, functions and instances defined there."""
+    import inspect
+
+    from torch import nn
+
+    found = []
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, nn.Module):
+            found.append(name)
+        elif (inspect.isclass(value) and issubclass(value, nn.Module)) or inspect.isfunction(value):
+            if getattr(value, "__module__", None) == module.__name__:
+                found.append(name)
+    return found
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f" ({exc.filename}:{exc.lineno})"
+    frame = innermost_user_frame(exc)
+    return f" ({frame.filename}:{frame.lineno})" if frame else ""
+
+
+def innermost_user_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost traceback frame in the user's code: outside torch, the standard library and resnet_cli.
+
+    resnet_cli's model.py counts as user code, so a preset's failure points into the block that raised.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        if _is_user_file(frame.filename):
+            return frame
+    return None
+
+
+def _is_user_file(filename: str) -> bool:
+    path = Path(filename).resolve()
+    package = Path(__file__).resolve().parent
+    if path.is_relative_to(package):
+        return path == package / "model.py"
+    if filename.startswith("<"):
+        return False
+    return not any(path.is_relative_to(folder) for folder in _library_folders())
+
+
+def _library_folders() -> list[Path]:
+    import sysconfig
+
+    folders = {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "purelib", "platlib")}
+    torch_module = sys.modules.get("torch")
+    if torch_module is not None and getattr(torch_module, "__file__", None):
+        folders.add(Path(torch_module.__file__).resolve().parent)
+    return sorted(folders)
