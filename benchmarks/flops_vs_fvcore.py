@@ -27,15 +27,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FVCORE_SCRIPT = """
 import sys
+import time
 import torch
 from fvcore.nn import FlopCountAnalysis
 from resnet_cli.model import build_model
 
 model = build_model(sys.argv[1]).eval()
 inputs = torch.randn(*map(int, sys.argv[2].split("x")))
+started = time.perf_counter()
 with torch.no_grad():
     analysis = FlopCountAnalysis(model, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    print(analysis.total())
+    total = analysis.total()
+print(time.perf_counter() - started)
+print(total)
 """
 
 FLOOR_SCRIPT = "import torch; torch.empty(1, device='meta') + 1"
@@ -71,6 +75,21 @@ def timed_cli(model: str, shape: str) -> tuple[float, int, int]:
     return seconds, peak, json.loads(out)["totals"]["macs"]
 
 
+def in_process_fast_count(model: str, shape: str, rounds: int) -> float:
+    """Median seconds of the fast engine in this process, after one warm-up: build on meta and count."""
+    from resnet_cli.analysis.counting import count_request
+    from resnet_cli.spec import request_from_flags
+
+    request = request_from_flags(model, input=shape)
+    count_request(request, "fast")
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        count_request(request, "fast")
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="CLI runs per configuration")
@@ -79,7 +98,7 @@ def main() -> None:
 
     model, shape = "resnet152", "64x3x224x224"
     print(f"1. {model} --input {shape}, whole processes, {os.cpu_count()} cores")
-    cli_times, fv_times, cli_macs, fv_macs = [], [], set(), set()
+    cli_times, fv_times, fv_count_times, cli_macs, fv_macs = [], [], [], set(), set()
     for i in range(max(args.rounds, args.fvcore_rounds)):
         if i < args.rounds:
             seconds, _, macs = timed_cli(model, shape)
@@ -87,13 +106,21 @@ def main() -> None:
             cli_macs.add(macs)
         if i < args.fvcore_rounds:
             seconds, _, out = run_process(fvcore_script(model, shape))
+            count_seconds, total = out.strip().splitlines()[-2:]
             fv_times.append(seconds)
-            fv_macs.add(int(out.strip().splitlines()[-1]))
+            fv_count_times.append(float(count_seconds))
+            fv_macs.add(int(total))
     cli_s, fv_s = statistics.median(cli_times), statistics.median(fv_times)
     equal = cli_macs == fv_macs and len(cli_macs) == 1
     print(f"   resnet-cli flops   {cli_s:6.2f} s   MACs {sorted(cli_macs)}")
     print(f"   fvcore script      {fv_s:6.2f} s   MACs {sorted(fv_macs)}")
     print(f"   totals equal: {'yes' if equal else 'NO'}   speed-up: {fv_s / cli_s:.1f}x (target >= 10x)")
+    fast_s = in_process_fast_count(model, shape, args.rounds)
+    fv_count_s = statistics.median(fv_count_times)
+    print(
+        f"   counting alone, in a warm process (model built, imports done): fast engine {fast_s:.2f} s, "
+        f"fvcore {fv_count_s:.2f} s, {fv_count_s / fast_s:.0f}x"
+    )
 
     print("\n2. resnet-cli flops across batch and resolution (median seconds, peak RSS)")
     for model, shape in [
