@@ -167,6 +167,19 @@ def test_bad_options_exit_2_in_one_line(args, message):
     assert "Traceback" not in result.output
 
 
+def test_running_out_of_memory_while_building_is_one_line(monkeypatch):
+    import resnet_cli.model
+
+    def out_of_memory(request):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 60211200000 bytes.")
+
+    monkeypatch.setattr(resnet_cli.model, "instantiate", out_of_memory)
+    result = runner.invoke(app, ["bench", "resnet18", "--input", "100000x3x224x224"])
+    assert result.exit_code == 2
+    assert "--input 100000x3x224x224: cannot allocate the model and input on cpu (DefaultCPUAllocator" in result.output
+    assert "use a smaller batch or model" in result.output
+
+
 def test_train_on_a_single_sample_explains_batch_norm():
     result = runner.invoke(app, ["bench", "resnet18", "--input", "1x3x32x32", "--mode", "train", "--iters", "1"])
     assert result.exit_code == 2

@@ -199,7 +199,14 @@ def bench_one(request: ModelRequest, settings: BenchSettings, progress: Progress
 
     label = settings.label
     with peak_memory(request.device) as memory:
-        model, inputs = instantiate(request)
+        try:
+            model, inputs = instantiate(request)
+        except (RuntimeError, MemoryError) as exc:  # out of memory, on either device
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(
+                f"--input {_shape(request.input_shape)}: cannot allocate the model and input on {request.device} "
+                f"({message}); use a smaller batch or model"
+            ) from None
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
             inputs = inputs.contiguous(memory_format=torch.channels_last)
