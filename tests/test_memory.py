@@ -62,3 +62,9 @@ def test_frozen_parameters_need_no_gradient_or_state():
 def test_unknown_optimizer_is_a_user_error():
     with pytest.raises(UserError, match=r"--optimizer 'rmsprop' is not one of sgd, adam"):
         estimate_memory(params=1, trainable_params=1, input_elements=1, activation_elements=1, optimizer="rmsprop")
+
+
+def test_real_tensors_give_the_same_figures_as_meta():
+    meta = flops_report(request_from_flags("resnet20", se=True, input="2x3x32x32")).memory
+    cpu = flops_report(request_from_flags("resnet20", se=True, input="2x3x32x32", device="cpu")).memory
+    assert cpu == meta

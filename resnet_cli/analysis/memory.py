@@ -6,6 +6,7 @@ all in the chosen dtype (pure float16/bfloat16 training, no float32 master copy)
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,18 +33,24 @@ class ActivationObserver:
     def __init__(self) -> None:
         self.elements = 0
         self.bytes = 0
-        self._seen: dict[int, torch.Tensor] = {}  # id -> tensor, held so ids are not reused mid-trace
+        # Weak references, so real activations are freed as usual; a dead tensor's id is forgotten
+        # before Python can reuse it for a new tensor.
+        self._seen: dict[int, weakref.ref] = {}
+
+    def _remember(self, tensor: torch.Tensor) -> None:
+        key = id(tensor)
+        self._seen[key] = weakref.ref(tensor, lambda _, key=key: self._seen.pop(key, None))
 
     def on_start(self, record: LayerRecord, module: nn.Module, args: tuple) -> None:
         if record.parent is None:
             for tensor in _tensors(args):
-                self._seen[id(tensor)] = tensor
+                self._remember(tensor)
 
     def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None:
         for tensor in _tensors(output):
             if id(tensor) in self._seen:
                 continue
-            self._seen[id(tensor)] = tensor
+            self._remember(tensor)
             if tensor._base is None:
                 self.elements += tensor.numel()
                 self.bytes += tensor.numel() * tensor.element_size()
