@@ -184,3 +184,14 @@ def test_flops_help_does_not_import_torch():
     )
     assert "--counter" in proc.stdout and "--optimizer" in proc.stdout
     assert proc.stdout.strip().endswith("False"), proc.stdout + proc.stderr
+
+
+def test_bars_fill_in_eighths_and_units_use_decimal_prefixes():
+    from resnet_cli.render.flops import bar, human
+
+    assert bar(1.0).plain == "█" * 10
+    assert bar(0.05).plain == "▌"  # 0.05 x 10 cells = 4 eighths
+    assert bar(0.0).plain == ""
+    assert human(4_111_512_576, "MACs") == "4.11 GMACs"
+    assert human(21_985_656_569_856, "MACs") == "21.99 TMACs"
+    assert human(512, "MACs") == "512 MACs"

@@ -21,7 +21,7 @@ def flops(
     ] = "stage",
     depth: Annotated[
         Optional[int],
-        typer.Option(help="With --by module: deepest level, 1 stages, 2 blocks, 3 layers. [default: all]"),
+        typer.Option(help="With --by module: deepest level, 1 stages, 2 blocks, 3 layers. \\[default: all]"),
     ] = None,
     counter: Annotated[
         Literal["auto", "fast", "fvcore"],
