@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -105,6 +106,53 @@ def test_junk_values_never_escape_as_other_errors(flag, junk):
         parse_vary(f"{flag}={junk}")
     except UserError as exc:
         assert f"--vary {flag}={junk}" in str(exc)
+
+
+VARY_CHOICES = {
+    "block": ["basic", "bottleneck"],
+    "layers": ["1,1", "2,2,2,2", "1,2,1"],
+    "expansion": ["1", "2", "4"],
+    "groups": ["1", "2", "3"],
+    "stem": ["imagenet", "deep", "cifar"],
+    "se": ["off", "on"],
+    "dilate-stages": ["none", "2", "3,4"],
+    "shortcut": ["A", "B", "C"],
+}
+FLAG_KEYWORDS = {"dilate-stages": "dilate_stages"}
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(VARY_CHOICES)),
+        st.integers(1, 2),
+        min_size=1,
+        max_size=3,
+    ).flatmap(
+        lambda sizes: st.fixed_dictionaries(
+            {flag: st.lists(st.sampled_from(VARY_CHOICES[flag]), min_size=n, max_size=n, unique=True)
+             for flag, n in sizes.items()}
+        )
+    )
+)  # fmt: skip
+def test_every_variant_is_measured_as_the_same_flags_would_be_or_skipped_with_their_error(grid):
+    base = request_from_flags("resnet20", input="1x3x32x32")
+    varies = [parse_vary(f"{flag}={'/'.join(values)}") for flag, values in grid.items()]
+    result = run_sweep(base, varies, workers=1, sort="order")
+    assert len(result.variants) + len(result.skipped) == len([*itertools.product(*grid.values())])
+    for variant in [*result.variants, *result.skipped]:
+        flags = {}
+        for flag, label in variant.labels.items():
+            value = {"on": True, "off": False, "none": ""}.get(label, label)
+            if flag in ("expansion", "groups"):
+                value = int(value)
+            flags[FLAG_KEYWORDS.get(flag, flag)] = value
+        try:
+            expected = measure_request(request_from_flags("resnet20", input="1x3x32x32", **flags))
+        except UserError as exc:
+            assert variant.skipped_reason == str(exc)
+        else:
+            assert variant.measurement == expected
 
 
 def test_block_by_layers_reproduces_torchvision_params_and_gflops():
