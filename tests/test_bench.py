@@ -155,6 +155,7 @@ def test_compile_refused_up_front_is_one_clear_line(monkeypatch):
         (["--warmup", "-1"], "--warmup -1 must be 0 or more"),
         (["--threads", "0"], "--threads 0 must be at least 1"),
         (["--grid"], "--grid compares knobs against the baseline"),
+        (["--compile"], "--compile needs --warmup 1 or more"),
         (["--amp", "fp8"], "fp8"),
         (["--mode", "eval"], "eval"),
         (["--input", "1x3x32"], "--input 1x3x32"),

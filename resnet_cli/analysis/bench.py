@@ -144,6 +144,8 @@ def check_settings(request: ModelRequest, settings: BenchSettings, grid: bool) -
             raise UserError(f"--threads {settings.threads} must be at least 1")
         if request.device != "cpu":
             raise UserError(f"--threads sets CPU threads and applies to --device cpu only, not {request.device}")
+    if settings.compile and settings.warmup < 1:
+        raise UserError("--compile needs --warmup 1 or more: the first step compiles and must not be timed")
     if grid and not settings.knobs():
         raise UserError("--grid compares knobs against the baseline; add at least one of --channels-last, --amp, --compile")
 
@@ -285,17 +287,16 @@ def time_steps(
         if cuda:
             torch.cuda.synchronize(device)
         for i in range(settings.iters):
-            first = settings.warmup == 0 and i == 0
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                run_step(step, settings, request, first=first)
+                run_step(step, settings, request, first=False)
                 end.record()
                 end.synchronize()
                 latencies.append(start.elapsed_time(end))
             else:
                 started = time.perf_counter()
-                run_step(step, settings, request, first=first)
+                run_step(step, settings, request, first=False)
                 latencies.append((time.perf_counter() - started) * 1000.0)
             if progress:
                 progress(label, settings.warmup + i + 1, total)
