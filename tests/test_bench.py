@@ -69,6 +69,20 @@ def test_grid_table_shows_a_speedup_column():
     assert "Median ms" in result.stdout and "img/s" in result.stdout
 
 
+def test_a_wide_p10_p90_spread_is_flagged_as_noisy():
+    from resnet_cli.analysis.bench import BenchReport, BenchRow
+    from resnet_cli.render.bench import bench_table
+
+    request = request_from_flags("resnet18", device="cpu")
+    steady = BenchRow("baseline", BenchSettings(), [10.0, 10.1, 10.2], 0)
+    noisy = BenchRow("amp bf16", BenchSettings(amp="bf16"), [5.0, 6.0, 20.0], 0)
+    report = BenchReport(request, BenchSettings(), "cpu", 2, "CPU resident-set growth", "2", rows=[steady, noisy])
+    notes = bench_table(report).notes
+    assert any(note.startswith("Noisy: p90 is over 1.5x p10 in amp bf16;") for note in notes)
+    report.rows = [steady]
+    assert not any(note.startswith("Noisy") for note in bench_table(report).notes)
+
+
 def test_without_grid_knobs_apply_to_the_single_row():
     [row] = bench_json(*TINY, "--channels-last", "--amp", "bf16")["rows"]
     assert row["label"] == "channels-last + amp bf16" and row["speedup"] is None

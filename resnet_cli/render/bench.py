@@ -13,6 +13,7 @@ from resnet_cli.analysis.bench import BenchReport, BenchRow
 from resnet_cli.render.table import Column, TableData, format_cell
 
 MIB = 1024 * 1024
+NOISY_SPREAD = 1.5  # p90 / p10 above this: the timings say more about the machine than the model
 
 
 def bench_table(report: BenchReport) -> TableData:
@@ -58,6 +59,12 @@ def bench_table(report: BenchReport) -> TableData:
     notes.append(f"Peak memory: {_memory_text(report.memory_kind)}.")
     if grid:
         notes.append("Speedup = baseline median / row median (x); each row builds a fresh model.")
+    noisy = [row.label for row in report.rows if row.p90_ms > NOISY_SPREAD * row.p10_ms]
+    if noisy:
+        notes.append(
+            f"Noisy: p90 is over {NOISY_SPREAD:g}x p10 in {', '.join(noisy)}; other load on the machine? "
+            f"Raise --iters or run on a quiet machine before trusting small differences."
+        )
     return TableData(title=title, columns=columns, rows=rows, footer=footer, notes=notes)
 
 
