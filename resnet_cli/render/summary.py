@@ -56,7 +56,7 @@ def summary_table(summary: ModelSummary) -> TableData:
         rows=rows,
         footer=footer,
         notes=[
-            "Activations: each tensor a module returns, once (in-place and view outputs add none).",
+            "Activations: each tensor a module returns, once; in-place and view outputs: 0.",
             "MACs: fvcore convention, as `resnet-cli flops` (which shows conv + linear too).",
         ],
         row_styles=[_stage_style(r) for r in summary.layers],
