@@ -8,8 +8,8 @@ made inside a module's own forward, which is how residual blocks are recognised 
 from __future__ import annotations
 
 import difflib
+import os
 import re
-import traceback
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +57,8 @@ class ShapeReport:
     records: list[LayerRecord]
     error: str | None = None  # the error as raised: "RuntimeError: ..."
     failing: LayerRecord | None = None  # innermost module whose forward started and did not finish
-    children: list[LayerRecord] = field(default_factory=list)  # finished calls directly inside `failing`
+    context: LayerRecord | None = None  # whose children are listed: `failing`, or its parent when it is a leaf
+    children: list[LayerRecord] = field(default_factory=list)  # finished calls directly inside `context`
     location: SourceLocation | None = None
     diagnosis: Diagnosis | None = None
 
@@ -199,13 +200,28 @@ def debug_shapes(
     report.error = _error_text(error)
     frame = innermost_user_frame(error)
     if frame is not None:
-        report.location = SourceLocation(frame.filename, frame.lineno or 0, frame.name, (frame.line or "").strip())
+        report.location = SourceLocation(
+            _relative(frame.filename), frame.lineno or 0, frame.name, (frame.line or "").strip()
+        )
     unfinished = trace.unfinished
     report.failing = unfinished[-1] if unfinished else None
     if report.failing is not None:
         report.children = [r for r in trace.children(report.failing) if r.finished]
     report.diagnosis = _diagnose(model, inputs, trace, report, smallest_input_search)
+    _set_context(report, trace)
     return report
+
+
+def _set_context(report: ShapeReport, trace: ModelTrace) -> None:
+    """For a failing leaf (a conv, a linear), list what its enclosing module's earlier children produced."""
+    failing = report.failing
+    if failing is None:
+        return
+    context = failing
+    if failing.is_leaf and failing.parent is not None:
+        context = trace.records[failing.parent]
+    report.context = context
+    report.children = [r for r in trace.children(context) if r.finished and r is not failing]
 
 
 def _trace(model: nn.Module, inputs: torch.Tensor) -> ModelTrace:
@@ -238,7 +254,6 @@ def _diagnose(
         where = zero or failing
         if zero is not None:
             report.failing = zero
-            report.children = [r for r in trace.children(zero) if r.finished]
         return _input_too_small(model, inputs, where, module if zero is None else _submodule(model, zero), search)
     if isinstance(error, AttributeError) and "has no attribute" in message:
         return _missing_attribute(module, failing, report.children, message)
@@ -390,16 +405,16 @@ def _missing_attribute(
             summary += f" Did you mean self.{close[0]}?"
     if attribute in _SHORTCUT_NAMES and failing is not None and failing.input_shapes:
         entered = failing.input_shapes[0]
-        main = next((c.output_shape for c in reversed(children) if c.output_shape and len(c.output_shape) == 4), None)
-        if main is None or main == entered:
-            fix = f"In {owner}.__init__ set self.{attribute} = nn.Identity() (input and output shapes agree: {_fmt(entered)})."
-        else:
-            stride = _stride_between(entered, main)
-            fix = (
-                f"In {owner}.__init__ set self.{attribute} = nn.Sequential(nn.Conv2d({entered[1]}, {main[1]}, "
-                f"kernel_size=1, stride={stride}, bias=False), nn.BatchNorm2d({main[1]})) (the block maps "
-                f"{_fmt(entered)} to {_fmt(main)}), or nn.Identity() where the shapes agree."
-            )
+        main = _main_branch_shape(entered, children)
+        projection = "nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))"
+        here = f"here the main branch maps {_fmt(entered)} to {_fmt(main)}" if main else f"here {_fmt(entered)} enters"
+        fix = (
+            f"In {owner}.__init__ set self.{attribute}: nn.Identity() when the block keeps the shape (stride 1, "
+            f"in_ch == out_ch), else {projection}; {here}"
+            + (f", so this one needs nn.Conv2d({entered[1]}, {main[1]}, kernel_size=1, stride="
+               f"{_stride_between(entered, main)}, bias=False) + nn.BatchNorm2d({main[1]})." if main and main != entered
+               else ", so this one is nn.Identity().")
+        )
     else:
         fix = (
             f"Create self.{attribute} in {owner}.__init__ (every attribute forward reads must be set there; "
@@ -427,14 +442,21 @@ def _device_mismatch(record: LayerRecord, module: nn.Module) -> Diagnosis | None
         return None
     device = record.input_devices[0]
     registered = {id(t) for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))}
-    for attr, value in vars(module).items():
-        if isinstance(value, torch.Tensor) and id(value) not in registered and value.device.type != device:
-            summary = (
-                f"{_label(record)} uses self.{attr}, a plain tensor attribute on {value.device.type}, with an input on "
-                f"{device}. model.to(device) moves parameters and buffers only, so self.{attr} stayed behind."
-            )
-            fix = f"Register it as a buffer in __init__: self.register_buffer({attr!r}, tensor) instead of self.{attr} = tensor."
-            return Diagnosis("device_mismatch", summary, fix)
+    stray = {
+        attr: value.device.type
+        for attr, value in vars(module).items()
+        if isinstance(value, torch.Tensor) and id(value) not in registered and value.device.type != device
+    }
+    if stray:
+        names = ", ".join(f"self.{a}" for a in stray)
+        summary = (
+            f"{_label(record)} uses {names}: plain tensor attribute{'s' if len(stray) > 1 else ''} on "
+            f"{', '.join(sorted(set(stray.values())))}, with an input on {device}. model.to(device) moves parameters "
+            f"and buffers only, so {names} stayed behind (on a GPU this fails the same way)."
+        )
+        registers = "; ".join(f"self.register_buffer({a!r}, ...)" for a in stray)
+        fix = f"Register them as buffers in {record.type}.__init__: {registers} instead of assigning the tensors."
+        return Diagnosis("device_mismatch", summary, fix)
     for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
         if tensor.device.type != device:
             summary = (
@@ -654,4 +676,20 @@ def _param_count(module: nn.Module | None) -> int:
 
 
 def _error_text(error: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(error), error)).strip()
+    return f"{type(error).__name__}: {error}".strip() if str(error) else type(error).__name__
+
+
+def _main_branch_shape(entered: Shape, children: list[LayerRecord]) -> Shape | None:
+    """The last 4-D child output that is a feature map, not a 1x1 gate (SE) from a larger input."""
+    for child in reversed(children):
+        out = child.output_shape
+        if out and len(out) == 4 and (out[2:] != (1, 1) or entered[2:] == (1, 1)):
+            return out
+    return None
+
+
+def _relative(path: str) -> str:
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    except ValueError:
+        return path

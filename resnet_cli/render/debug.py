@@ -76,14 +76,21 @@ def failure_renderable(report: ShapeReport) -> RenderableType:
 def shapes_table(report: ShapeReport) -> Table:
     """What entered the failing module and what each of its finished children produced."""
     table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column()
     failing = report.failing
     if failing is None:
         table.add_row("input", _shapes(tuple(report.input_shape)))
         return table
-    table.add_row(Text(f"entered {failing.name or '(model)'}"), _shapes(failing.input_shapes), "")
+    context = report.context or failing
+    table.add_row(Text(f"entered {context.name or '(model)'}"), _shapes(context.input_shapes), "")
     for child in report.children:
         table.add_row(f"  {child.name} ({child.type})", _shapes(child.output_shapes), _change_text(child))
-    if failing.finished and failing.output_shape is not None:
+    if context is not failing:
+        table.add_row(Text(f"  {failing.name} ({failing.type}) received", style="bold red"),
+                      _shapes(failing.input_shapes), Text("failed here", style="red"))
+    elif failing.finished and failing.output_shape is not None:
         table.add_row(Text(f"left {failing.name}"), _shapes(failing.output_shapes), "")
     return table
 
@@ -104,6 +111,8 @@ def debug_json(report: ShapeReport) -> dict[str, Any]:
             "code": location.code if location else None,
             "error": report.error,
             "input_shapes": [list(s) for s in failing.input_shapes] if failing else [list(report.input_shape)],
+            "context": report.context.name if report.context else None,
+            "context_input_shapes": [list(s) for s in report.context.input_shapes] if report.context else None,
             "children": [
                 {"name": c.name, "type": c.type, "output_shapes": [list(s) for s in c.output_shapes]}
                 for c in report.children
@@ -166,7 +175,8 @@ def _shown(record: LayerRecord, max_depth: int | None) -> bool:
 
 def _node_label(record: LayerRecord, failing: bool = False) -> Text:
     label = Text()
-    name = record.name or record.type
+    # The tree shows the nesting, so leaves need only their own name; containers keep the full path to search for.
+    name = (record.name.rsplit(".", 1)[-1] if record.is_leaf else record.name) or record.type
     suffix = f" (call {record.call_index + 1})" if record.call_index else ""
     label.append(name + suffix, style="bold red" if failing or not record.finished else "bold" if record.depth == 1 else "")
     if record.name:
@@ -192,7 +202,7 @@ def _change_text(record: LayerRecord) -> Text:
         return text
     before, after = record.input_shapes[0], record.output_shapes[0]
     if len(before) >= 2 and len(after) >= 2 and before[1] != after[1] and len(before) == len(after):
-        text.append(f"channels {before[1]}->{after[1]}", style="yellow")
+        text.append(f"{'features' if len(after) == 2 else 'channels'} {before[1]}->{after[1]}", style="yellow")
     if len(before) >= 3 and len(after) >= 3 and before[2:] != after[2:]:
         if text.plain:
             text.append(", ")
@@ -215,7 +225,7 @@ def _path(report: ShapeReport) -> list[str]:
     by_order = {r.order: r for r in report.records}
     chain, record = [], report.failing
     while record is not None:
-        chain.append(f"{record.name or '(model)'} ({record.type})")
+        chain.append(f"{record.name} ({record.type})" if record.name else record.type)
         record = by_order.get(record.parent) if record.parent is not None else None
     return chain[::-1]
 
