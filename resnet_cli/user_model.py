@@ -177,7 +177,7 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
             raise UserError(f"{label} raised {_one_line(cpu_exc)}{_where(cpu_exc)}") from None
         model = model.to(device) if isinstance(model, nn.Module) else model
     if not isinstance(model, nn.Module):
-        raise UserError(f"{label} returned a {type(model).__name__}, not an nn.Module")
+        raise UserError(f"{label} returned a value of type {type(model).__name__}, not an nn.Module")
     return model
 
 
