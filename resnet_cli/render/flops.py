@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -44,41 +45,19 @@ def _percent(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}" if whole else "0.0"
 
 
+Breakdown = tuple[str, list[Column], list[list[Any]], list[str | None]]  # label, columns, rows, row styles
+
+
 def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> TableData:
     """The breakdown chosen by `by` (stage, operator or module), with totals, memory and the legend beneath."""
     total = report.count.macs
-    pct = Column("% MACs", "right")
-    bar_columns = [Column("", style="cyan")] if bars else []
+    share_columns = [Column("% MACs", "right"), *([Column("", style="cyan")] if bars else [])]
 
     def share(macs: int) -> list[Any]:
         return [_percent(macs, total), *([bar(macs / total if total else 0.0)] if bars else [])]
 
-    styles: list[str | None] = []
-    if by == "operator":
-        columns = [Column("Operator"), Column("MACs", "right"), pct, *bar_columns, Column("In conv+linear")]
-        ops = sorted(report.count.by_operator.items(), key=lambda item: -item[1])
-        rows = [[op, macs, *share(macs), op in CONV_LINEAR_OPS] for op, macs in ops]
-        label = "MACs by operator"
-    elif by == "module":
-        columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("MACs", "right"), pct, *bar_columns]
-        rows = [
-            [layer_label(r), r.type, r.output_shape, r.extra["macs"], *share(r.extra["macs"])] for r in report.layers
-        ]
-        styles = ["bold" if r.depth == 1 else None for r in report.layers]
-        depth = "all levels" if report.max_depth is None else f"depth <= {report.max_depth}"
-        label = f"MACs by module, {depth}"
-    else:
-        columns = [
-            Column("Stage"),
-            Column("Output shape"),
-            Column("Params", "right"),
-            Column("MACs", "right"),
-            pct,
-            *bar_columns,
-            Column("Conv+lin MACs", "right"),
-        ]
-        rows = [[s.name, s.output_shape, s.params, s.macs, *share(s.macs), s.macs_conv_linear] for s in report.stages]
-        label = "MACs by stage"
+    breakdown = {"operator": _by_operator, "module": _by_module}.get(by, _by_stage)
+    label, columns, rows, styles = breakdown(report, share_columns, share)
     request = report.request
     return TableData(
         title=f"{request.name}  input {format_cell(request.input_shape)}  {label}",
@@ -88,6 +67,32 @@ def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> Ta
         notes=_notes(report, by),
         row_styles=styles,
     )
+
+
+def _by_operator(report: FlopsReport, share_columns: list[Column], share: Callable[[int], list[Any]]) -> Breakdown:
+    columns = [Column("Operator"), Column("MACs", "right"), *share_columns, Column("In conv+linear")]
+    ops = sorted(report.count.by_operator.items(), key=lambda item: -item[1])
+    return "MACs by operator", columns, [[op, macs, *share(macs), op in CONV_LINEAR_OPS] for op, macs in ops], []
+
+
+def _by_module(report: FlopsReport, share_columns: list[Column], share: Callable[[int], list[Any]]) -> Breakdown:
+    columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("MACs", "right"), *share_columns]
+    rows = [[layer_label(r), r.type, r.output_shape, r.extra["macs"], *share(r.extra["macs"])] for r in report.layers]
+    depth = "all levels" if report.max_depth is None else f"depth <= {report.max_depth}"
+    return f"MACs by module, {depth}", columns, rows, ["bold" if r.depth == 1 else None for r in report.layers]
+
+
+def _by_stage(report: FlopsReport, share_columns: list[Column], share: Callable[[int], list[Any]]) -> Breakdown:
+    columns = [
+        Column("Stage"),
+        Column("Output shape"),
+        Column("Params", "right"),
+        Column("MACs", "right"),
+        *share_columns,
+        Column("Conv+lin MACs", "right"),
+    ]
+    rows = [[s.name, s.output_shape, s.params, s.macs, *share(s.macs), s.macs_conv_linear] for s in report.stages]
+    return "MACs by stage", columns, rows, []
 
 
 def _footer(report: FlopsReport) -> list[tuple[str, str]]:
