@@ -176,7 +176,9 @@ class MacCounter:
     def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None:
         rule = FAST_LEAF_RULES.get(type(module))
         if rule is not None:
-            self.own[record.order] = rule(module, args, output)
+            ops = {op: macs for op, macs in rule(module, args, output).items() if macs}  # fvcore drops zeros too
+            if ops:
+                self.own[record.order] = ops
 
 
 def annotate_records(trace: ModelTrace, own: dict[int, dict[str, int]]) -> None:
