@@ -176,7 +176,7 @@ class MacCounter:
     def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None:
         rule = FAST_LEAF_RULES.get(type(module))
         if rule is not None:
-            ops = {op: macs for op, macs in rule(module, args, output).items() if macs}  # fvcore drops zeros too
+            ops = {op: macs for op, macs in rule(module, args, output).items() if macs}  # as _fvcore_count does
             if ops:
                 self.own[record.order] = ops
 
