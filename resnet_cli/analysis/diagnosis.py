@@ -430,7 +430,7 @@ def _dtype_mismatch(record: LayerRecord, own: list[torch.Tensor]) -> Diagnosis:
         f"({_fmt(record.input_shapes[0])}); a layer computes in one dtype."
     )
     fix = (
-        f"Cast the model and its input to one dtype: remove the stray .to({param_dtype})/.{_cast(param_dtype)}() on "
+        f"Cast the model and its input to one dtype: remove the stray .to(torch.{param_dtype})/.{_cast(param_dtype)}() on "
         f"{record.name or 'the model'}, or call model.to(torch.{record.input_dtypes[0]}) once on the whole model "
         f"(use torch.autocast for mixed precision)."
     )

@@ -65,7 +65,7 @@ USER_MODEL_HELP = (
 ModelArgOption = Annotated[
     Optional[list[str]],
     typer.Option("--arg", help="key=value passed to your model's factory (repeatable); values are Python literals.",
-                 rich_help_panel=RUN, show_default=False),
+                 rich_help_panel=RUN, show_default=False, metavar="KEY=VALUE"),
 ]
 
 
@@ -86,7 +86,10 @@ def with_model_request(
             model_param = build[0].replace(annotation=Annotated[Optional[str], typer.Argument(
                 help=USER_MODEL_HELP, show_default=False, rich_help_panel=RUN)])
             arg_param = inspect.Parameter("arg", inspect.Parameter.KEYWORD_ONLY, annotation=ModelArgOption, default=None)
-            build = [model_param, *build[1:], arg_param]
+            dtype_help = _opt(help="Input dtype; a preset's parameters too (your own model keeps its dtypes).", panel=RUN)
+            dtype_annotation = Annotated[Literal["float32", "float16", "bfloat16"], dtype_help]
+            rest = [p.replace(annotation=dtype_annotation) if p.name == "dtype" else p for p in build[1:]]
+            build = [model_param, *rest, arg_param]
         params = [build[0], *own, *build[1:]]
 
         @functools.wraps(func)

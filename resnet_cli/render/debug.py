@@ -84,7 +84,7 @@ def shapes_table(report: ShapeReport) -> Table:
         table.add_row("input", _shapes(tuple(report.input_shape)))
         return table
     context = report.context or failing
-    table.add_row(Text(f"entered {context.name or '(model)'}"), _shapes(context.input_shapes), "")
+    table.add_row(Text(f"entered {context.name or context.type}"), _shapes(context.input_shapes), "")
     for child in report.children:
         table.add_row(f"  {child.name} ({child.type})", _shapes(child.output_shapes), _change_text(child))
     if context is not failing:
