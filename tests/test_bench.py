@@ -121,6 +121,17 @@ def test_progress_callback_sees_every_step_and_the_library_prints_nothing(capsys
     assert capsys.readouterr() == ("", "")
 
 
+def test_grid_rows_warm_up_in_turn_then_take_turns_for_each_timed_step():
+    calls = []
+    request = request_from_flags("resnet18", input="1x3x32x32", device="cpu")
+    run_bench(request, BenchSettings(iters=2, warmup=1, channels_last=True), grid=True, progress=lambda *a: calls.append(a))
+    assert calls == [
+        ("baseline", 1, 3), ("channels-last", 1, 3),
+        ("baseline", 2, 3), ("channels-last", 2, 3),
+        ("baseline", 3, 3), ("channels-last", 3, 3),
+    ]  # fmt: skip
+
+
 def test_threads_are_restored_after_the_run():
     before = torch.get_num_threads()
     request = request_from_flags("resnet18", input="1x3x32x32", device="cpu")

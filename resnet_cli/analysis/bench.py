@@ -181,8 +181,16 @@ def run_bench(
             memory_kind="CUDA allocator peak" if device.type == "cuda" else "CPU resident-set growth",
             torch_version=torch.__version__,
         )
-        for config in grid_settings(settings) if grid else [settings]:
-            report.rows.append(bench_one(request, config, progress))
+        configs = grid_settings(settings) if grid else [settings]
+        grad_mode = torch.inference_mode() if settings.mode == "infer" else contextlib.nullcontext()
+        with grad_mode:
+            prepared = [prepare_row(request, config, progress) for config in configs]
+            latencies = time_interleaved(prepared, device, settings, request, progress)
+        report.rows = [
+            BenchRow(label=row.label, settings=row.settings, latencies_ms=times, peak_memory_bytes=row.peak_memory_bytes)
+            for row, times in zip(prepared, latencies, strict=True)
+        ]
+        del prepared
     finally:
         torch.set_num_threads(previous_threads)
         torch.backends.cudnn.benchmark = previous_cudnn_benchmark
@@ -193,8 +201,20 @@ def run_bench(
     return report
 
 
-def bench_one(request: ModelRequest, settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchRow:
-    """Build a fresh model for one configuration, warm it up, and time `settings.iters` steps."""
+@dataclass
+class PreparedRow:
+    """A configuration built and warmed up, ready to be timed; holds its model alive through `step`."""
+
+    label: str
+    settings: BenchSettings
+    step: Callable[[], None]
+    peak_memory_bytes: int | None
+
+
+def prepare_row(
+    request: ModelRequest, settings: BenchSettings, progress: ProgressCallback | None = None
+) -> PreparedRow:
+    """Build a fresh model for one configuration and run its warm-up steps, measuring peak memory meanwhile."""
     import torch
 
     from resnet_cli.model import instantiate
@@ -216,9 +236,12 @@ def bench_one(request: ModelRequest, settings: BenchSettings, progress: Progress
         if settings.compile:
             model = compile_model(model)
         step = make_step(model, inputs, settings, request)
-        latencies = time_steps(step, inputs.device, settings, request, label, progress)
-        del model, inputs, step
-    return BenchRow(label=label, settings=settings, latencies_ms=latencies, peak_memory_bytes=memory.peak_bytes)
+        total = settings.warmup + settings.iters
+        for i in range(settings.warmup):
+            run_step(step, settings, request, first=i == 0)
+            if progress:
+                progress(label, i + 1, total)
+    return PreparedRow(label=label, settings=settings, step=step, peak_memory_bytes=memory.peak_bytes)
 
 
 def make_step(model: Any, inputs: Any, settings: BenchSettings, request: ModelRequest) -> Callable[[], None]:
@@ -264,42 +287,36 @@ def make_step(model: Any, inputs: Any, settings: BenchSettings, request: ModelRe
     return train
 
 
-def time_steps(
-    step: Callable[[], None],
+def time_interleaved(
+    rows: list[PreparedRow],
     device: Any,
     settings: BenchSettings,
     request: ModelRequest,
-    label: str,
     progress: ProgressCallback | None,
-) -> list[float]:
-    """Run the warm-up steps untimed, then time each step; milliseconds per step."""
+) -> list[list[float]]:
+    """Time `settings.iters` steps of every row, taking the rows in turn, so load that comes and goes
+    hits them alike; milliseconds per step, one list per row."""
     import torch
 
-    total = settings.warmup + settings.iters
-    grad_mode = torch.inference_mode() if settings.mode == "infer" else contextlib.nullcontext()
     cuda = device.type == "cuda"
-    latencies: list[float] = []
-    with grad_mode:
-        for i in range(settings.warmup):
-            run_step(step, settings, request, first=i == 0)
-            if progress:
-                progress(label, i + 1, total)
-        if cuda:
-            torch.cuda.synchronize(device)
-        for i in range(settings.iters):
+    if cuda:
+        torch.cuda.synchronize(device)
+    latencies: list[list[float]] = [[] for _ in rows]
+    for i in range(settings.iters):
+        for row, times in zip(rows, latencies, strict=True):
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                run_step(step, settings, request, first=False)
+                run_step(row.step, row.settings, request, first=False)
                 end.record()
                 end.synchronize()
-                latencies.append(start.elapsed_time(end))
+                times.append(start.elapsed_time(end))
             else:
                 started = time.perf_counter()
-                run_step(step, settings, request, first=False)
-                latencies.append((time.perf_counter() - started) * 1000.0)
+                run_step(row.step, row.settings, request, first=False)
+                times.append((time.perf_counter() - started) * 1000.0)
             if progress:
-                progress(label, settings.warmup + i + 1, total)
+                progress(row.label, settings.warmup + i + 1, settings.warmup + settings.iters)
     return latencies
 
 
@@ -345,7 +362,7 @@ class PeakMemory:
 
 @contextlib.contextmanager
 def peak_memory(device: str) -> Iterator[PeakMemory]:
-    """Measure the CUDA allocator peak, or on the CPU the resident-set growth from entry to peak."""
+    """Peak memory added inside the block: CUDA allocator peak, or on the CPU resident-set growth to its peak."""
     import torch
 
     result = PeakMemory()
@@ -353,8 +370,9 @@ def peak_memory(device: str) -> Iterator[PeakMemory]:
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        allocated_before = torch.cuda.memory_allocated()  # earlier grid rows' models, still alive
         yield result
-        result.peak_bytes = torch.cuda.max_memory_allocated()
+        result.peak_bytes = torch.cuda.max_memory_allocated() - allocated_before
         return
     _release_free_heap()
     before = _proc_status_bytes("VmRSS")

@@ -57,8 +57,13 @@ def bench_table(report: BenchReport) -> TableData:
     footer.append(("torch", report.torch_version))
     notes = [f"Latency is per batch of {report.batch_size}; img/s = batch / median latency."]
     notes.append(f"Peak memory: {_memory_text(report.memory_kind)}.")
+    if settings.warmup == 0:
+        notes.append("With --warmup 0 peak memory covers building the model only, not a step.")
     if grid:
-        notes.append("Speedup = baseline median / row median (x); each row builds a fresh model.")
+        notes.append(
+            "Speedup = baseline median / row median (x); each row has its own model, and the timed steps "
+            "take the rows in turn."
+        )
     noisy = [row.label for row in report.rows if row.p90_ms > NOISY_SPREAD * row.p10_ms]
     if noisy:
         notes.append(
@@ -76,8 +81,8 @@ def _step_text(mode: str) -> str:
 
 def _memory_text(kind: str) -> str:
     if kind.startswith("CUDA"):
-        return "torch.cuda.max_memory_allocated during the row (weights, activations, workspace)"
-    return "growth of the process's resident set from before the model is built to its peak (approximate)"
+        return "CUDA allocator peak while building and warming up the row, over what was allocated before it"
+    return "growth of the process's resident set while building and warming up the row (approximate)"
 
 
 def bench_json(report: BenchReport) -> dict[str, Any]:
