@@ -372,3 +372,14 @@ def test_debugging_doc_shows_real_output(args, overwrite):
         DOC.write_text(text[: match.start("output")] + actual + text[match.end("output") :])
         return
     assert match["output"] == actual
+
+
+README_BLOCK = re.compile(r"```text\n\$ resnet-cli (?P<args>debug-shapes [^\n]*)\n(?P<output>.*?)```", re.S)
+
+
+def test_readme_debug_example_is_real_output():
+    match = README_BLOCK.search((REPO / "README.md").read_text())
+    assert match is not None
+    result = runner.invoke(app, shlex.split(match["args"]), env={"COLUMNS": "100", "NO_COLOR": "1"})
+    assert result.exit_code == 1, result.output
+    assert match["output"] == "\n".join(line.rstrip() for line in result.stdout.splitlines()) + "\n"
