@@ -175,10 +175,10 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
                 model = factory(**kwargs)
         except Exception as cpu_exc:
             raise UserError(f"{label} raised {_one_line(cpu_exc)}{_where(cpu_exc)}") from None
-        model = model.to(device) if isinstance(model, nn.Module) else model
     if not isinstance(model, nn.Module):
         raise UserError(f"{label} returned a value of type {type(model).__name__}, not an nn.Module")
-    return model
+    # Parameters a factory placed explicitly (device="cpu") follow the others, as model.to(device) would move them.
+    return model.to(device)
 
 
 def _split(reference: str) -> tuple[str, str]:

@@ -172,6 +172,53 @@ def test_unrecognised_error_still_reports_location_and_shapes():
     assert [c.output_shape for c in report.children] == [(1, 8, 5, 5)]
 
 
+class _Bottleneck(nn.Module):
+    """A torchvision-style bottleneck whose shortcut can be built wrong: `short_in` / `short_out` channels."""
+
+    def __init__(self, in_ch: int, planes: int, stride: int, short_in: int, short_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, planes, 1, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.downsample = nn.Sequential(nn.Conv2d(short_in, short_out, 1, stride=stride, bias=False),
+                                        nn.BatchNorm2d(short_out))  # fmt: skip
+
+    def forward(self, x):
+        out = self.conv3(self.conv2(self.conv1(x)))
+        identity = self.downsample(x)
+        out += identity
+        return out
+
+
+def test_projection_with_the_wrong_output_channels_is_named():
+    stage = nn.Sequential(_Bottleneck(64, 64, 1, 64, 256), _Bottleneck(256, 128, 2, 256, 128))
+    report = debug_shapes(stage, torch.randn(1, 64, 16, 16))
+    assert report.diagnosis.kind == "residual_add_mismatch"
+    assert report.failing.name == "1"
+    assert "the shortcut 1.downsample gives 1x128x8x8" in report.diagnosis.summary
+    assert "main branch (ending in 1.conv3) gives 1x512x8x8" in report.diagnosis.summary
+    assert "nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)" in report.diagnosis.fix
+
+
+def test_shortcut_conv_fed_a_blocks_output_is_an_expansion_mismatch():
+    with torch.device("meta"):
+        stage = nn.Sequential(_Bottleneck(64, 64, 1, 64, 256), _Bottleneck(256, 128, 2, 128, 512))
+    report = debug_shapes(stage, torch.empty(1, 64, 16, 16, device="meta"))
+    assert report.diagnosis.kind == "expansion_mismatch"
+    assert report.failing.name == "1.downsample.0"
+    assert "0 (_Bottleneck) outputs 256 channels" in report.diagnosis.summary
+
+
+def test_attribute_error_on_a_tensor_is_not_a_missing_module_attribute():
+    class Typo(nn.Module):
+        def forward(self, x):
+            return x.shapee
+
+    report = debug_shapes(Typo(), torch.randn(1, 3, 4, 4))
+    assert report.diagnosis.kind == "unrecognised"
+    assert report.error == "AttributeError: 'Tensor' object has no attribute 'shapee'"
+
+
 # --- the healthy tree ---------------------------------------------------------------------------------------
 
 

@@ -255,7 +255,8 @@ def _diagnose(
         if zero is not None:
             report.failing = zero
         return _input_too_small(model, inputs, where, module if zero is None else _submodule(model, zero), search)
-    if isinstance(error, AttributeError) and "has no attribute" in message:
+    owner = re.search(r"'(\w+)' object has no attribute '(\w+)'", message) if isinstance(error, AttributeError) else None
+    if owner and owner.group(1) in {type(m).__name__ for m in model.modules()}:
         return _missing_attribute(module, failing, report.children, message)
     if failing is None or module is None:
         return _unrecognised(report)
