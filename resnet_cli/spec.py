@@ -283,6 +283,19 @@ class ModelRequest:
     dtype: str = "float32"
     weights: str | None = None
 
+    @property
+    def label(self) -> str:
+        """The model as MODEL[flag=value,...]: the preset's name and the fields the build flags changed."""
+        base = (PRESETS[self.name] if self.name in PRESETS else PRESETS[DEFAULT_MODEL]).spec
+        changed = [
+            f"{f.name.replace('_', '-')}={_flag_text(getattr(self.spec, f.name))}"
+            for f in dataclasses.fields(ResNetSpec)
+            if f.name != "expansion" and getattr(self.spec, f.name) != getattr(base, f.name)
+        ]
+        if self.spec.block_expansion != DEFAULT_EXPANSION[self.spec.block]:
+            changed.append(f"expansion={self.spec.block_expansion}")
+        return f"{self.name}[{','.join(changed)}]" if changed else self.name
+
 
 def request_from_flags(
     model: str | None,
@@ -318,6 +331,14 @@ def request_from_flags(
         dtype=dtype,
         weights=weights,
     )
+
+
+def _flag_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _default_widths(model: str | None, num_stages: int) -> tuple[int, ...]:

@@ -125,3 +125,28 @@ def test_every_valid_spec_builds_and_runs(fields, size, batch):
     trace = trace_model(model, make_input((batch, spec.in_channels, size, size)))
     assert trace.ok, trace.error
     assert trace.records[0].output_shape == (batch, spec.num_classes)
+
+
+def test_label_names_the_preset_and_the_changed_fields():
+    assert request_from_flags("resnet50").label == "resnet50"
+    assert request_from_flags("resnet18", se=True, stem="deep").label == "resnet18[stem=deep,se=true]"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(["resnet18", "resnet50", "resnet20", "resnext50_32x4d"]),
+    se=st.one_of(st.none(), st.booleans()),
+    layers=st.one_of(st.none(), st.sampled_from(["1,1,1", "2,2,2,2", "3,4,6,3"])),
+    stride_on=st.one_of(st.none(), st.sampled_from(["3x3", "1x1"])),
+    shortcut=st.one_of(st.none(), st.sampled_from(["A", "B", "C"])),
+    drop_path=st.one_of(st.none(), st.sampled_from([0.0, 0.05])),
+)
+def test_label_round_trips_through_the_operand_syntax(model, **flags):
+    from resnet_cli.spec import parse_model_operand
+
+    try:
+        request = request_from_flags(model, **flags)
+    except SpecError:
+        return
+    name, parsed = parse_model_operand(request.label)
+    assert name == model and request_from_flags(name, **parsed).spec == request.spec

@@ -60,7 +60,7 @@ def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> Ta
     label, columns, rows, styles = breakdown(report, share_columns, share)
     request = report.request
     return TableData(
-        title=f"{request.name}  input {format_cell(request.input_shape)}  {label}",
+        title=f"{request.label}  input {format_cell(request.input_shape)}  {label}",
         columns=columns,
         rows=rows,
         footer=_footer(report),

@@ -40,7 +40,7 @@ def summary_table(summary: ModelSummary) -> TableData:
         for r in summary.layers
     ]
     depth = "all levels" if summary.max_depth is None else f"depth <= {summary.max_depth}"
-    title = f"{request.name}  input {format_cell(request.input_shape)}  ({depth}, device {request.device})"
+    title = f"{request.label}  input {format_cell(request.input_shape)}  ({depth}, device {request.device})"
     footer = [
         ("Total params", f"{totals.params:,}"),
         ("Trainable params", f"{totals.trainable_params:,}"),
