@@ -82,9 +82,8 @@ def to_markdown(data: TableData) -> str:
     if data.footer:
         lines.append("")
         lines.extend(f"- {label}: {value}" for label, value in data.footer)
-    if data.notes:
-        lines.append("")
-        lines.extend(data.notes)
+    for note in data.notes:  # a paragraph each, so Markdown does not run them together
+        lines.extend(["", note])
     return "\n".join(lines) + "\n"
 
 
