@@ -39,8 +39,10 @@ def main() -> None:
     one_grid = [parse_vary("layers=3,4,6,3"), *varies[1:]]
     count, seconds, cpu = timed_sweep(one_grid, workers=1)
     one_rate = count / seconds
-    print(f"1 worker     : {count:5d} variants in {seconds:6.1f} s = {one_rate:6.1f} variants/s "
-          f"({1000 * cpu / count:.0f} ms of CPU per variant)")
+    print(
+        f"1 worker     : {count:5d} variants in {seconds:6.1f} s = {one_rate:6.1f} variants/s "
+        f"({1000 * cpu / count:.0f} ms of CPU per variant)"
+    )
 
     count, seconds, _ = timed_sweep(varies, workers=cores)
     rate = count / seconds

@@ -56,7 +56,12 @@ def test_grid_has_baseline_each_knob_and_all_with_speedups():
     data = bench_json(*TINY, "--grid", "--channels-last", "--amp", "bf16")
     rows = data["rows"]
     assert [r["label"] for r in rows] == ["baseline", "channels-last", "amp bf16", "channels-last + amp bf16"]
-    assert [(r["channels_last"], r["amp"]) for r in rows] == [(False, None), (True, None), (False, "bf16"), (True, "bf16")]
+    assert [(r["channels_last"], r["amp"]) for r in rows] == [
+        (False, None),
+        (True, None),
+        (False, "bf16"),
+        (True, "bf16"),
+    ]
     assert rows[0]["speedup"] == 1.0
     for row in rows:
         assert row["speedup"] == pytest.approx(rows[0]["median_ms"] / row["median_ms"])
@@ -124,7 +129,9 @@ def test_progress_callback_sees_every_step_and_the_library_prints_nothing(capsys
 def test_grid_rows_warm_up_in_turn_then_take_turns_for_each_timed_step():
     calls = []
     request = request_from_flags("resnet18", input="1x3x32x32", device="cpu")
-    run_bench(request, BenchSettings(iters=2, warmup=1, channels_last=True), grid=True, progress=lambda *a: calls.append(a))
+    run_bench(
+        request, BenchSettings(iters=2, warmup=1, channels_last=True), grid=True, progress=lambda *a: calls.append(a)
+    )
     assert calls == [
         ("baseline", 1, 3), ("channels-last", 1, 3),
         ("baseline", 2, 3), ("channels-last", 2, 3),

@@ -200,7 +200,10 @@ def test_invalid_combinations_are_skipped_with_the_reason():
     ]
     [skipped] = data["skipped"]
     assert skipped["values"] == {"block": "basic", "groups": "32"}
-    assert skipped["reason"] == "--groups 32 needs --block bottleneck; a basic block supports only groups=1, width-per-group=64"
+    assert (
+        skipped["reason"]
+        == "--groups 32 needs --block bottleneck; a basic block supports only groups=1, width-per-group=64"
+    )
 
 
 def test_skipped_variants_are_listed_under_the_table():
@@ -250,12 +253,12 @@ def test_pareto_front_keeps_variants_nothing_beats_on_both_axes():
 
 
 def test_pareto_flags_in_the_output_match_the_definition():
-    data = sweep_json("resnet50", "--vary", "stem=imagenet,cifar,deep", "--vary", "expansion=2,4", "--vary", "se=off,on")
+    data = sweep_json(
+        "resnet50", "--vary", "stem=imagenet,cifar,deep", "--vary", "expansion=2,4", "--vary", "se=off,on"
+    )
     points = [(v["macs"], v["params"]) for v in data["variants"]]
     for v in data["variants"]:
-        dominated = any(
-            m <= v["macs"] and p <= v["params"] and (m, p) != (v["macs"], v["params"]) for m, p in points
-        )
+        dominated = any(m <= v["macs"] and p <= v["params"] and (m, p) != (v["macs"], v["params"]) for m, p in points)
         assert v["pareto"] == (not dominated)
     assert sum(v["pareto"] for v in data["variants"]) >= 2  # the cifar stem trades params for MACs
 

@@ -147,7 +147,9 @@ def check_settings(request: ModelRequest, settings: BenchSettings, grid: bool) -
     if settings.compile and settings.warmup < 1:
         raise UserError("--compile needs --warmup 1 or more: the first step compiles and must not be timed")
     if grid and not settings.knobs():
-        raise UserError("--grid compares knobs against the baseline; add at least one of --channels-last, --amp, --compile")
+        raise UserError(
+            "--grid compares knobs against the baseline; add at least one of --channels-last, --amp, --compile"
+        )
 
 
 def run_bench(
@@ -187,7 +189,9 @@ def run_bench(
             prepared = [prepare_row(request, config, progress) for config in configs]
             latencies = time_interleaved(prepared, device, settings, request, progress)
         report.rows = [
-            BenchRow(label=row.label, settings=row.settings, latencies_ms=times, peak_memory_bytes=row.peak_memory_bytes)
+            BenchRow(
+                label=row.label, settings=row.settings, latencies_ms=times, peak_memory_bytes=row.peak_memory_bytes
+            )
             for row, times in zip(prepared, latencies, strict=True)
         ]
         del prepared
@@ -334,7 +338,9 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: ModelRe
     except Exception as exc:  # any failure of the model run is reported as one line
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if settings.compile and first:
-            raise UserError(f"--compile: torch.compile failed on this machine ({message}); run without --compile") from None
+            raise UserError(
+                f"--compile: torch.compile failed on this machine ({message}); run without --compile"
+            ) from None
         if "more than 1 value per channel" in message:
             raise UserError(
                 f"--input {_shape(request.input_shape)}: batch norm in train mode needs more than one value per "

@@ -88,7 +88,9 @@ def sweep(
     ] = None,
     plot: Annotated[
         Optional[str],
-        typer.Option(help="Write a scatter of MACs vs params with the Pareto front (.png or .svg).", rich_help_panel=SWEEP),
+        typer.Option(
+            help="Write a scatter of MACs vs params with the Pareto front (.png or .svg).", rich_help_panel=SWEEP
+        ),
     ] = None,
     format: FormatOption = "table",
 ) -> None:
