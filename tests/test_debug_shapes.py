@@ -219,6 +219,24 @@ def test_attribute_error_on_a_tensor_is_not_a_missing_module_attribute():
     assert report.error == "AttributeError: 'Tensor' object has no attribute 'shapee'"
 
 
+def test_forward_that_reads_values_is_sent_to_the_cpu():
+    class ReadsValues(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            scale = self.conv(x).abs().max().item()
+            return x / scale
+
+    with torch.device("meta"):
+        model = ReadsValues()
+    report = debug_shapes(model, torch.empty(1, 3, 4, 4, device="meta"))
+    assert report.diagnosis.kind == "needs_real_tensors"
+    assert "--device cpu" in report.diagnosis.fix
+    assert debug_shapes(ReadsValues(), torch.randn(1, 3, 4, 4)).ok
+
+
 # --- the healthy tree ---------------------------------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ class Diagnosis:
     """What went wrong in plain words, and a concrete change that fixes it."""
 
     kind: str  # residual_add_mismatch, expansion_mismatch, conv_channels, classifier_mismatch, missing_attribute,
-    #            dtype_mismatch, device_mismatch, input_too_small, unrecognised
+    #            dtype_mismatch, device_mismatch, input_too_small, needs_real_tensors, unrecognised
     summary: str
     fix: str
 
@@ -258,6 +258,8 @@ def _diagnose(
     owner = re.search(r"'(\w+)' object has no attribute '(\w+)'", message) if isinstance(error, AttributeError) else None
     if owner and owner.group(1) in {type(m).__name__ for m in model.modules()}:
         return _missing_attribute(module, failing, report.children, message)
+    if inputs.device.type == "meta" and _needs_data(message):
+        return _needs_real_tensors(report)
     if failing is None or module is None:
         return _unrecognised(report)
     own = [t for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)) if t.is_floating_point()]
@@ -491,6 +493,23 @@ def _input_too_small(
     if isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)) and record.name:
         fix += f", or replace the fixed-size {record.type} {record.name} by nn.Adaptive{record.type.replace('2d', '')}2d(1) to accept any size"
     return Diagnosis("input_too_small", summary, fix + ".")
+
+
+def _needs_data(message: str) -> bool:
+    text = message.lower()
+    return any(p in text for p in ("cannot be called on meta tensors", "out of meta tensor", "meta device type tensor",
+                                   "data-independent implementation", "no data!"))
+
+
+def _needs_real_tensors(report: ShapeReport) -> Diagnosis:
+    where = f" at {report.location.file}:{report.location.line}" if report.location else ""
+    module = _label(report.failing) if report.failing else "the model"
+    return Diagnosis(
+        "needs_real_tensors",
+        f"{module} reads tensor values{where} (.item(), .tolist(), a data-dependent op or a Python `if` on a "
+        f"tensor). Meta tensors have shapes but no values, so this cannot run on meta; it is not a shape problem.",
+        "Run again with --device cpu (the input is random, so value-dependent branches take one path).",
+    )
 
 
 def _unrecognised(report: ShapeReport) -> Diagnosis:

@@ -23,6 +23,7 @@ _KIND_TITLES = {
     "dtype_mismatch": "dtype mismatch",
     "device_mismatch": "device mismatch",
     "input_too_small": "input too small",
+    "needs_real_tensors": "forward reads tensor values (not a shape problem)",
     "unrecognised": "unrecognised error",
 }
 
