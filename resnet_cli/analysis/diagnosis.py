@@ -7,6 +7,7 @@ made inside a module's own forward, which is how residual blocks are recognised 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -228,16 +229,8 @@ def _trace(model: nn.Module, inputs: torch.Tensor) -> ModelTrace:
     on_meta = inputs.device.type == "meta"
     watcher = TensorFlowWatcher(check_meta=on_meta)
     # On meta, tensors that forward creates without a device follow the input, as they would on a real device.
-    with torch.device("meta") if on_meta else _nullcontext(), watcher:
+    with torch.device("meta") if on_meta else contextlib.nullcontext(), watcher:
         return trace_model(model, inputs, observers=[watcher])
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _diagnose(
@@ -263,7 +256,9 @@ def _diagnose(
     if failing is None or module is None:
         return _unrecognised(report)
     own = [t for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)) if t.is_floating_point()]
-    if failing.input_dtypes and any(_dtype(t) != failing.input_dtypes[0] for t in own):
+    # Only a layer's own computation mixes its parameters with its input; a container's add fails for other reasons.
+    dtype_related = failing.is_leaf or "type" in message.lower()
+    if dtype_related and failing.input_dtypes and any(_dtype(t) != failing.input_dtypes[0] for t in own):
         return _dtype_mismatch(failing, own)
     device_problem = _device_mismatch(failing, module)
     if device_problem is not None:
