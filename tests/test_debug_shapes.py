@@ -246,8 +246,8 @@ def test_healthy_model_shows_the_tree_and_no_shape_problems():
     lines = result.stdout.splitlines()
     assert lines[-1] == "no shape problems"
     assert any("layer2.0 BasicBlock  1x16x32x32 -> 1x32x16x16  channels 16->32, spatial 32x32->16x16" in line
-               and "[residual, shortcut layer2.0.downsample]" in line for line in lines)  # fmt: skip
-    assert any("layer1.0 BasicBlock" in line and "[residual, identity shortcut]" in line for line in lines)
+               and "[residual: downsample]" in line for line in lines)  # fmt: skip
+    assert any("layer1.0 BasicBlock" in line and "[residual: identity]" in line for line in lines)
     assert any("fc Linear  1x64 -> 1x10  features 64->10" in line for line in lines)
 
 
@@ -321,7 +321,7 @@ def test_markdown_carries_the_diagnosis_and_csv_the_rows():
     assert "Fix: Give layer2.0 (BasicBlock) a projection shortcut" in markdown.stdout
     csv = run(small("residual_add"), "--input", "1x3x32x32", "--format", "csv")
     assert csv.exit_code == 1
-    assert 'layer2.0,BasicBlock,1x16x32x32,(failed),,"residual, identity shortcut"' in csv.stdout.splitlines()
+    assert 'layer2.0,BasicBlock,1x16x32x32,(failed),,residual: identity' in csv.stdout.splitlines()
 
 
 def test_broken_table_report_has_every_part():

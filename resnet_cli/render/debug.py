@@ -216,7 +216,10 @@ def _residual_text(record: LayerRecord) -> str:
     if not residual:
         return ""
     shortcut = residual["shortcut_from"]
-    return f"residual, shortcut {shortcut}" if shortcut else "residual, identity shortcut"
+    if not shortcut:
+        return "residual: identity"
+    prefix = record.name + "."
+    return f"residual: {shortcut.removeprefix(prefix) if record.name else shortcut}"
 
 
 def _path(report: ShapeReport) -> list[str]:
