@@ -45,6 +45,11 @@ class UserModelRequest:
     def name(self) -> str:
         return self.reference
 
+    @property
+    def label(self) -> str:
+        """How titles name the model (as ModelRequest.label does for presets)."""
+        return self.reference
+
 
 def is_user_model_reference(text: str | None) -> bool:
     """True for 'file.py:attr', 'package.module:attr' and 'file.py'; preset names never look like that."""

@@ -177,7 +177,7 @@ def debug_request(request: ModelRequest | UserModelRequest) -> ShapeReport:
         inputs = make_input(request.input_shape, resolve_device(request.device), getattr(torch, request.dtype))
     else:
         model, inputs = instantiate(request)
-    return debug_shapes(model, inputs, name=request.name, smallest_input_search=True)
+    return debug_shapes(model, inputs, name=request.label, smallest_input_search=True)
 
 
 def debug_shapes(
