@@ -7,25 +7,15 @@ trace (with the modules that had started and not finished), never swallowed sile
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 Shape = tuple[int, ...]
-
-
-@dataclass
-class TensorAdd:
-    """An elementwise add run by a module's own forward (a residual add, typically)."""
-
-    shapes: tuple[Shape, Shape]
-    operand_ids: tuple[int, int]  # id() of both operands, to find which call produced them
 
 
 @dataclass
@@ -47,9 +37,6 @@ class LayerRecord:
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
     output_bytes: int = 0  # bytes of output tensors newly made by this call (aliases of inputs excluded)
-    input_ids: tuple[int, ...] = ()  # id() of the input tensors: the producer is the latest call that output it
-    output_ids: tuple[int, ...] = ()
-    adds: list[TensorAdd] = field(default_factory=list)  # filled when tracing with record_adds=True
     finished: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # filled by observers (e.g. MAC counts)
 
@@ -85,28 +72,6 @@ class ModelTrace:
         """One record per module: its first call."""
         return [r for r in self.records if r.call_index == 0]
 
-    def producer(self, tensor_id: int, before: int) -> LayerRecord | None:
-        """The latest finished call starting before order `before` that returned the tensor with this id
-        (ids of live tensors are unique, so the latest match is the producer)."""
-        for record in reversed(self.records[:before]):
-            if record.finished and tensor_id in record.output_ids:
-                return record
-        return None
-
-    def subtree_end(self, record: LayerRecord) -> int:
-        """The order just past the last call made inside `record`'s call (for producers of its adds)."""
-        end = record.order + 1
-        while end < len(self.records) and self._inside(self.records[end], record):
-            end += 1
-        return end
-
-    def _inside(self, record: LayerRecord, ancestor: LayerRecord) -> bool:
-        while record.parent is not None:
-            if record.parent == ancestor.order:
-                return True
-            record = self.records[record.parent]
-        return False
-
 
 class TraceObserver(Protocol):
     """Extra per-call measurement attached to the tracer's hooks (e.g. counting MACs)."""
@@ -131,12 +96,10 @@ def trace_model(
     *,
     train: bool = False,
     observers: Iterable[TraceObserver] = (),
-    record_adds: bool = False,
 ) -> ModelTrace:
     """Run `model` once on `inputs` with hooks on every module and return the records.
 
     The model runs in eval mode unless `train`, under `torch.no_grad()`; its mode is restored afterwards.
-    With `record_adds`, tensor additions are recorded on the innermost running module (residual adds).
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -165,7 +128,6 @@ def trace_model(
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             input_dtypes=tuple(_dtype_name(t.dtype) for t in tensors),
             input_devices=tuple(t.device.type for t in tensors),
-            input_ids=tuple(id(t) for t in tensors),
         )
         records.append(record)
         stack.append(record)
@@ -178,7 +140,6 @@ def trace_model(
         inputs_seen = {id(t) for t in _tensors(hook_args)}
         record.output_shapes = tuple(tuple(t.shape) for t in outputs)
         record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
-        record.output_ids = tuple(id(t) for t in outputs)
         record.output_bytes = sum(t.numel() * t.element_size() for t in outputs if id(t) not in inputs_seen)
         record.finished = True
         for observer in observers:
@@ -192,7 +153,7 @@ def trace_model(
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
         model.train(train)
-        with torch.no_grad(), (_AddRecorder(stack) if record_adds else contextlib.nullcontext()):
+        with torch.no_grad():
             model(*args)
     except Exception as exc:  # the failure is the finding; the caller decides how to report it
         error = exc
@@ -207,25 +168,6 @@ def trace_model(
         device=_device_of(args),
         error=error,
     )
-
-
-_ADD_FUNCTIONS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, torch.Tensor.__iadd__,
-                  torch.Tensor.__radd__}  # fmt: skip
-
-
-class _AddRecorder(TorchFunctionMode):
-    """Notes each tensor + tensor on the innermost running module, before it runs (so failed adds count)."""
-
-    def __init__(self, stack: list[LayerRecord]) -> None:
-        super().__init__()
-        self.stack = stack
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        if func in _ADD_FUNCTIONS and self.stack and len(args) >= 2:
-            a, b = args[0], args[1]
-            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-                self.stack[-1].adds.append(TensorAdd((tuple(a.shape), tuple(b.shape)), (id(a), id(b))))
-        return func(*args, **(kwargs or {}))
 
 
 def _count(params: Iterable[torch.Tensor]) -> int:
