@@ -184,6 +184,8 @@ def test_fast_meta_kernels_do_not_change_any_count(monkeypatch):
         request_from_flags("resnext50_32x4d", input="2x3x96x96", dtype="bfloat16"),
         request_from_flags("resnet50", se=True, stem="deep", avg_down=True, dilate_stages="3,4", input="1x3x80x80"),
         request_from_flags("resnet20", drop_path=0.1, zero_init_residual=True),
+        request_from_flags("resnet50", stride_on="1x1", shortcut="C", input="2x3x61x47"),  # odd sizes: floor
+        request_from_flags("resnet18", shortcut="A", stem="cifar", input="1x3x33x35"),
     ]
     fast = [measure_request(r) for r in requests]
     monkeypatch.setattr(sweep, "fast_meta_kernels", contextlib.nullcontext)

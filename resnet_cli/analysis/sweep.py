@@ -273,10 +273,11 @@ def measure_request(request: ModelRequest) -> Measurement:
 
 @contextlib.contextmanager
 def fast_meta_kernels() -> Iterator[None]:
-    """Shape-only shortcuts for meta ops that torch runs slowly in Python: eval-mode batch norm and weight init.
+    """Shape-only shortcuts for meta ops that torch runs slowly in Python: 2-D convolution, eval-mode
+    batch norm and weight initialisation.
 
-    On meta tensors these ops only need their output's shape; torch computes it through Python
-    decompositions that take most of a meta build-and-trace. Results are unchanged (tests compare).
+    On meta tensors these ops only need their output's shape; torch computes it through Python meta
+    kernels and decompositions that take most of a meta build-and-trace. Results are unchanged (tests compare).
     """
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -291,10 +292,21 @@ def fast_meta_kernels() -> Iterator[None]:
             if func is aten.native_batch_norm.default and args[0].is_meta and not args[5]:
                 x = args[0]
                 return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
+            if func is aten.convolution.default and args[0].is_meta and not args[6] and args[0].dim() == 4:
+                return _conv2d_output(*args)
             return func(*args, **(kwargs or {}))
 
     with FastMeta():
         yield
+
+
+def _conv2d_output(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, *_: Any) -> Any:
+    """The meta output of a plain (not transposed) 2-D convolution, by the usual size formula."""
+    sizes = [
+        (size + 2 * pad - dil * (kernel - 1) - 1) // step + 1
+        for size, kernel, step, pad, dil in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True)
+    ]
+    return x.new_empty((x.shape[0], weight.shape[0], *sizes))
 
 
 def _measure_job(job: tuple[int, ModelRequest]) -> tuple[int, Measurement | str]:
