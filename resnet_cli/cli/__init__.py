@@ -1,10 +1,13 @@
-"""Command-line interface. Importing this package registers every command on `app`."""
+"""Command-line interface. Importing this package registers every command on `app`.
 
-from resnet_cli.cli import commands  # noqa: F401  (registers list, summary)
-from resnet_cli.cli import bench_cmd  # noqa: F401  (registers bench, sweep)
-from resnet_cli.cli import flops_cmd  # noqa: F401  (registers flops)
-from resnet_cli.cli import compare_cmd  # noqa: F401  (registers compare, table)
-from resnet_cli.cli import debug_cmd  # noqa: F401  (registers debug-shapes)
+The import order is the order `resnet-cli --help` lists the commands, so it is not sorted.
+"""
+
+from resnet_cli.cli import commands  # noqa: F401, I001  (list, summary)
+from resnet_cli.cli import flops_cmd  # noqa: F401  (flops)
+from resnet_cli.cli import compare_cmd  # noqa: F401  (compare, table)
+from resnet_cli.cli import debug_cmd  # noqa: F401  (debug-shapes)
+from resnet_cli.cli import bench_cmd  # noqa: F401  (bench, sweep)
 from resnet_cli.cli.app import app, main
 
 __all__ = ["app", "main"]

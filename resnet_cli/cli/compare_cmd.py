@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional
 
 import typer
-from rich.console import Console
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, _build_parameters
+from resnet_cli.cli.options import FormatOption, PlotOption, with_build_flags, write_plot
 
 BLOCK = "Block operands (basic, bottleneck, se-basic, se-bottleneck)"
 RUN = "Timing and output"
-_TABLE_SKIPPED_FLAGS = ("model", "weights", "device", "dtype")  # table only builds on meta and loads nothing
-
-PlotOption = Annotated[
-    Optional[str],
-    typer.Option("--plot", help="Also write a bar chart here; .png or .svg (needs matplotlib).", rich_help_panel=RUN),
-]
-
+_TABLE_SKIPPED_FLAGS = ("weights", "device", "dtype")  # table only builds on meta and loads nothing
 
 def _block_opt(help: str) -> Any:
     return typer.Option(help=help, rich_help_panel=BLOCK, show_default=False)
-
-
-def write_plot(path: str, title: str, panels: list) -> None:
-    """Write the --plot file and say where on stderr (stdout stays the result, e.g. JSON)."""
-    from resnet_cli.render.plots import write_bar_figure
-
-    written = write_bar_figure(path, title, panels)
-    Console(stderr=True, highlight=False).print(f"Plot written to {written}", markup=False)
 
 
 @app.command()
@@ -80,27 +62,8 @@ def compare(
         write_plot(plot, title, panels)
 
 
-def with_build_flags(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command every build flag plus --input, applied to each model; it receives them as `flags`."""
-    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "flags"]
-    build = [p for p in _build_parameters("meta") if p.name not in _TABLE_SKIPPED_FLAGS]
-    names = [p.name for p in build]
-    params = [*own, *build]
-
-    @functools.wraps(func)
-    def command(**kwargs: Any) -> Any:
-        return func(flags={name: kwargs.pop(name) for name in names}, **kwargs)
-
-    del command.__wrapped__  # Typer must read the new signature, not the original one
-    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
-    )
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    return command
-
-
 @app.command("table")
-@with_build_flags
+@with_build_flags(skip=_TABLE_SKIPPED_FLAGS)
 def arch_table(
     flags: dict[str, Any],
     models: Annotated[Optional[list[str]], typer.Argument(

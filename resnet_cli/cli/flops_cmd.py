@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, with_model_request
+from resnet_cli.cli.options import FormatOption, PlotOption, with_model_request, write_plot
 from resnet_cli.spec import ModelRequest
 
 
@@ -32,10 +32,7 @@ def flops(
     optimizer: Annotated[
         Literal["sgd", "adam"], typer.Option(help="Optimizer state in the training memory estimate (1 or 2 buffers).")
     ] = "sgd",
-    plot: Annotated[
-        Optional[str],
-        typer.Option(help="Also write per-stage bars of params and MACs here; .png or .svg (needs matplotlib)."),
-    ] = None,
+    plot: PlotOption = None,
     format: FormatOption = "table",
 ) -> None:
     """MACs, FLOPs (= 2 x MACs) and params, fvcore and conv+linear conventions side by side, and memory."""
@@ -50,11 +47,10 @@ def flops(
     report = flops_report(request, counter=counter, optimizer=optimizer, max_depth=depth)
     emit(stdout(), format, flops_table(report, by=by, bars=format == "table"), flops_json(report))
     if plot is not None:
-        from resnet_cli.cli.compare_cmd import write_plot
         from resnet_cli.render.plots import stage_panels
 
         write_plot(
             plot,
-            f"{request.name} per stage, input {'x'.join(map(str, request.input_shape))}",
+            f"{request.label} per stage, input {'x'.join(map(str, request.input_shape))}",
             stage_panels(report.stages),
         )

@@ -25,7 +25,7 @@ def _opt(*names: str, help: str, panel: str = BUILD, **kwargs: Any) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=panel, **kwargs)
 
 
-def _build_parameters(default_device: str) -> list[inspect.Parameter]:
+def build_parameters(default_device: str) -> list[inspect.Parameter]:
     """The build flags as keyword parameters, each defaulting to 'keep the preset'."""
     specs: list[tuple[str, Any, Any]] = [
         ("model", Annotated[Optional[str], typer.Argument(
@@ -81,7 +81,7 @@ def with_model_request(
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "request"]
-        build = _build_parameters(default_device)
+        build = build_parameters(default_device)
         build_names = [p.name for p in build]
         if user_models:
             model_param = build[0].replace(annotation=Annotated[Optional[str], typer.Argument(
@@ -110,11 +110,49 @@ def with_model_request(
                     )
             return func(request=request_from_flags(model, **flags), **kwargs)
 
-        del command.__wrapped__  # Typer must read the new signature, not the original one
-        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
-        )
-        command.__annotations__ = {p.name: p.annotation for p in params}
-        return command
+        return with_signature(command, params)
 
     return decorate
+
+
+def with_signature(command: Callable[..., Any], params: list[inspect.Parameter]) -> Callable[..., Any]:
+    """Make Typer read `params` (all keyword-only) as the options of `command`, a `functools.wraps` wrapper."""
+    del command.__wrapped__  # Typer must read the new signature, not the wrapped function's
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+    )
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+def with_build_flags(skip: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the build flags (without MODEL and `skip`) as one `flags` dict, to apply to several models."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "flags"]
+        build = [p for p in build_parameters("meta") if p.name not in ("model", *skip)]
+        names = [p.name for p in build]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            return func(flags={name: kwargs.pop(name) for name in names}, **kwargs)
+
+        return with_signature(command, [*own, *build])
+
+    return decorate
+
+
+PlotOption = Annotated[
+    Optional[str],
+    typer.Option("--plot", help="Also write a chart here; .png or .svg (needs matplotlib).", show_default=False),
+]
+
+
+def write_plot(path: str, title: str, panels: list) -> None:
+    """Write a --plot bar chart and say where on stderr (stdout stays the result, e.g. JSON)."""
+    from rich.console import Console
+
+    from resnet_cli.render.plots import write_bar_figure
+
+    written = write_bar_figure(path, title, panels)
+    Console(stderr=True, highlight=False).print(f"Plot written to {written}", markup=False)
