@@ -274,7 +274,7 @@ def measure_request(request: ModelRequest) -> Measurement:
 @contextlib.contextmanager
 def fast_meta_kernels() -> Iterator[None]:
     """Shape-only shortcuts for meta ops that torch runs slowly in Python: 2-D convolution, eval-mode
-    batch norm and weight initialisation.
+    batch norm, mean, same-dtype add and multiply, and in-place ops (weight initialisation, ReLU).
 
     On meta tensors these ops only need their output's shape; torch computes it through Python meta
     kernels and decompositions that take most of a meta build-and-trace. Results are unchanged (tests compare).
@@ -283,17 +283,25 @@ def fast_meta_kernels() -> Iterator[None]:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     aten = torch.ops.aten
-    in_place_init = (aten.normal_.default, aten.uniform_.default, aten.fill_.Scalar, aten.zero_.default)
+    # in place, on meta: nothing to compute, the result is the input itself
+    in_place = (aten.normal_.default, aten.uniform_.default, aten.fill_.Scalar, aten.zero_.default, aten.relu_.default)
+    binary = (aten.add.Tensor, aten.mul.Tensor)
 
     class FastMeta(TorchDispatchMode):
         def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-            if func in in_place_init and args[0].is_meta:
-                return args[0]  # meta tensors hold no values to fill
-            if func is aten.native_batch_norm.default and args[0].is_meta and not args[5]:
-                x = args[0]
+            x = args[0] if args else None
+            if not isinstance(x, torch.Tensor) or not x.is_meta:
+                return func(*args, **(kwargs or {}))
+            if func in in_place:
+                return x
+            if func is aten.native_batch_norm.default and not args[5]:
                 return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
-            if func is aten.convolution.default and args[0].is_meta and not args[6] and args[0].dim() == 4:
+            if func is aten.convolution.default and not args[6] and x.dim() == 4:
                 return _conv2d_output(*args)
+            if func is aten.mean.dim and not kwargs and len(args) == 3:
+                return _mean_output(*args)
+            if func in binary and _same_dtype_contiguous(x, args[1]):
+                return x.new_empty(torch.broadcast_shapes(x.shape, args[1].shape))
             return func(*args, **(kwargs or {}))
 
     with FastMeta():
@@ -307,6 +315,21 @@ def _conv2d_output(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, di
         for size, kernel, step, pad, dil in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True)
     ]
     return x.new_empty((x.shape[0], weight.shape[0], *sizes))
+
+
+def _mean_output(x: Any, dims: Any, keepdim: bool) -> Any:
+    """The meta output of a mean over `dims` (all dimensions when empty)."""
+    reduced = {d % x.dim() for d in dims} if dims else set(range(x.dim()))
+    if keepdim:
+        return x.new_empty([1 if i in reduced else size for i, size in enumerate(x.shape)])
+    return x.new_empty([size for i, size in enumerate(x.shape) if i not in reduced])
+
+
+def _same_dtype_contiguous(a: Any, b: Any) -> bool:
+    """Both meta tensors of one dtype in the default layout, so the result is a plain new tensor."""
+    import torch
+
+    return isinstance(b, torch.Tensor) and b.is_meta and a.dtype == b.dtype and a.is_contiguous() and b.is_contiguous()
 
 
 def _measure_job(job: tuple[int, ModelRequest]) -> tuple[int, Measurement | str]:
