@@ -235,22 +235,31 @@ def default_input_shape(spec: ResNetSpec) -> tuple[int, int, int, int]:
 
 
 def parse_input_shape(text: str | None, spec: ResNetSpec) -> tuple[int, int, int, int]:
-    """Parse --input: 'NxCxHxW', 'CxHxW' (batch 1) or 'S' (1 x in_channels x S x S); None gives the default."""
+    """Parse --input for a spec: 'NxCxHxW', 'CxHxW' (batch 1) or 'S' (1 x in_channels x S x S); None gives the default."""
     if text is None:
         return default_input_shape(spec)
+    return parse_shape(text, spec.in_channels)
+
+
+def parse_shape(text: str, in_channels: int | None = None) -> tuple[int, int, int, int]:
+    """Parse an NxCxHxW shape ('CxHxW' means batch 1, 'S' means 1 x C x S x S with C = in_channels or 3).
+
+    With `in_channels`, a shape with other channels is refused, naming --in-channels.
+    """
     parts = text.lower().replace("×", "x").replace(",", "x").split("x")
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         raise SpecError(f"--input {text!r} is not a shape; use NxCxHxW such as 1x3x224x224") from None
+    channels = in_channels or 3
     if len(dims) == 1:
-        dims = (1, spec.in_channels, dims[0], dims[0])
+        dims = (1, channels, dims[0], dims[0])
     elif len(dims) == 3:
-        if dims[0] != spec.in_channels:
+        if in_channels is not None and dims[0] != in_channels:
             raise SpecError(
                 f"--input {text}: the model needs a 4-D NxCxHxW input; read as CxHxW this gives "
-                f"{dims[0]} channels but the model takes {spec.in_channels} (--in-channels); "
-                f"use e.g. 1x{spec.in_channels}x224x224"
+                f"{dims[0]} channels but the model takes {in_channels} (--in-channels); "
+                f"use e.g. 1x{in_channels}x224x224"
             )
         dims = (1, *dims)
     elif len(dims) != 4:
@@ -260,9 +269,9 @@ def parse_input_shape(text: str | None, spec: ResNetSpec) -> tuple[int, int, int
     for name, value in zip("NCHW", dims, strict=True):
         if value < 1:
             raise SpecError(f"--input {text}: {name}={value}; every dimension must be at least 1")
-    if dims[1] != spec.in_channels:
+    if in_channels is not None and dims[1] != in_channels:
         raise SpecError(
-            f"--input {text} has {dims[1]} channels but the model takes {spec.in_channels}; "
+            f"--input {text} has {dims[1]} channels but the model takes {in_channels}; "
             f"change --input or --in-channels"
         )
     return dims  # type: ignore[return-value]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resnet_cli.errors import UserError
-from resnet_cli.spec import DEVICES, DTYPES, SpecError
+from resnet_cli.spec import DEVICES, DTYPES, SpecError, parse_shape
 
 if TYPE_CHECKING:
     from torch import nn
@@ -73,23 +73,7 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
 
 def parse_user_input_shape(text: str | None) -> tuple[int, ...]:
     """--input for a user model: 'NxCxHxW', 'CxHxW' (batch 1) or 'S' (1x3xSxS); None gives 1x3x224x224."""
-    if text is None:
-        return DEFAULT_INPUT
-    parts = text.lower().replace("×", "x").replace(",", "x").split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise SpecError(f"--input {text!r} is not a shape; use NxCxHxW such as 1x3x224x224") from None
-    if len(dims) == 1:
-        dims = (1, 3, dims[0], dims[0])
-    elif len(dims) == 3:
-        dims = (1, *dims)
-    elif len(dims) != 4:
-        raise SpecError(f"--input {text} has {len(dims)} dimensions; give NxCxHxW such as 1x3x224x224")
-    for name, value in zip("NCHW", dims, strict=True):
-        if value < 1:
-            raise SpecError(f"--input {text}: {name}={value}; every dimension must be at least 1")
-    return dims
+    return DEFAULT_INPUT if text is None else parse_shape(text)
 
 
 def user_model_request(
