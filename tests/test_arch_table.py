@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import pytest
-from typer.testing import CliRunner
-
-from resnet_cli.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def run_json(*args: str) -> dict:
-    result = run(*args, "--format", "json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from cli_runner import run, run_json
 
 
 @pytest.fixture(scope="module")

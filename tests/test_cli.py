@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import subprocess
 import sys
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_runner import run, run_json, runner
 
 from resnet_cli import build_model
 from resnet_cli.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def run_json(*args: str) -> dict:
-    result = run(*args, "--format", "json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_help_does_not_import_torch():

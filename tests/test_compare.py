@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
+from cli_runner import run, run_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from resnet_cli import build_model
 from resnet_cli.analysis.compare import BlockSetup, build_block, compare_blocks
 from resnet_cli.analysis.counting import count_module
-from resnet_cli.cli import app
 from resnet_cli.errors import SpecError
 from resnet_cli.spec import parse_model_operand
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def run_json(*args: str) -> dict:
-    result = run(*args, "--format", "json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

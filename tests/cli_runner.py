@@ -1,0 +1,23 @@
+"""Run `resnet-cli` in-process, as the tests' users would from a shell."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner, Result
+
+from resnet_cli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> Result:
+    """`resnet-cli ARGS`: exit code, stdout and stderr."""
+    return runner.invoke(app, list(args))
+
+
+def run_json(*args: str) -> dict:
+    """`resnet-cli ARGS --format json`, which must succeed, parsed."""
+    result = run(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
