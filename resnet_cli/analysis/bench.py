@@ -184,10 +184,8 @@ def run_bench(
             torch_version=torch.__version__,
         )
         configs = grid_settings(settings) if grid else [settings]
-        grad_mode = torch.inference_mode() if settings.mode == "infer" else contextlib.nullcontext()
-        with grad_mode:
-            prepared = [prepare_row(request, config, progress) for config in configs]
-            latencies = time_interleaved(prepared, device, settings, request, progress)
+        prepared = [prepare_row(request, config, progress) for config in configs]
+        latencies = time_interleaved(prepared, device, settings, request, progress)
         report.rows = [
             BenchRow(
                 label=row.label, settings=row.settings, latencies_ms=times, peak_memory_bytes=row.peak_memory_bytes
@@ -241,10 +239,11 @@ def prepare_row(
             model = compile_model(model)
         step = make_step(model, inputs, settings, request)
         total = settings.warmup + settings.iters
-        for i in range(settings.warmup):
-            run_step(step, settings, request, first=i == 0)
-            if progress:
-                progress(label, i + 1, total)
+        with grad_mode(settings):
+            for i in range(settings.warmup):
+                run_step(step, settings, request, first=i == 0)
+                if progress:
+                    progress(label, i + 1, total)
     return PreparedRow(label=label, settings=settings, step=step, peak_memory_bytes=memory.peak_bytes)
 
 
@@ -306,22 +305,30 @@ def time_interleaved(
     if cuda:
         torch.cuda.synchronize(device)
     latencies: list[list[float]] = [[] for _ in rows]
-    for i in range(settings.iters):
-        for row, times in zip(rows, latencies, strict=True):
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                run_step(row.step, row.settings, request, first=False)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                started = time.perf_counter()
-                run_step(row.step, row.settings, request, first=False)
-                times.append((time.perf_counter() - started) * 1000.0)
-            if progress:
-                progress(row.label, settings.warmup + i + 1, settings.warmup + settings.iters)
+    with grad_mode(settings):
+        for i in range(settings.iters):
+            for row, times in zip(rows, latencies, strict=True):
+                if cuda:
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    run_step(row.step, row.settings, request, first=False)
+                    end.record()
+                    end.synchronize()
+                    times.append(start.elapsed_time(end))
+                else:
+                    started = time.perf_counter()
+                    run_step(row.step, row.settings, request, first=False)
+                    times.append((time.perf_counter() - started) * 1000.0)
+                if progress:
+                    progress(row.label, settings.warmup + i + 1, settings.warmup + settings.iters)
     return latencies
+
+
+def grad_mode(settings: BenchSettings) -> contextlib.AbstractContextManager:
+    """torch.inference_mode for infer steps; autograd as usual for train steps."""
+    import torch
+
+    return torch.inference_mode() if settings.mode == "infer" else contextlib.nullcontext()
 
 
 def run_step(step: Callable[[], None], settings: BenchSettings, request: ModelRequest, *, first: bool) -> None:
