@@ -88,6 +88,43 @@ def test_a_wide_p10_p90_spread_is_flagged_as_noisy():
     assert not any(note.startswith("Noisy") for note in bench_table(report).notes)
 
 
+GOLDEN_MARKDOWN = """\
+**resnet50  input 8x3x224x224  infer on cpu (float32)**
+
+| Config | Median ms | p10 ms | p90 ms | img/s | Peak MiB | Speedup |
+|---|---:|---:|---:|---:|---:|---:|
+| baseline | 100.50 | 98.60 | 101.70 | 79.60 | 300.00 | 1.00 |
+| channels-last | 80.50 | 79.30 | 81.70 | 99.38 | 310.00 | 1.25 |
+
+- Device: AMD EPYC
+- Loop: 2 warm-up steps (untimed), then 4 timed steps per row
+- Step: forward under torch.inference_mode
+- CPU threads: 2
+- torch: 2.13.0+cpu
+
+Latency is per batch of 8; img/s = batch / median latency.
+
+Peak memory: growth of the process's resident set while building and warming up the row (approximate).
+
+Speedup = baseline median / row median (x); each row has its own model, and the timed steps take the rows in turn.
+"""
+
+
+def test_markdown_rendering_matches_the_golden_output():
+    from resnet_cli.analysis.bench import BenchReport, BenchRow
+    from resnet_cli.render.bench import bench_table
+    from resnet_cli.render.table import to_markdown
+
+    request = request_from_flags("resnet50", input="8x3x224x224", device="cpu")
+    settings = BenchSettings(iters=4, warmup=2, channels_last=True)
+    rows = [
+        BenchRow("baseline", settings.baseline(), [100.0, 102.0, 98.0, 101.0], 300 * 2**20, 1.0),
+        BenchRow("channels-last", settings, [80.0, 81.0, 79.0, 82.0], 310 * 2**20, 100.5 / 80.5),
+    ]
+    report = BenchReport(request, settings, "AMD EPYC", 2, "CPU resident-set growth", "2.13.0+cpu", rows=rows)
+    assert to_markdown(bench_table(report)) == GOLDEN_MARKDOWN
+
+
 def test_without_grid_knobs_apply_to_the_single_row():
     [row] = bench_json(*TINY, "--channels-last", "--amp", "bf16")["rows"]
     assert row["label"] == "channels-last + amp bf16" and row["speedup"] is None

@@ -273,6 +273,38 @@ def test_csv_has_one_column_per_varied_flag():
     assert len(rows) == 5 and rows[1][3] == "11.69"
 
 
+GOLDEN_MARKDOWN = """\
+**sweep of resnet18  input 1x3x224x224  (float32, sorted by macs)**
+
+| # | block | groups | Params (M) | GMACs | Act. MiB | Pareto |
+|---:|---|---|---:|---:|---:|---|
+| 1 | basic | 1 | 11.69 | 1.82 | 22.59 | yes |
+| 3 | bottleneck | 1 | 15.99 | 2.36 | 68.34 |  |
+| 4 | bottleneck | 32 | 361.48 | 60.22 | 548.96 |  |
+
+- Variants: 4 in the grid: 3 measured, 1 skipped
+- Time: 1.2 s on 1 worker
+
+GMACs: multiply-accumulates / 1e9, fvcore convention (conv, linear, batch norm, adaptive pool); FLOPs = 2 x MACs.
+
+Act. MiB: forward activations at the input, counted on the meta device (nothing allocated).
+
+Pareto: no other variant has both fewer MACs and fewer params.
+
+skipped #2 block=basic groups=32: --groups 32 needs --block bottleneck; a basic block supports only groups=1, width-per-group=64
+"""
+
+
+def test_markdown_rendering_matches_the_golden_output():
+    from resnet_cli.render.sweep import sweep_table
+    from resnet_cli.render.table import to_markdown
+
+    varies = [parse_vary("block=basic,bottleneck"), parse_vary("groups=1,32")]
+    result = run_sweep(request_from_flags("resnet18"), varies, workers=1)
+    result.seconds = 1.25  # the one figure that changes from run to run
+    assert to_markdown(sweep_table(result)) == GOLDEN_MARKDOWN
+
+
 def test_markdown_output_is_a_table_with_notes():
     result = runner.invoke(app, ["sweep", "resnet18", "--vary", "se=off,on", "-f", "markdown"])
     assert result.exit_code == 0, result.output
