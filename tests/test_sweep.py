@@ -283,7 +283,6 @@ GOLDEN_MARKDOWN = """\
 | 4 | bottleneck | 32 | 361.48 | 60.22 | 548.96 |  |
 
 - Variants: 4 in the grid: 3 measured, 1 skipped
-- Time: 1.2 s on 1 worker
 
 GMACs: multiply-accumulates / 1e9, fvcore convention (conv, linear, batch norm, adaptive pool); FLOPs = 2 x MACs.
 
@@ -301,8 +300,16 @@ def test_markdown_rendering_matches_the_golden_output():
 
     varies = [parse_vary("block=basic,bottleneck"), parse_vary("groups=1,32")]
     result = run_sweep(request_from_flags("resnet18"), varies, workers=1)
-    result.seconds = 1.25  # the one figure that changes from run to run
     assert to_markdown(sweep_table(result)) == GOLDEN_MARKDOWN
+
+
+def test_timing_goes_to_a_separate_line_not_the_table():
+    from resnet_cli.render.sweep import sweep_table, timing_line
+
+    result = run_sweep(request_from_flags("resnet18"), [parse_vary("groups=1,32")], workers=1)
+    result.seconds = 1.25
+    assert timing_line(result) == "2 variants in 1.2 s on 1 worker"
+    assert not any(label == "Time" for label, _ in sweep_table(result).footer)
 
 
 def test_markdown_output_is_a_table_with_notes():

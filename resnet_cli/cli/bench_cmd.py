@@ -99,7 +99,7 @@ def sweep(
 
     from resnet_cli.analysis.sweep import parse_vary, run_sweep
     from resnet_cli.render.bench import progress_bar
-    from resnet_cli.render.sweep import sweep_json, sweep_table, write_sweep_plot
+    from resnet_cli.render.sweep import sweep_json, sweep_table, timing_line, write_sweep_plot
     from resnet_cli.render.table import emit
 
     varies = [parse_vary(text) for text in vary or []]
@@ -116,6 +116,9 @@ def sweep(
             progress=(lambda done, total: progress("measuring variants", done, total)) if progress else None,
         )
     emit(stdout(), format, sweep_table(result), sweep_json(result))
+    status = Console(stderr=True, highlight=False)
+    if format == "table" and status.is_terminal:
+        status.print(timing_line(result), markup=False, style="dim")
     if plot is not None:
         written = write_sweep_plot(result, plot)
-        Console(stderr=True, highlight=False).print(f"Plot written to {written}", markup=False)
+        status.print(f"Plot written to {written}", markup=False)

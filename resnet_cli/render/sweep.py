@@ -45,10 +45,7 @@ def sweep_table(result: SweepResult) -> TableData:
     base = result.base
     title = f"sweep of {base.name}  input {format_cell(base.input_shape)}  ({base.dtype}, sorted by {result.sort})"
     measured, skipped = len(result.variants), len(result.skipped)
-    footer = [
-        ("Variants", f"{measured + skipped} in the grid: {measured} measured, {skipped} skipped"),
-        ("Time", f"{result.seconds:.1f} s on {result.workers} worker{'s' if result.workers > 1 else ''}"),
-    ]
+    footer = [("Variants", f"{measured + skipped} in the grid: {measured} measured, {skipped} skipped")]
     notes = [
         "GMACs: multiply-accumulates / 1e9, fvcore convention (conv, linear, batch norm, adaptive pool); "
         "FLOPs = 2 x MACs.",
@@ -67,6 +64,13 @@ def sweep_table(result: SweepResult) -> TableData:
         notes=notes,
         row_styles=["bold" if v.pareto else None for v in result.variants],
     )
+
+
+def timing_line(result: SweepResult) -> str:
+    """How long the sweep took, for stderr: the table itself stays the same from run to run."""
+    workers = f"{result.workers} worker{'s' if result.workers > 1 else ''}"
+    count = len(result.variants) + len(result.skipped)
+    return f"{count} variants in {result.seconds:.1f} s on {workers}"
 
 
 def sweep_json(result: SweepResult) -> dict[str, Any]:
