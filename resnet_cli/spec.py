@@ -326,7 +326,7 @@ def request_from_flags(
     if dilate_stages is not None:
         fields["dilate_stages"] = parse_int_list("--dilate-stages", dilate_stages, allow_empty=True)
     if "layers" in fields and "widths" not in fields:
-        fields["widths"] = _default_widths(model, len(fields["layers"]))
+        fields["widths"] = default_widths(model, len(fields["layers"]))
     spec = resolve_spec(model, **fields)
     if device not in DEVICES:
         raise SpecError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
@@ -350,7 +350,7 @@ def _flag_text(value: Any) -> str:
     return str(value)
 
 
-def _default_widths(model: str | None, num_stages: int) -> tuple[int, ...]:
+def default_widths(model: str | None, num_stages: int) -> tuple[int, ...]:
     """Widths for --layers given without --widths: the preset's, extended by doubling or cut to length."""
     base = list(PRESETS.get(model or DEFAULT_MODEL, PRESETS[DEFAULT_MODEL]).spec.widths)
     while len(base) < num_stages:

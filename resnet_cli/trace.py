@@ -103,7 +103,7 @@ def trace_model(
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
-    sizes = {m: (_count(m.parameters()), _count(p for p in m.parameters() if p.requires_grad)) for m in model.modules()}
+    sizes = _parameter_counts(model)
     names = {m: name for name, m in model.named_modules()}  # a shared module keeps its first name
     records: list[LayerRecord] = []
     stack: list[LayerRecord] = []
@@ -170,8 +170,15 @@ def trace_model(
     )
 
 
-def _count(params: Iterable[torch.Tensor]) -> int:
-    return sum(p.numel() for p in params)
+def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
+    """(parameters, trainable parameters) of every module with its children, in one bottom-up pass."""
+    counts: dict[nn.Module, tuple[int, int]] = {}
+    for module in reversed(list(model.modules())):  # reversed pre-order: descendants before ancestors
+        own = list(module.parameters(recurse=False))
+        total = sum(p.numel() for p in own) + sum(counts[c][0] for c in module.children())
+        trainable = sum(p.numel() for p in own if p.requires_grad) + sum(counts[c][1] for c in module.children())
+        counts[module] = (total, trainable)
+    return counts
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:

@@ -24,7 +24,7 @@ from resnet_cli.spec import (
     STEMS,
     STRIDE_PLACES,
     ModelRequest,
-    _default_widths,
+    default_widths,
     parse_int_list,
     request_from_flags,
     resolve_spec,
@@ -205,7 +205,7 @@ def expand_variants(base: ModelRequest, varies: list[Vary]) -> list[tuple[Varian
     varied_keywords = {vary.flag.keyword for vary in varies}
     if "layers" in varied_keywords and "widths" not in varied_keywords:
         # widths that only followed the base's --layers must follow each variant's layers instead
-        derived = ",".join(map(str, _default_widths(base.name, base.spec.num_stages)))
+        derived = ",".join(map(str, default_widths(base.name, base.spec.num_stages)))
         if overrides.get("widths") == derived:
             overrides.pop("widths")
     batch, channels, height, width = base.input_shape
