@@ -1,7 +1,7 @@
 """`bench` and `sweep`: parse options, call one analysis function, hand the result to render."""
 
-# No `from __future__ import annotations`: with_model_request re-evaluates string annotations in
-# options.py's namespace, where this module's names (BENCH, ...) do not exist.
+from __future__ import annotations
+
 from typing import Annotated, Literal, Optional
 
 import typer
