@@ -7,6 +7,7 @@ trace (with the modules that had started and not finished), never swallowed sile
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,7 +37,8 @@ class LayerRecord:
     input_devices: tuple[str, ...] = ()
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
-    output_bytes: int = 0  # bytes of output tensors newly made by this call (aliases of inputs excluded)
+    output_elements: int = 0  # elements of the tensors this call is first to return (activations; see below)
+    output_bytes: int = 0
     finished: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # filled by observers (e.g. MAC counts)
 
@@ -58,6 +60,17 @@ class ModelTrace:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def activation_elements(self) -> int:
+        """Elements of every distinct tensor that module calls return, once: in-place results, pass-throughs,
+        views and the model's inputs add nothing; a residual add counts through the module that returns it."""
+        return sum(r.output_elements for r in self.records)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of the same tensors (forward activation memory)."""
+        return sum(r.output_bytes for r in self.records)
 
     @property
     def unfinished(self) -> list[LayerRecord]:
@@ -107,6 +120,13 @@ def trace_model(
     names = {m: name for name, m in model.named_modules()}  # a shared module keeps its first name
     records: list[LayerRecord] = []
     stack: list[LayerRecord] = []
+    # Tensors seen so far, weakly held so nothing stays alive longer; a dead tensor's id may be reused.
+    seen: dict[int, weakref.ref] = {id(t): weakref.ref(t) for t in _tensors(args)}
+
+    def _returned_before(tensor: torch.Tensor) -> bool:
+        ref = seen.get(id(tensor))
+        seen[id(tensor)] = weakref.ref(tensor)
+        return ref is not None and ref() is tensor
     calls: dict[nn.Module, int] = {}
 
     def pre_hook(module: nn.Module, hook_args: tuple) -> None:
@@ -137,10 +157,11 @@ def trace_model(
     def post_hook(module: nn.Module, hook_args: tuple, output: Any) -> None:
         record = stack.pop()
         outputs = _tensors(output)
-        inputs_seen = {id(t) for t in _tensors(hook_args)}
         record.output_shapes = tuple(tuple(t.shape) for t in outputs)
         record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
-        record.output_bytes = sum(t.numel() * t.element_size() for t in outputs if id(t) not in inputs_seen)
+        fresh = [t for t in outputs if not _returned_before(t) and t._base is None]  # a view owns no memory
+        record.output_elements = sum(t.numel() for t in fresh)
+        record.output_bytes = sum(t.numel() * t.element_size() for t in fresh)
         record.finished = True
         for observer in observers:
             observer.on_finish(record, module, hook_args, output)

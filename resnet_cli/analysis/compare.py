@@ -217,7 +217,7 @@ def block_cost(kind: str, setup: BlockSetup) -> BlockCost:
         other_macs=other,
         input_shape=setup.input_shape,
         output_shape=trace.records[0].output_shape,
-        activation_bytes=sum(r.output_bytes for r in trace.records if r.is_leaf),
+        activation_bytes=trace.activation_bytes,
     )
 
 
@@ -355,7 +355,7 @@ def network_cost(label: str, request: ModelRequest) -> NetworkCost:
         params=count.params,
         macs=count.macs,
         macs_conv_linear=count.conv_linear_macs,
-        activation_bytes=sum(r.output_bytes for r in trace.records if r.is_leaf),
+        activation_bytes=trace.activation_bytes,
         engine=count.engine,
         engine_note=count.note,
     )

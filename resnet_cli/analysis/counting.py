@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from resnet_cli.analysis.memory import ActivationObserver, MemoryEstimate, check_optimizer, estimate_memory
+from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
 from resnet_cli.trace import LayerRecord, ModelTrace, TraceObserver, make_input, trace_model
@@ -462,21 +462,19 @@ def flops_report(
     if max_depth is not None and max_depth < 1:
         raise UserError(f"--depth {max_depth} must be >= 1 (1 = stem layers and stages, 2 = blocks, 3 = layers)")
     model, inputs = instantiate(request)
-    activations = ActivationObserver()
     trace, count = count_traced(
         model,
         (inputs,),
         counter,
-        observers=[activations],
         check=lambda t: check_trace(t, request),
-        before_fvcore=lambda t: _check_fits_in_memory(activations.elements, request),
+        before_fvcore=lambda t: _check_fits_in_memory(t.activation_elements, request),
     )
     params = list(model.parameters())
     memory = estimate_memory(
         params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         input_elements=inputs.numel(),
-        activation_elements=activations.elements,
+        activation_elements=trace.activation_elements,
         dtype=request.dtype,
         optimizer=optimizer,
     )

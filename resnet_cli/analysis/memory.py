@@ -6,59 +6,14 @@ all in the chosen dtype (pure float16/bfloat16 training, no float32 master copy)
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
-from torch.utils._pytree import tree_flatten
-
 from resnet_cli.errors import UserError
-from resnet_cli.trace import LayerRecord
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 # Extra buffers per trainable parameter: SGD with momentum keeps one, Adam two (exp_avg, exp_avg_sq).
 OPTIMIZER_STATE_BUFFERS = {"sgd": 1, "adam": 2}
-
-
-class ActivationObserver:
-    """TraceObserver: elements of the distinct tensors that module calls produce in one forward pass.
-
-    A tensor is counted once, by the call that first returns it: in-place results, pass-through
-    outputs (Identity) and views (Flatten) add nothing, and the model's inputs are not activations.
-    The residual add and the SE multiply are counted through the block that returns them.
-    """
-
-    def __init__(self) -> None:
-        self.elements = 0
-        self.bytes = 0
-        # Weak references, so real activations are freed as usual; a dead tensor's id is forgotten
-        # before Python can reuse it for a new tensor.
-        self._seen: dict[int, weakref.ref] = {}
-
-    def _remember(self, tensor: torch.Tensor) -> None:
-        key = id(tensor)
-        self._seen[key] = weakref.ref(tensor, lambda _, key=key: self._seen.pop(key, None))
-
-    def on_start(self, record: LayerRecord, module: nn.Module, args: tuple) -> None:
-        if record.parent is None:
-            for tensor in _tensors(args):
-                self._remember(tensor)
-
-    def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None:
-        for tensor in _tensors(output):
-            if id(tensor) in self._seen:
-                continue
-            self._remember(tensor)
-            if tensor._base is None:
-                self.elements += tensor.numel()
-                self.bytes += tensor.numel() * tensor.element_size()
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(value)
-    return [v for v in leaves if isinstance(v, torch.Tensor)]
 
 
 @dataclass

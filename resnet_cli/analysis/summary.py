@@ -20,7 +20,7 @@ class SummaryTotals:
     trainable_params: int
     param_bytes: int
     input_bytes: int
-    activation_bytes: int  # distinct tensors made by module calls in one forward pass (memory.ActivationObserver)
+    activation_bytes: int  # distinct tensors returned by module calls in one forward pass (ModelTrace.activation_bytes)
     macs: int = 0  # multiply-accumulates of one forward pass, fvcore convention (analysis.counting)
 
     def as_dict(self) -> dict[str, int]:
@@ -38,22 +38,15 @@ class ModelSummary:
     columns: list[str] = field(default_factory=lambda: ["name", "type", "output_shape", "params"])
 
 
-def model_totals(
-    model: nn.Module, inputs: torch.Tensor, trace: ModelTrace, activation_bytes: int | None = None
-) -> SummaryTotals:
-    """Parameter counts and memory for one traced forward pass.
-
-    `activation_bytes` comes from memory.ActivationObserver (as in `flops`); without it, leaf outputs are summed.
-    """
+def model_totals(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> SummaryTotals:
+    """Parameter counts and memory for one traced forward pass."""
     params = list(model.parameters())
-    if activation_bytes is None:
-        activation_bytes = sum(r.output_bytes for r in trace.records if r.is_leaf)
     return SummaryTotals(
         params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         input_bytes=inputs.numel() * inputs.element_size(),
-        activation_bytes=activation_bytes,
+        activation_bytes=trace.activation_bytes,
     )
 
 
@@ -93,15 +86,13 @@ def _shown(record: LayerRecord, max_depth: int | None) -> bool:
 def summarize(request: ModelRequest, max_depth: int | None = None) -> ModelSummary:
     """Build the requested model, trace one forward pass and summarise it per layer, MACs included."""
     from resnet_cli.analysis.counting import count_traced
-    from resnet_cli.analysis.memory import ActivationObserver
     from resnet_cli.model import instantiate
 
     if max_depth is not None and max_depth < 0:
         raise SpecError(f"--depth {max_depth} must be >= 0 (1 = stem layers and stages, 2 = blocks, 3 = layers)")
     model, inputs = instantiate(request)
-    activations = ActivationObserver()
-    trace, count = count_traced(model, (inputs,), observers=[activations], check=lambda t: check_trace(t, request))
-    totals = model_totals(model, inputs, trace, activations.bytes)
+    trace, count = count_traced(model, (inputs,), check=lambda t: check_trace(t, request))
+    totals = model_totals(model, inputs, trace)
     totals.macs = count.macs
     layers = [r for r in trace.records if _shown(r, max_depth)]
     return ModelSummary(

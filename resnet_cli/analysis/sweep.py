@@ -243,7 +243,7 @@ def base_overrides(base: ModelRequest) -> dict[str, Any]:
 def measure_request(request: ModelRequest) -> Measurement:
     """Params, MACs and memory of one request on the meta device; a SpecError if its forward pass fails."""
     from resnet_cli.analysis.counting import count_traced
-    from resnet_cli.analysis.memory import ActivationObserver, estimate_memory
+    from resnet_cli.analysis.memory import estimate_memory
     from resnet_cli.analysis.summary import check_trace
     from resnet_cli.model import build_model
     from resnet_cli.trace import make_input
@@ -251,15 +251,12 @@ def measure_request(request: ModelRequest) -> Measurement:
     with fast_meta_kernels():
         model = build_model(request.spec, device="meta")
         inputs = make_input(request.input_shape, "meta")
-        activations = ActivationObserver()
-        _, count = count_traced(
-            model, (inputs,), "fast", observers=[activations], check=lambda trace: check_trace(trace, request)
-        )
+        trace, count = count_traced(model, (inputs,), "fast", check=lambda t: check_trace(t, request))
     memory = estimate_memory(
         params=count.params,
         trainable_params=count.params,
         input_elements=inputs.numel(),
-        activation_elements=activations.elements,
+        activation_elements=trace.activation_elements,
         dtype=request.dtype,
     )
     return Measurement(
