@@ -214,7 +214,8 @@ class ResNet(nn.Module):
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(spec.out_channels(spec.num_stages - 1), spec.num_classes)
         self.stage_names = list(make_stage_names(spec))
-        init_weights(self, spec.zero_init_residual)
+        if self.fc.weight.device.type != "meta":  # meta tensors hold no values to initialise
+            init_weights(self, spec.zero_init_residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from resnet_cli.analysis.counting import (
-    MetaBatchNormCache,
     count_macs,
     count_module,
     count_request,
@@ -182,19 +181,6 @@ def test_fvcore_engine_leaves_the_model_mode_unchanged():
     model = build_model("resnet18", device="meta").train()
     count_macs(model, make_input((1, 3, 32, 32)), "fvcore")
     assert all(m.training for m in model.modules())
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("training", [False, True])
-def test_meta_batch_norm_cache_returns_what_the_meta_kernel_returns(dtype, training):
-    bn = nn.BatchNorm2d(6, device="meta", dtype=dtype).train(training)
-    x = make_input((2, 6, 5, 7), "meta", dtype).to(memory_format=torch.channels_last)
-    expected = bn(x)
-    with torch.no_grad(), MetaBatchNormCache() as cache:
-        first, second = bn(x), bn(x)
-    assert len(cache.outputs) == 1
-    for out in (first, second):
-        assert (out.shape, out.stride(), out.dtype) == (expected.shape, expected.stride(), expected.dtype)
 
 
 def test_before_fvcore_runs_only_when_fvcore_counts():

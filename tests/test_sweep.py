@@ -174,10 +174,11 @@ def test_every_variant_is_counted_at_the_input_without_allocating():
     assert data["input_shape"] == [2, 3, 64, 64]
 
 
-def test_fast_meta_kernels_do_not_change_any_count(monkeypatch):
+def test_shape_only_meta_does_not_change_any_count(monkeypatch):
     import contextlib
 
-    from resnet_cli.analysis import sweep
+    from resnet_cli import meta_shapes
+    from resnet_cli.analysis import counting
 
     requests = [
         request_from_flags("resnet18", input="1x3x64x64"),
@@ -188,7 +189,8 @@ def test_fast_meta_kernels_do_not_change_any_count(monkeypatch):
         request_from_flags("resnet18", shortcut="A", stem="cifar", input="1x3x33x35"),
     ]
     fast = [measure_request(r) for r in requests]
-    monkeypatch.setattr(sweep, "fast_meta_kernels", contextlib.nullcontext)
+    monkeypatch.setattr(meta_shapes, "shape_only_meta", contextlib.nullcontext)
+    monkeypatch.setattr(counting, "shape_only_meta", contextlib.nullcontext)
     assert [measure_request(r) for r in requests] == fast
 
 

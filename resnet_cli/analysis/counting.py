@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
 from resnet_cli.errors import UserError
+from resnet_cli.meta_shapes import shape_only_meta
 from resnet_cli.spec import ModelRequest
 from resnet_cli.trace import LayerRecord, ModelTrace, TraceObserver, make_input, trace_model
 
@@ -206,7 +206,7 @@ def _fast_count(
 ) -> tuple[ModelTrace, MacCount]:
     counter = MacCounter()
     on_meta = all(t.is_meta for t in inputs)
-    with MetaBatchNormCache() if on_meta else contextlib.nullcontext():
+    with shape_only_meta() if on_meta else contextlib.nullcontext():
         trace = trace_model(model, inputs, observers=[counter, *observers])
     if check is not None:
         check(trace)
@@ -228,50 +228,6 @@ def _fast_count(
         engine="fast",
     )
     return trace, count
-
-
-class MetaBatchNormCache(TorchDispatchMode):
-    """Reuses the output metadata of batch norm calls on meta tensors with the same signature.
-
-    Batch norm's meta kernel is a Python decomposition (about 1 ms a call, most of a meta forward
-    pass), while a ResNet repeats few distinct shapes. Outputs keep the kernel's shapes, strides and
-    dtypes exactly; only the repeated computation of that metadata is skipped.
-    """
-
-    OPS = frozenset(
-        {
-            torch.ops.aten.native_batch_norm.default,
-            torch.ops.aten._native_batch_norm_legit_no_training.default,
-            torch.ops.aten._native_batch_norm_legit.default,
-        }
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.outputs: dict[Any, list[tuple[torch.Size, tuple[int, ...], torch.dtype]]] = {}
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        if func not in self.OPS:
-            return func(*args, **kwargs)
-        key = (func, _signature(args), _signature(kwargs))
-        known = self.outputs.get(key)
-        if known is None:
-            result = func(*args, **kwargs)
-            self.outputs[key] = [(t.shape, t.stride(), t.dtype) for t in result]
-            return result
-        return tuple(torch.empty_strided(shape, stride, dtype=dtype, device="meta") for shape, stride, dtype in known)
-
-
-def _signature(value: Any) -> Any:
-    """A hashable description of operator arguments: tensors by metadata, the rest by value."""
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.device.type)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _signature(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_signature(v) for v in value)
-    return value
 
 
 def _owners(name: str) -> list[str]:

@@ -7,7 +7,6 @@ Combinations the spec refuses are kept as skipped variants with the reason.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import multiprocessing
 import os
@@ -245,10 +244,11 @@ def measure_request(request: ModelRequest) -> Measurement:
     from resnet_cli.analysis.counting import count_traced
     from resnet_cli.analysis.memory import estimate_memory
     from resnet_cli.analysis.summary import check_trace
+    from resnet_cli.meta_shapes import shape_only_meta
     from resnet_cli.model import build_model
     from resnet_cli.trace import make_input
 
-    with fast_meta_kernels():
+    with shape_only_meta():
         model = build_model(request.spec, device="meta")
         inputs = make_input(request.input_shape, "meta")
         trace, count = count_traced(model, (inputs,), "fast", check=lambda t: check_trace(t, request))
@@ -266,67 +266,6 @@ def measure_request(request: ModelRequest) -> Measurement:
         activation_bytes=memory.activation_bytes,
         training_bytes=memory.training_bytes,
     )
-
-
-@contextlib.contextmanager
-def fast_meta_kernels() -> Iterator[None]:
-    """Shape-only shortcuts for meta ops that torch runs slowly in Python: 2-D convolution, eval-mode
-    batch norm, mean, same-dtype add and multiply, and in-place ops (weight initialisation, ReLU).
-
-    On meta tensors these ops only need their output's shape; torch computes it through Python meta
-    kernels and decompositions that take most of a meta build-and-trace. Results are unchanged (tests compare).
-    """
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    aten = torch.ops.aten
-    # in place, on meta: nothing to compute, the result is the input itself
-    in_place = (aten.normal_.default, aten.uniform_.default, aten.fill_.Scalar, aten.zero_.default, aten.relu_.default)
-    binary = (aten.add.Tensor, aten.mul.Tensor)
-
-    class FastMeta(TorchDispatchMode):
-        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-            x = args[0] if args else None
-            if not isinstance(x, torch.Tensor) or not x.is_meta:
-                return func(*args, **(kwargs or {}))
-            if func in in_place:
-                return x
-            if func is aten.native_batch_norm.default and not args[5]:
-                return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
-            if func is aten.convolution.default and not args[6] and x.dim() == 4:
-                return _conv2d_output(*args)
-            if func is aten.mean.dim and not kwargs and len(args) == 3:
-                return _mean_output(*args)
-            if func in binary and _same_dtype_contiguous(x, args[1]):
-                return x.new_empty(torch.broadcast_shapes(x.shape, args[1].shape))
-            return func(*args, **(kwargs or {}))
-
-    with FastMeta():
-        yield
-
-
-def _conv2d_output(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, *_: Any) -> Any:
-    """The meta output of a plain (not transposed) 2-D convolution, by the usual size formula."""
-    sizes = [
-        (size + 2 * pad - dil * (kernel - 1) - 1) // step + 1
-        for size, kernel, step, pad, dil in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True)
-    ]
-    return x.new_empty((x.shape[0], weight.shape[0], *sizes))
-
-
-def _mean_output(x: Any, dims: Any, keepdim: bool) -> Any:
-    """The meta output of a mean over `dims` (all dimensions when empty)."""
-    reduced = {d % x.dim() for d in dims} if dims else set(range(x.dim()))
-    if keepdim:
-        return x.new_empty([1 if i in reduced else size for i, size in enumerate(x.shape)])
-    return x.new_empty([size for i, size in enumerate(x.shape) if i not in reduced])
-
-
-def _same_dtype_contiguous(a: Any, b: Any) -> bool:
-    """Both meta tensors of one dtype in the default layout, so the result is a plain new tensor."""
-    import torch
-
-    return isinstance(b, torch.Tensor) and b.is_meta and a.dtype == b.dtype and a.is_contiguous() and b.is_contiguous()
 
 
 def _measure_job(job: tuple[int, ModelRequest]) -> tuple[int, Measurement | str]:

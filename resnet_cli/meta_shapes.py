@@ -1,0 +1,227 @@
+"""Shape-only answers for the aten operators a ResNet runs on meta tensors.
+
+On meta tensors torch computes many outputs through Python meta kernels and decompositions, and the
+first of them imports torch._dynamo (about a second). `shape_only_meta()` answers the operators below
+from shapes alone; anything else, and any call whose shapes do not fit (so that torch can raise its own
+error), falls through to the real kernel. Outputs have the real kernels' shapes, dtypes and strides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+
+
+def _all_meta(args: tuple) -> bool:
+    return all(a.is_meta for a in args if isinstance(a, torch.Tensor))
+
+
+def _new(shape: list[int] | tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+    if any(s < 1 for s in shape):
+        return None  # the real kernel decides (and usually raises)
+    return torch.empty(tuple(shape), dtype=dtype or like.dtype, device="meta")
+
+
+def _pair(value: Any, default: Any = None) -> tuple[int, int] | None:
+    value = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not value and default is not None:
+        return _pair(default)
+    if len(value) == 1:
+        value = value * 2
+    return (int(value[0]), int(value[1])) if len(value) == 2 else None
+
+
+def _pool_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """torch's pooling_output_shape."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _in_place(x: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
+    return x
+
+
+def _unary(x: torch.Tensor) -> torch.Tensor | None:
+    return _new(x.shape, x) if x.is_contiguous() else None
+
+
+def _binary(a: Any, b: Any, **kwargs: Any) -> torch.Tensor | None:
+    if not (isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.is_contiguous() and b.is_contiguous()):
+        return None
+    if set(kwargs) - {"alpha"} or a.dim() != b.dim():
+        return None
+    try:
+        shape = torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        return None
+    return _new(shape, a)
+
+
+def _convolution(
+    x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: Any, padding: Any, dilation: Any,
+    transposed: bool, output_padding: Any, groups: int,
+) -> torch.Tensor | None:  # fmt: skip
+    if transposed or x.dim() != 4 or weight.dim() != 4 or not (x.is_contiguous() and weight.is_contiguous()):
+        return None
+    if x.dtype != weight.dtype or x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
+        return None
+    if bias is not None and (bias.dtype != x.dtype or tuple(bias.shape) != (weight.shape[0],)):
+        return None
+    if len(stride) != 2 or len(padding) != 2 or len(dilation) != 2 or min(*stride, *dilation) < 1 or min(padding) < 0:
+        return None
+    sizes = [
+        (size + 2 * pad - dil * (kernel - 1) - 1) // step + 1
+        for size, kernel, step, pad, dil in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True)
+    ]
+    return _new((x.shape[0], weight.shape[0], *sizes), x)
+
+
+def _batch_norm_eval(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: Any, *_: Any) -> tuple | None:
+    channels = x.shape[1] if x.dim() >= 2 else 0
+    for t in (weight, bias, mean, var):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (channels,):
+            return None
+    out = _unary(x)
+    if out is None:
+        return None
+    stats = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype  # saved in opmath precision
+    return out, torch.empty((channels,), dtype=stats, device="meta"), torch.empty((channels,), dtype=stats, device="meta")
+
+
+def _native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: Any, training: bool, *rest: Any) -> tuple | None:
+    return None if training else _batch_norm_eval(x, weight, bias, mean, var)
+
+
+def _pool_output(x: torch.Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> tuple | None:
+    kernel, step = _pair(kernel_size), _pair(stride, kernel_size)
+    pad, dil = _pair(padding), _pair(dilation)
+    if None in (kernel, step, pad, dil) or x.dim() != 4 or not x.is_contiguous():
+        return None
+    if min(*kernel, *step, *dil) < 1 or min(pad) < 0 or any(2 * p > k for p, k in zip(pad, kernel, strict=True)):
+        return None
+    return (x.shape[0], x.shape[1], *(
+        _pool_size(size, k, s, p, d, ceil_mode) for size, k, s, p, d in zip(x.shape[2:], kernel, step, pad, dil, strict=True)
+    ))  # fmt: skip
+
+
+def _max_pool2d_with_indices(
+    x: torch.Tensor, kernel_size: Any, stride: Any = (), padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False
+) -> tuple | None:
+    shape = _pool_output(x, kernel_size, stride, padding, dilation, ceil_mode)
+    out = None if shape is None else _new(shape, x)
+    return None if out is None else (out, _new(shape, x, torch.int64))
+
+
+def _max_pool2d(x: torch.Tensor, *args: Any) -> torch.Tensor | None:
+    result = _max_pool2d_with_indices(x, *args)
+    return None if result is None else result[0]
+
+
+def _avg_pool2d(
+    x: torch.Tensor, kernel_size: Any, stride: Any = (), padding: Any = 0, ceil_mode: bool = False,
+    count_include_pad: bool = True, divisor_override: Any = None,
+) -> torch.Tensor | None:  # fmt: skip
+    if divisor_override is not None and divisor_override == 0:
+        return None
+    shape = _pool_output(x, kernel_size, stride, padding, 1, ceil_mode)
+    return None if shape is None else _new(shape, x)
+
+
+def _mean_dim(x: torch.Tensor, dims: Any, keepdim: bool = False, *, dtype: Any = None) -> torch.Tensor | None:
+    if dtype is not None or not x.is_contiguous() or not x.dtype.is_floating_point or x.dim() == 0:
+        return None
+    if dims and any(not -x.dim() <= d < x.dim() for d in dims):
+        return None
+    reduced = {d % x.dim() for d in dims} if dims else set(range(x.dim()))
+    if keepdim:
+        return _new([1 if i in reduced else size for i, size in enumerate(x.shape)], x)
+    shape = [size for i, size in enumerate(x.shape) if i not in reduced]
+    return torch.empty(shape, dtype=x.dtype, device="meta") if all(s >= 1 for s in shape) else None
+
+
+def _matmul_shape(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int] | None:
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
+        return None
+    return a.shape[0], b.shape[1]
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    shape = _matmul_shape(a, b)
+    return None if shape is None else _new(shape, a)
+
+
+def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, **kwargs: Any) -> torch.Tensor | None:
+    shape = _matmul_shape(a, b)
+    if shape is None or set(kwargs) - {"beta", "alpha"} or bias.dtype != a.dtype:
+        return None
+    try:
+        if torch.broadcast_shapes(bias.shape, shape) != torch.Size(shape):
+            return None
+    except RuntimeError:
+        return None
+    return _new(shape, a)
+
+
+def _constant_pad_nd(x: torch.Tensor, pad: Any, value: Any = 0) -> torch.Tensor | None:
+    if len(pad) % 2 or len(pad) // 2 > x.dim() or min(pad, default=0) < 0:
+        return None
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return None  # the real kernel keeps channels-last
+    shape = list(x.shape)
+    for i in range(len(pad) // 2):
+        shape[-1 - i] += pad[2 * i] + pad[2 * i + 1]
+    return _new(shape, x)
+
+
+HANDLERS: dict[Any, Callable[..., Any]] = {
+    aten.normal_.default: _in_place,
+    aten.uniform_.default: _in_place,
+    aten.fill_.Scalar: _in_place,
+    aten.zero_.default: _in_place,
+    aten.relu_.default: _in_place,
+    aten.relu.default: _unary,
+    aten.sigmoid.default: _unary,
+    aten.add.Tensor: _binary,
+    aten.mul.Tensor: _binary,
+    aten.convolution.default: _convolution,
+    aten.native_batch_norm.default: _native_batch_norm,
+    aten._native_batch_norm_legit_no_training.default: _batch_norm_eval,
+    aten.max_pool2d_with_indices.default: _max_pool2d_with_indices,
+    aten.max_pool2d.default: _max_pool2d,
+    aten.avg_pool2d.default: _avg_pool2d,
+    aten.mean.dim: _mean_dim,
+    aten.mm.default: _mm,
+    aten.addmm.default: _addmm,
+    aten.constant_pad_nd.default: _constant_pad_nd,
+}
+"""Operators answered from shapes; views (view, t, slice, expand, alias...) and factories (empty...)
+have fast C++ meta kernels and keep them, so aliasing stays exactly torch's."""
+
+
+class ShapeOnlyMeta(TorchDispatchMode):
+    """Answers HANDLERS' operators on meta tensors from shapes; everything else runs the real kernel."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # otherwise torch wraps __torch_dispatch__ in _disable_dynamo, importing torch._dynamo
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        handler = HANDLERS.get(func)
+        if handler is not None and args and isinstance(args[0], torch.Tensor) and _all_meta(args):
+            result = handler(*args, **kwargs)
+            if result is not None:
+                return result
+        return func(*args, **kwargs)
+
+
+def shape_only_meta() -> ShapeOnlyMeta:
+    """A context manager: within it, the operators a ResNet runs on meta tensors are answered from shapes."""
+    return ShapeOnlyMeta()
