@@ -37,6 +37,7 @@ class LayerRecord:
     input_devices: tuple[str, ...] = ()
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
+    input_from: tuple[int | None, ...] = ()  # per input: `order` of the latest call that returned it, or None
     output_elements: int = 0  # elements of the tensors this call is first to return (activations; see below)
     output_bytes: int = 0
     finished: bool = False
@@ -120,13 +121,18 @@ def trace_model(
     names = {m: name for name, m in model.named_modules()}  # a shared module keeps its first name
     records: list[LayerRecord] = []
     stack: list[LayerRecord] = []
-    # Tensors seen so far, weakly held so nothing stays alive longer; a dead tensor's id may be reused.
-    seen: dict[int, weakref.ref] = {id(t): weakref.ref(t) for t in _tensors(args)}
+    # Tensors seen so far with the latest call that returned them (None: a model input), weakly held so
+    # nothing stays alive longer; a dead tensor's id may be reused, hence the identity check.
+    seen: dict[int, tuple[weakref.ref, int | None]] = {id(t): (weakref.ref(t), None) for t in _tensors(args)}
 
-    def _returned_before(tensor: torch.Tensor) -> bool:
-        ref = seen.get(id(tensor))
-        seen[id(tensor)] = weakref.ref(tensor)
-        return ref is not None and ref() is tensor
+    def _known(tensor: torch.Tensor) -> tuple[bool, int | None]:
+        ref, order = seen.get(id(tensor), (None, None))
+        return (True, order) if ref is not None and ref() is tensor else (False, None)
+
+    def _returned_before(tensor: torch.Tensor, order: int) -> bool:
+        known, _ = _known(tensor)
+        seen[id(tensor)] = (weakref.ref(tensor), order)
+        return known
     calls: dict[nn.Module, int] = {}
 
     def pre_hook(module: nn.Module, hook_args: tuple) -> None:
@@ -148,6 +154,7 @@ def trace_model(
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             input_dtypes=tuple(_dtype_name(t.dtype) for t in tensors),
             input_devices=tuple(t.device.type for t in tensors),
+            input_from=tuple(_known(t)[1] for t in tensors),
         )
         records.append(record)
         stack.append(record)
@@ -159,7 +166,7 @@ def trace_model(
         outputs = _tensors(output)
         record.output_shapes = tuple(tuple(t.shape) for t in outputs)
         record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
-        fresh = [t for t in outputs if not _returned_before(t) and t._base is None]  # a view owns no memory
+        fresh = [t for t in outputs if not _returned_before(t, record.order) and t._base is None]  # a view owns no memory
         record.output_elements = sum(t.numel() for t in fresh)
         record.output_bytes = sum(t.numel() * t.element_size() for t in fresh)
         record.finished = True

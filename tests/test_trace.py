@@ -79,3 +79,11 @@ def test_meta_trace_needs_no_memory_for_huge_inputs():
     trace = trace_model(model, make_input((256, 3, 1024, 1024)))
     assert trace.ok and trace.records[0].output_shape == (256, 1000)
 
+
+
+def test_each_input_names_the_call_that_produced_it():
+    trace = trace_model(build_model("resnet18", device="meta"), make_input((1, 3, 64, 64)))
+    by_name = {r.name: r for r in trace.records}
+    assert by_name[""].input_from == (None,)  # the model's input
+    assert trace.records[by_name["bn1"].input_from[0]].name == "conv1"
+    assert trace.records[by_name["layer1"].input_from[0]].name == "maxpool"

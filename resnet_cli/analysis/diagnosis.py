@@ -75,10 +75,10 @@ class MetaCheckError(RuntimeError):
 class TensorFlowWatcher(TorchFunctionMode):
     """Tracer observer and torch-function mode that follows tensors between modules.
 
-    Per call it writes `extra["input_from"]` (the order of the record that produced each input, None for the model
-    input or a tensor made by a plain torch op) and, for residual blocks, `extra["residual"]`. A call is residual
-    when its own forward adds two tensors of which one is its input (identity shortcut) or the output of a child
-    called on its input (projection shortcut), and the other is the output of another child (the main branch).
+    For residual blocks it writes `extra["residual"]` (which call produced each input is the tracer's
+    `LayerRecord.input_from`). A call is residual when its own forward adds two tensors of which one is its
+    input (identity shortcut) or the output of a child called on its input (projection shortcut), and the
+    other is the output of another child (the main branch).
     When both operands come from children called on the input, the one with fewer parameters is the shortcut.
     The addition is noted before it runs, so a failing residual add still leaves both shapes behind.
     """
@@ -90,11 +90,9 @@ class TensorFlowWatcher(TorchFunctionMode):
         super().__init__()
         self.check_meta = check_meta
         self._stack: list[_Frame] = []
-        self._produced: dict[int, tuple[weakref.ref, int]] = {}
 
     def on_start(self, record: LayerRecord, module: nn.Module, args: tuple) -> None:
         tensors = _tensors(args)
-        record.extra["input_from"] = [self._producer(t) for t in tensors]
         parent = self._stack[-1] if self._stack else None
         on_parent_input = parent is not None and any(t is p for t in tensors for p in parent.inputs)
         self._stack.append(_Frame(record, module, tensors, on_parent_input))
@@ -105,7 +103,6 @@ class TensorFlowWatcher(TorchFunctionMode):
         frame = self._stack.pop()
         outputs = _tensors(output)
         for t in outputs:
-            self._produced[id(t)] = (weakref.ref(t), record.order)
             if self._stack:
                 self._stack[-1].child_outputs[id(t)] = (weakref.ref(t), frame)
         for shape in record.output_shapes:
@@ -119,10 +116,6 @@ class TensorFlowWatcher(TorchFunctionMode):
             if isinstance(args[0], torch.Tensor) and isinstance(other, torch.Tensor):
                 self._note_add(args[0], other)
         return func(*args, **kwargs)
-
-    def _producer(self, tensor: torch.Tensor) -> int | None:
-        ref, order = self._produced.get(id(tensor), (None, None))
-        return order if ref is not None and ref() is tensor else None
 
     def _note_add(self, a: torch.Tensor, b: torch.Tensor) -> None:
         frame = self._stack[-1]
@@ -559,7 +552,7 @@ def _too_small(module: nn.Module | None, record: LayerRecord | None, message: st
 
 
 def _producer(records: list[LayerRecord], record: LayerRecord) -> LayerRecord | None:
-    froms = record.extra.get("input_from") or [None]
+    froms = record.input_from or (None,)
     return records[froms[0]] if froms[0] is not None else None
 
 
