@@ -44,6 +44,19 @@ def _pool_size(size: int, kernel: int, stride: int, pad: int, dilation: int, cei
     return out
 
 
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Broadcast two shapes, or None if they do not broadcast.
+
+    torch.broadcast_shapes would do, but its first call imports sympy and torch.fx (about 0.3 s).
+    """
+    a, b = tuple(a), tuple(b)
+    rank = max(len(a), len(b))
+    a, b = (1,) * (rank - len(a)) + a, (1,) * (rank - len(b)) + b
+    if any(m != n and 1 not in (m, n) for m, n in zip(a, b, strict=True)):
+        return None
+    return tuple(n if m == 1 else m for m, n in zip(a, b, strict=True))
+
+
 def _in_place(x: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
     return x
 
@@ -57,11 +70,8 @@ def _binary(a: Any, b: Any, **kwargs: Any) -> torch.Tensor | None:
         return None
     if set(kwargs) - {"alpha"} or a.dim() != b.dim():
         return None
-    try:
-        shape = torch.broadcast_shapes(a.shape, b.shape)
-    except RuntimeError:
-        return None
-    return _new(shape, a)
+    shape = _broadcast(a.shape, b.shape)
+    return None if shape is None else _new(shape, a)
 
 
 def _convolution(
@@ -161,10 +171,7 @@ def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, **kwargs: Any) 
     shape = _matmul_shape(a, b)
     if shape is None or set(kwargs) - {"beta", "alpha"} or bias.dtype != a.dtype:
         return None
-    try:
-        if torch.broadcast_shapes(bias.shape, shape) != torch.Size(shape):
-            return None
-    except RuntimeError:
+    if _broadcast(bias.shape, shape) != tuple(shape):
         return None
     return _new(shape, a)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 
@@ -33,6 +34,42 @@ def test_python_dash_m_runs_the_cli():
     proc = subprocess.run([sys.executable, "-m", "resnet_cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert "summary" in proc.stdout and "list" in proc.stdout
+
+
+def test_process_entry_point_runs_commands_with_the_collector_on_and_imports_frozen():
+    """main() keeps the collector off during imports; the command's own work must run with it back on."""
+    script = (
+        "import gc, sys\n"
+        "import resnet_cli.analysis.catalog as catalog\n"
+        "real = catalog.preset_catalog\n"
+        "def spy():\n"
+        "    print(gc.isenabled(), gc.get_freeze_count() > 100_000, 'torch' in sys.modules, file=sys.stderr)\n"
+        "    return real()\n"
+        "catalog.preset_catalog = spy\n"
+        "sys.argv = ['resnet-cli', 'list', '--format', 'json']\n"
+        "from resnet_cli.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "True True True"
+    assert len(json.loads(done.stdout)["presets"]) == 16
+
+
+def test_process_entry_point_help_imports_no_torch():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "resnet_cli", "flops", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--counter" in done.stdout
+    assert not [line for line in done.stderr.splitlines() if line.rstrip().endswith("| torch")]
+
+
+def test_process_entry_point_keeps_output_and_exit_codes():
+    """main() freezes the garbage collector on the way out; output and exit codes must not change."""
+    ok = subprocess.run([sys.executable, "-m", "resnet_cli", "flops", "resnet18", "--format", "json"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["totals"]["macs"] == 1_819_065_856
+    bad = subprocess.run([sys.executable, "-m", "resnet_cli", "flops", "resnet9"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("Error: unknown model 'resnet9'")
 
 
 def test_summary_depth_1_lists_stem_stages_and_head():
