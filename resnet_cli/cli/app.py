@@ -80,8 +80,8 @@ def stdout() -> Console:
 
 def main() -> None:
     """Entry point of the `resnet-cli` script."""
-    # `import torch` creates about a million long-lived objects, and every full collection walks them all:
-    # about 0.2 s during a run and 0.4 s at interpreter shutdown. So the collector is off while modules are
+    # `import torch` creates about 250,000 long-lived objects, and every full collection walks them all:
+    # about 0.2 s of collections during a run and 0.4 s at interpreter shutdown. So the collector is off while modules are
     # imported, TorchCommand freezes what they created (moves it out of the collector's sight) and turns it
     # back on for the command's own work, and the same freeze before exit leaves it all to the OS.
     gc.disable()
