@@ -96,6 +96,12 @@ def test_summary_json_schema():
     assert isinstance(data["layers"][0]["params"], int)
 
 
+def test_summary_depth_0_shows_totals_only():
+    data = run_json("summary", "resnet18", "--depth", "0")
+    assert data["layers"] == [] and data["totals"]["params"] == 11_689_512
+    assert "(totals only, device meta)" in run("summary", "resnet18", "--depth", "0").stdout
+
+
 def test_summary_depth_columns_add_up_to_the_total():
     data = run_json("summary", "resnet34", "--depth", "1")
     assert sum(layer["params"] for layer in data["layers"]) == data["totals"]["params"]

@@ -27,7 +27,7 @@ def list_presets(format: FormatOption = "table") -> None:
 def summary(
     request: ModelRequest,
     depth: Annotated[
-        Optional[int], typer.Option(help="Deepest level shown: 1 stages, 2 blocks, 3 layers. \\[default: all]")
+        Optional[int], typer.Option(help="Deepest level shown: 0 totals only, 1 stages, 2 blocks, 3 layers. \\[default: all]")
     ] = None,
     format: FormatOption = "table",
 ) -> None:

@@ -39,7 +39,7 @@ def summary_table(summary: ModelSummary) -> TableData:
         [layer_label(r), r.type, r.output_shape, r.params, *(_extra_cell(k, r.extra.get(k)) for k in extra_keys)]
         for r in summary.layers
     ]
-    depth = "all levels" if summary.max_depth is None else f"depth <= {summary.max_depth}"
+    depth = {None: "all levels", 0: "totals only"}.get(summary.max_depth, f"depth <= {summary.max_depth}")
     title = f"{request.label}  input {format_cell(request.input_shape)}  ({depth}, device {request.device})"
     footer = [
         ("Total params", f"{totals.params:,}"),
