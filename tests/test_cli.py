@@ -56,6 +56,18 @@ def test_process_entry_point_runs_commands_with_the_collector_on_and_imports_fro
     assert len(json.loads(done.stdout)["presets"]) == 16
 
 
+def test_in_process_callers_keep_their_collector():
+    import gc
+
+    frozen = gc.get_freeze_count()
+    gc.disable()
+    try:
+        assert run("summary", "resnet18", "--depth", "0").exit_code == 0
+        assert not gc.isenabled() and gc.get_freeze_count() == frozen
+    finally:
+        gc.enable()
+
+
 def test_process_entry_point_help_imports_no_torch():
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "resnet_cli", "flops", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--counter" in done.stdout

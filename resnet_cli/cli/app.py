@@ -37,16 +37,21 @@ def _error_line(message: str) -> None:
     Console(stderr=True, soft_wrap=True, highlight=False).print(f"Error: {message}", markup=False)
 
 
+_collector_paused = False  # main() turned automatic garbage collection off until a command starts
+
+
 class TorchCommand(TyperCommand):
     """A command whose body needs torch (all of ours): in the `resnet-cli` process, torch is imported once the
     arguments parsed, and the garbage collector is told to leave what imports created alone (see `main`)."""
 
     def invoke(self, ctx: typer.Context) -> Any:
-        if not gc.isenabled():  # main() switched it off: this is the resnet-cli process, not an in-process caller
+        global _collector_paused
+        if _collector_paused:  # set by main() only: in-process callers keep their collector as it is
             import torch  # noqa: F401
 
             gc.freeze()
             gc.enable()
+            _collector_paused = False
         return super().invoke(ctx)
 
 
@@ -81,10 +86,13 @@ def stdout() -> Console:
 def main() -> None:
     """Entry point of the `resnet-cli` script."""
     # `import torch` creates about 250,000 long-lived objects, and every full collection walks them all:
-    # about 0.2 s of collections during a run and 0.4 s at interpreter shutdown. So the collector is off while modules are
-    # imported, TorchCommand freezes what they created (moves it out of the collector's sight) and turns it
-    # back on for the command's own work, and the same freeze before exit leaves it all to the OS.
+    # about 0.2 s of collections during a run and 0.4 s at interpreter shutdown. So the collector is off
+    # while modules are imported, TorchCommand freezes what they created (moves it out of the collector's
+    # sight) and turns it back on for the command's own work, and the same freeze before exit leaves it all
+    # to the OS.
+    global _collector_paused
     gc.disable()
+    _collector_paused = True
     try:
         app()
     finally:
