@@ -21,6 +21,16 @@ def _all_meta(args: tuple) -> bool:
     return all(a.is_meta for a in args if isinstance(a, torch.Tensor))
 
 
+def _plain(t: torch.Tensor) -> bool:
+    """Exactly the default contiguous strides. `is_contiguous()` ignores the strides of size-1 dimensions,
+    which the real kernels' output strides can follow."""
+    expected, step = [], 1
+    for size in reversed(t.shape):
+        expected.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(expected)) == t.stride()
+
+
 def _new(shape: list[int] | tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
     if any(s < 1 for s in shape):
         return None  # the real kernel decides (and usually raises)
@@ -62,11 +72,11 @@ def _in_place(x: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
 
 
 def _unary(x: torch.Tensor) -> torch.Tensor | None:
-    return _new(x.shape, x) if x.is_contiguous() else None
+    return _new(x.shape, x) if _plain(x) else None
 
 
 def _binary(a: Any, b: Any, **kwargs: Any) -> torch.Tensor | None:
-    if not (isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.is_contiguous() and b.is_contiguous()):
+    if not (isinstance(b, torch.Tensor) and a.dtype == b.dtype and _plain(a) and _plain(b)):
         return None
     if set(kwargs) - {"alpha"} or a.dim() != b.dim():
         return None
@@ -78,7 +88,7 @@ def _convolution(
     x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: Any, padding: Any, dilation: Any,
     transposed: bool, output_padding: Any, groups: int,
 ) -> torch.Tensor | None:  # fmt: skip
-    if transposed or x.dim() != 4 or weight.dim() != 4 or not (x.is_contiguous() and weight.is_contiguous()):
+    if transposed or x.dim() != 4 or weight.dim() != 4 or not (_plain(x) and _plain(weight)):
         return None
     if x.dtype != weight.dtype or x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
         return None
@@ -112,7 +122,7 @@ def _native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: 
 def _pool_output(x: torch.Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> tuple | None:
     kernel, step = _pair(kernel_size), _pair(stride, kernel_size)
     pad, dil = _pair(padding), _pair(dilation)
-    if None in (kernel, step, pad, dil) or x.dim() != 4 or not x.is_contiguous():
+    if None in (kernel, step, pad, dil) or x.dim() != 4 or not _plain(x):
         return None
     if min(*kernel, *step, *dil) < 1 or min(pad) < 0 or any(2 * p > k for p, k in zip(pad, kernel, strict=True)):
         return None
@@ -145,7 +155,7 @@ def _avg_pool2d(
 
 
 def _mean_dim(x: torch.Tensor, dims: Any, keepdim: bool = False, *, dtype: Any = None) -> torch.Tensor | None:
-    if dtype is not None or not x.is_contiguous() or not x.dtype.is_floating_point or x.dim() == 0:
+    if dtype is not None or not _plain(x) or not x.dtype.is_floating_point or x.dim() == 0:
         return None
     if dims and any(not -x.dim() <= d < x.dim() for d in dims):
         return None
@@ -179,8 +189,10 @@ def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, **kwargs: Any) 
 def _constant_pad_nd(x: torch.Tensor, pad: Any, value: Any = 0) -> torch.Tensor | None:
     if len(pad) % 2 or len(pad) // 2 > x.dim() or min(pad, default=0) < 0:
         return None
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return None  # the real kernel keeps channels-last
+    if not any(pad):
+        return None  # the real kernel returns a clone, which keeps a dense input's strides
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return None  # channels-last, or ambiguous (size-1 dims): the real kernel picks the layout
     shape = list(x.shape)
     for i in range(len(pad) // 2):
         shape[-1 - i] += pad[2 * i] + pad[2 * i + 1]

@@ -95,6 +95,28 @@ class TraceObserver(Protocol):
     def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None: ...
 
 
+class TensorOrigins:
+    """Which traced call last returned each tensor (its `order`; None for a model input).
+
+    Tensors are held weakly, so nothing stays alive longer; a dead tensor's id may be reused, hence the
+    identity check.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[weakref.ref, int | None]] = {}
+
+    def lookup(self, tensor: torch.Tensor) -> tuple[bool, int | None]:
+        """(whether the tensor was seen, the order of the call that last returned it)."""
+        ref, order = self._seen.get(id(tensor), (None, None))
+        return (True, order) if ref is not None and ref() is tensor else (False, None)
+
+    def note(self, tensor: torch.Tensor, order: int | None) -> bool:
+        """Record that call `order` returned `tensor`; True if it had been seen before."""
+        known, _ = self.lookup(tensor)
+        self._seen[id(tensor)] = (weakref.ref(tensor), order)
+        return known
+
+
 def make_input(shape: Sequence[int], device: str | torch.device = "meta", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A random (or, on meta, shape-only) input tensor."""
     if torch.device(device).type == "meta":
@@ -110,10 +132,12 @@ def trace_model(
     *,
     train: bool = False,
     observers: Iterable[TraceObserver] = (),
+    origins: TensorOrigins | None = None,
 ) -> ModelTrace:
     """Run `model` once on `inputs` with hooks on every module and return the records.
 
     The model runs in eval mode unless `train`, under `torch.no_grad()`; its mode is restored afterwards.
+    Pass `origins` to share the tracer's record of which call returned each tensor with an observer.
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -121,18 +145,9 @@ def trace_model(
     names = {m: name for name, m in model.named_modules()}  # a shared module keeps its first name
     records: list[LayerRecord] = []
     stack: list[LayerRecord] = []
-    # Tensors seen so far with the latest call that returned them (None: a model input), weakly held so
-    # nothing stays alive longer; a dead tensor's id may be reused, hence the identity check.
-    seen: dict[int, tuple[weakref.ref, int | None]] = {id(t): (weakref.ref(t), None) for t in _tensors(args)}
-
-    def _known(tensor: torch.Tensor) -> tuple[bool, int | None]:
-        ref, order = seen.get(id(tensor), (None, None))
-        return (True, order) if ref is not None and ref() is tensor else (False, None)
-
-    def _returned_before(tensor: torch.Tensor, order: int) -> bool:
-        known, _ = _known(tensor)
-        seen[id(tensor)] = (weakref.ref(tensor), order)
-        return known
+    origins = TensorOrigins() if origins is None else origins
+    for t in tensors_in(args):
+        origins.note(t, None)
     calls: dict[nn.Module, int] = {}
 
     def pre_hook(module: nn.Module, hook_args: tuple) -> None:
@@ -140,7 +155,7 @@ def trace_model(
         call_index = calls.get(module, 0)
         calls[module] = call_index + 1
         params, trainable = sizes.get(module, (0, 0)) if call_index == 0 else (0, 0)
-        tensors = _tensors(hook_args)
+        tensors = tensors_in(hook_args)
         record = LayerRecord(
             name=name,
             type=type(module).__name__,
@@ -154,7 +169,7 @@ def trace_model(
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             input_dtypes=tuple(_dtype_name(t.dtype) for t in tensors),
             input_devices=tuple(t.device.type for t in tensors),
-            input_from=tuple(_known(t)[1] for t in tensors),
+            input_from=tuple(origins.lookup(t)[1] for t in tensors),
         )
         records.append(record)
         stack.append(record)
@@ -163,10 +178,10 @@ def trace_model(
 
     def post_hook(module: nn.Module, hook_args: tuple, output: Any) -> None:
         record = stack.pop()
-        outputs = _tensors(output)
+        outputs = tensors_in(output)
         record.output_shapes = tuple(tuple(t.shape) for t in outputs)
         record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
-        fresh = [t for t in outputs if not _returned_before(t, record.order) and t._base is None]  # a view owns no memory
+        fresh = [t for t in outputs if not origins.note(t, record.order) and t._base is None]  # a view owns no memory
         record.output_elements = sum(t.numel() for t in fresh)
         record.output_bytes = sum(t.numel() * t.element_size() for t in fresh)
         record.finished = True
@@ -209,7 +224,8 @@ def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
     return counts
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors in a module's arguments or output (nested tuples, lists and dicts included)."""
     leaves, _ = tree_flatten(value)
     return [v for v in leaves if isinstance(v, torch.Tensor)]
 

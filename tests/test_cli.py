@@ -69,14 +69,16 @@ def test_in_process_callers_keep_their_collector():
 
 
 def test_process_entry_point_help_imports_no_torch():
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "resnet_cli", "flops", "--help"], capture_output=True, text=True)
+    argv = [sys.executable, "-X", "importtime", "-m", "resnet_cli", "flops", "--help"]
+    done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 0 and "--counter" in done.stdout
     assert not [line for line in done.stderr.splitlines() if line.rstrip().endswith("| torch")]
 
 
 def test_process_entry_point_keeps_output_and_exit_codes():
     """main() freezes the garbage collector on the way out; output and exit codes must not change."""
-    ok = subprocess.run([sys.executable, "-m", "resnet_cli", "flops", "resnet18", "--format", "json"], capture_output=True, text=True)
+    argv = [sys.executable, "-m", "resnet_cli", "flops", "resnet18", "--format", "json"]
+    ok = subprocess.run(argv, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["totals"]["macs"] == 1_819_065_856
     bad = subprocess.run([sys.executable, "-m", "resnet_cli", "flops", "resnet9"], capture_output=True, text=True)
@@ -243,3 +245,17 @@ def test_input_too_small_names_the_layer():
     trace = trace_model(model, make_input((1, 3, 7, 7)))
     with pytest.raises(SpecError, match=r"--input 1x3x7x7: the forward pass fails in 1 \(Conv2d\) on input 1x8x3x3"):
         check_trace(trace, request_from_flags(None, input="1x3x7x7"))
+
+
+def test_every_option_help_survives_rich_markup():
+    """A literal `[default: ...]` in help must be escaped, or rich swallows it as a markup tag."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        shown = runner.invoke(app, [name, "--help"], env={"COLUMNS": "400"}).stdout
+        shown = " ".join(shown.split())
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            if "[" in text:
+                assert " ".join(text.replace("\\[", "[").split()) in shown, (name, param.name)

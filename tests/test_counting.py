@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spec_strategies import valid_specs
 from torch import nn
 
 from resnet_cli.analysis.counting import (
@@ -17,9 +18,9 @@ from resnet_cli.analysis.counting import (
     count_traced,
     unknown_module_types,
 )
-from resnet_cli.errors import SpecError, UserError
+from resnet_cli.errors import UserError
 from resnet_cli.model import Bottleneck, build_model
-from resnet_cli.spec import PRESETS, ResNetSpec, request_from_flags
+from resnet_cli.spec import PRESETS, request_from_flags
 from resnet_cli.trace import make_input
 
 # fvcore builds a real model, so small inputs keep the reference fast; the counts are exact at any size.
@@ -55,40 +56,8 @@ def test_fast_engine_equals_fvcore_on_every_preset(name):
     assert_engines_agree(build_model(name, device="meta"), small_input(name))
 
 
-@st.composite
-def specs(draw) -> ResNetSpec:
-    block = draw(st.sampled_from(["basic", "bottleneck"]))
-    stages = draw(st.integers(1, 4))
-    layers = draw(st.lists(st.integers(1, 2), min_size=stages, max_size=stages))
-    widths = draw(st.lists(st.sampled_from([4, 8, 16]), min_size=stages, max_size=stages))
-    fields = dict(
-        block=block,
-        layers=layers,
-        widths=widths,
-        expansion=draw(st.sampled_from([None, 1, 2, 4])),
-        stem=draw(st.sampled_from(["imagenet", "deep", "cifar"])),
-        stride_on=draw(st.sampled_from(["3x3", "1x1"])),
-        shortcut=draw(st.sampled_from(["A", "B", "C"])),
-        avg_down=draw(st.booleans()),
-        se=draw(st.booleans()),
-        se_ratio=draw(st.sampled_from([2, 4, 16])),
-        dilate_stages=draw(st.sets(st.integers(2, stages)) if stages > 1 else st.just(set())),
-        drop_path=draw(st.sampled_from([0.0, 0.2])),
-        num_classes=draw(st.sampled_from([1, 10])),
-        in_channels=draw(st.sampled_from([1, 3])),
-    )
-    if block == "bottleneck":
-        fields["groups"] = draw(st.sampled_from([1, 2, 4]))
-        fields["width_per_group"] = draw(st.sampled_from([16, 32, 64, 128]))
-    try:
-        return ResNetSpec(**fields)
-    except SpecError:
-        assume(False)
-        raise
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(spec=specs(), size=st.sampled_from([16, 24]))
+@given(spec=valid_specs(), size=st.sampled_from([16, 24]))
 def test_fast_engine_equals_fvcore_on_drawn_specs(spec, size):
     assert_engines_agree(build_model(spec, device="meta"), (2, spec.in_channels, size, size))
 

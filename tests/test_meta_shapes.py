@@ -9,33 +9,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spec_strategies import valid_specs
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from resnet_cli.analysis.counting import MacCounter
-from resnet_cli.errors import SpecError
 from resnet_cli.meta_shapes import _broadcast, shape_only_meta
 from resnet_cli.model import build_model
 from resnet_cli.spec import PRESETS, ResNetSpec
 from resnet_cli.trace import make_input, trace_model
-
-small_specs = st.fixed_dictionaries(
-    {
-        "block": st.sampled_from(["basic", "bottleneck"]),
-        "layers": st.lists(st.integers(1, 2), min_size=1, max_size=4).map(tuple),
-        "groups": st.sampled_from([1, 2, 4]),
-        "width_per_group": st.sampled_from([16, 32, 64]),
-        "stem": st.sampled_from(["imagenet", "deep", "cifar"]),
-        "stride_on": st.sampled_from(["3x3", "1x1"]),
-        "shortcut": st.sampled_from(["A", "B", "C"]),
-        "avg_down": st.booleans(),
-        "se": st.booleans(),
-        "drop_path": st.sampled_from([0.0, 0.1]),
-        "num_classes": st.integers(1, 20),
-        "in_channels": st.integers(1, 4),
-        "dilate_last": st.booleans(),
-    }
-)
 
 
 class OutputRecorder(TorchDispatchMode):
@@ -82,16 +64,8 @@ def test_bfloat16_and_odd_sizes_trace_identically():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fields=small_specs, size=st.integers(1, 40), batch=st.integers(1, 3))
-def test_drawn_specs_trace_identically(fields, size, batch):
-    fields = dict(fields)
-    n = len(fields["layers"])
-    fields["widths"] = tuple(8 * 2**i for i in range(n))
-    fields["dilate_stages"] = (n,) if fields.pop("dilate_last") and n >= 2 else ()
-    try:
-        spec = ResNetSpec(**fields)
-    except SpecError:
-        return
+@given(spec=valid_specs(), size=st.integers(1, 40), batch=st.integers(1, 3))
+def test_drawn_specs_trace_identically(spec, size, batch):
     assert_same_on_meta(spec, (batch, spec.in_channels, size, size))
 
 

@@ -11,7 +11,6 @@ import contextlib
 import difflib
 import os
 import re
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from resnet_cli.spec import ModelRequest
-from resnet_cli.trace import LayerRecord, ModelTrace, make_input, trace_model
+from resnet_cli.trace import LayerRecord, ModelTrace, TensorOrigins, make_input, tensors_in, trace_model
 from resnet_cli.user_model import UserModelRequest, build_user_model, innermost_user_frame
 
 Shape = tuple[int, ...]
@@ -86,25 +85,24 @@ class TensorFlowWatcher(TorchFunctionMode):
     _ADDS = frozenset({torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__,
                        torch.Tensor.__iadd__, torch.Tensor.__radd__})  # fmt: skip
 
-    def __init__(self, check_meta: bool) -> None:
+    def __init__(self, check_meta: bool, origins: TensorOrigins) -> None:
         super().__init__()
         self.check_meta = check_meta
-        self._stack: list[_Frame] = []
+        self.origins = origins  # the tracer's: which call returned each add operand
+        self._stack: list[_Frame] = []  # running calls, with their inputs
+        self._calls: dict[int, _Call] = {}  # every call so far, by order
 
     def on_start(self, record: LayerRecord, module: nn.Module, args: tuple) -> None:
-        tensors = _tensors(args)
+        tensors = tensors_in(args)
         parent = self._stack[-1] if self._stack else None
         on_parent_input = parent is not None and any(t is p for t in tensors for p in parent.inputs)
-        self._stack.append(_Frame(record, module, tensors, on_parent_input))
+        self._calls[record.order] = _Call(record, module, on_parent_input)
+        self._stack.append(_Frame(self._calls[record.order], tensors))
         if self.check_meta:
             _check_param_dtypes(record, module, tensors)
 
     def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None:
-        frame = self._stack.pop()
-        outputs = _tensors(output)
-        for t in outputs:
-            if self._stack:
-                self._stack[-1].child_outputs[id(t)] = (weakref.ref(t), frame)
+        self._stack.pop()
         for shape in record.output_shapes:
             if len(shape) >= 3 and 0 in shape[2:]:
                 raise MetaCheckError(f"{record.name or 'the model'} ({record.type}) output has size 0: {_fmt(shape)}")
@@ -121,7 +119,7 @@ class TensorFlowWatcher(TorchFunctionMode):
         frame = self._stack[-1]
         if a is b or a.dim() < 2 or b.dim() < 2:
             return
-        roles = [frame.role(a), frame.role(b)]
+        roles = [self._role(frame, a), self._role(frame, b)]
         if None in roles:
             return
         (role_a, child_a), (role_b, child_b) = roles  # type: ignore[misc]
@@ -135,30 +133,36 @@ class TensorFlowWatcher(TorchFunctionMode):
             a_is_shortcut = role_a == "on_input"
         main, main_child = (b, child_b) if a_is_shortcut else (a, child_a)
         shortcut, shortcut_child = (a, child_a) if a_is_shortcut else (b, child_b)
-        frame.record.extra["residual"] = {
+        frame.call.record.extra["residual"] = {
             "main": tuple(main.shape),
             "main_from": main_child.record.name if main_child else None,
             "shortcut": tuple(shortcut.shape),
             "shortcut_from": shortcut_child.record.name if shortcut_child else None,  # None: identity
         }
 
+    def _role(self, frame: _Frame, tensor: torch.Tensor) -> tuple[str, _Call | None] | None:
+        """'input' (the running call's own input), 'on_input' (returned by a child called on that input),
+        'child' (returned by another child), or None."""
+        if any(tensor is t for t in frame.inputs):
+            return "input", None
+        known, order = self.origins.lookup(tensor)
+        child = self._calls.get(order) if known and order is not None else None
+        if child is None or child.record.parent != frame.call.record.order:
+            return None
+        return ("on_input" if child.on_parent_input else "child"), child
+
+
+@dataclass
+class _Call:
+    record: LayerRecord
+    module: nn.Module
+    on_parent_input: bool  # called on (one of) its parent call's own inputs
+
 
 @dataclass
 class _Frame:
-    record: LayerRecord
-    module: nn.Module
-    inputs: list[torch.Tensor]
-    on_parent_input: bool
-    child_outputs: dict[int, tuple[weakref.ref, _Frame]] = field(default_factory=dict)
-
-    def role(self, tensor: torch.Tensor) -> tuple[str, _Frame | None] | None:
-        """'input' (this call's own input), 'on_input' (output of a child called on it), 'child', or None."""
-        if any(tensor is t for t in self.inputs):
-            return "input", None
-        ref, child = self.child_outputs.get(id(tensor), (None, None))
-        if ref is None or ref() is not tensor:
-            return None
-        return ("on_input" if child.on_parent_input else "child"), child
+    call: _Call
+    inputs: list[torch.Tensor]  # held only while the call runs
 
 
 def debug_request(request: ModelRequest | UserModelRequest) -> ShapeReport:
@@ -220,10 +224,11 @@ def _set_context(report: ShapeReport, trace: ModelTrace) -> None:
 
 def _trace(model: nn.Module, inputs: torch.Tensor) -> ModelTrace:
     on_meta = inputs.device.type == "meta"
-    watcher = TensorFlowWatcher(check_meta=on_meta)
+    origins = TensorOrigins()
+    watcher = TensorFlowWatcher(check_meta=on_meta, origins=origins)
     # On meta, tensors that forward creates without a device follow the input, as they would on a real device.
     with torch.device("meta") if on_meta else contextlib.nullcontext(), watcher:
-        return trace_model(model, inputs, observers=[watcher])
+        return trace_model(model, inputs, observers=[watcher], origins=origins)
 
 
 def _diagnose(
@@ -670,13 +675,6 @@ def _dtype(t: torch.Tensor) -> str:
 
 def _fmt(shape: Any) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    from torch.utils._pytree import tree_flatten
-
-    leaves, _ = tree_flatten(value)
-    return [v for v in leaves if isinstance(v, torch.Tensor)]
 
 
 def _param_count(module: nn.Module | None) -> int:

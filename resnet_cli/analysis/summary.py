@@ -89,7 +89,9 @@ def summarize(request: ModelRequest, max_depth: int | None = None) -> ModelSumma
     from resnet_cli.model import instantiate
 
     if max_depth is not None and max_depth < 0:
-        raise SpecError(f"--depth {max_depth} must be >= 0 (0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers)")
+        raise SpecError(
+            f"--depth {max_depth} must be >= 0 (0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers)"
+        )
     model, inputs = instantiate(request)
     trace, count = count_traced(model, (inputs,), check=lambda t: check_trace(t, request))
     totals = model_totals(model, inputs, trace)

@@ -244,14 +244,12 @@ def measure_request(request: ModelRequest) -> Measurement:
     from resnet_cli.analysis.counting import count_traced
     from resnet_cli.analysis.memory import estimate_memory
     from resnet_cli.analysis.summary import check_trace
-    from resnet_cli.meta_shapes import shape_only_meta
     from resnet_cli.model import build_model
     from resnet_cli.trace import make_input
 
-    with shape_only_meta():
-        model = build_model(request.spec, device="meta")
-        inputs = make_input(request.input_shape, "meta")
-        trace, count = count_traced(model, (inputs,), "fast", check=lambda t: check_trace(t, request))
+    model = build_model(request.spec, device="meta")
+    inputs = make_input(request.input_shape, "meta")
+    trace, count = count_traced(model, (inputs,), "fast", check=lambda t: check_trace(t, request))
     memory = estimate_memory(
         params=count.params,
         trainable_params=count.params,

@@ -35,7 +35,7 @@ def bench(
         bool, typer.Option("--compile", help="torch.compile the model (first step compiles).", rich_help_panel=BENCH)
     ] = False,
     threads: Annotated[
-        Optional[int], typer.Option(help="CPU intra-op threads. [default: torch's]", rich_help_panel=BENCH)
+        Optional[int], typer.Option(help="CPU intra-op threads. \\[default: torch's]", rich_help_panel=BENCH)
     ] = None,
     grid: Annotated[
         bool,

@@ -15,7 +15,7 @@ from resnet_cli.cli.options import FormatOption, with_model_request
 def debug_shapes(
     request: Any,
     depth: Annotated[
-        Optional[int], typer.Option(help="Deepest level of the shape tree: 1 stages, 2 blocks, 3 layers. [default: all]")
+        Optional[int], typer.Option(help="Deepest level of the shape tree: 0 model only, 1 stages, 2 blocks, 3 layers. \\[default: all]")
     ] = None,
     format: FormatOption = "table",
 ) -> None:
@@ -29,7 +29,7 @@ def debug_shapes(
     from resnet_cli.render.table import emit
 
     if depth is not None and depth < 0:
-        raise UserError(f"--depth {depth} must be >= 0 (1 = stages, 2 = blocks, 3 = layers)")
+        raise UserError(f"--depth {depth} must be >= 0 (0 = model only, 1 = stages, 2 = blocks, 3 = layers)")
     report = debug_request(request)
     console = stdout()
     if format == "table":
