@@ -1,9 +1,10 @@
 """Shape-only answers for the aten operators a ResNet runs on meta tensors.
 
 On meta tensors torch computes many outputs through Python meta kernels and decompositions, and the
-first of them imports torch._dynamo (about a second). `shape_only_meta()` answers the operators below
-from shapes alone; anything else, and any call whose shapes do not fit (so that torch can raise its own
-error), falls through to the real kernel. Outputs have the real kernels' shapes, dtypes and strides.
+first of them imports torch._dynamo (about a second). `answer_from_shapes()`, called by the tracer's operator
+recorder (resnet_cli.trace), answers the operators below from shapes alone; anything else, and any call whose
+shapes do not fit (so that torch can raise its own error), falls through to the real kernel. Outputs have the
+real kernels' shapes, dtypes and strides.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
 
@@ -224,23 +224,9 @@ HANDLERS: dict[Any, Callable[..., Any]] = {
 have fast C++ meta kernels and keep them, so aliasing stays exactly torch's."""
 
 
-class ShapeOnlyMeta(TorchDispatchMode):
-    """Answers HANDLERS' operators on meta tensors from shapes; everything else runs the real kernel."""
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # otherwise torch wraps __torch_dispatch__ in _disable_dynamo, importing torch._dynamo
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        handler = HANDLERS.get(func)
-        if handler is not None and args and isinstance(args[0], torch.Tensor) and _all_meta(args):
-            result = handler(*args, **kwargs)
-            if result is not None:
-                return result
-        return func(*args, **kwargs)
-
-
-def shape_only_meta() -> ShapeOnlyMeta:
-    """A context manager: within it, the operators a ResNet runs on meta tensors are answered from shapes."""
-    return ShapeOnlyMeta()
+def answer_from_shapes(func: Any, args: tuple, kwargs: dict) -> Any:
+    """The result of `func` on meta tensors computed from shapes, or None when torch's own kernel must answer."""
+    handler = HANDLERS.get(func)
+    if handler is not None and args and isinstance(args[0], torch.Tensor) and _all_meta(args):
+        return handler(*args, **kwargs)
+    return None

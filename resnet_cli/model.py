@@ -6,13 +6,15 @@ because checkpoints depend on them. Disabled options are `nn.Identity`, so `forw
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from resnet_cli.errors import UserError
-from resnet_cli.spec import ModelRequest, ResNetSpec, resolve_spec
+from resnet_cli.spec import ResNetSpec, resolve_spec
 from resnet_cli.trace import make_input
 
 
@@ -300,15 +302,37 @@ def resolve_device(device: str) -> torch.device:
         raise UserError(f"--device {device!r} is not a device; valid: meta, cpu, cuda") from None
 
 
-def instantiate(request: ModelRequest) -> tuple[ResNet, torch.Tensor]:
-    """Build the requested model (weights loaded if given) and its input, both on the requested device."""
-    device = resolve_device(request.device)
+def instantiate(request: Any, device: str | None = None) -> tuple[nn.Module, torch.Tensor]:
+    """Build the requested model and its input on the requested device (or `device`), weights loaded if given.
+
+    `request` is a preset's ModelRequest or a UserModelRequest (the user's own code, built without touching it).
+    A model resnet-cli cannot trace (a TorchScript submodule) is refused here, naming the module.
+    """
+    from resnet_cli.user_model import UserModelRequest, build_user_model
+
+    if device is not None and device != request.device:
+        request = dataclasses.replace(request, device=device)
+    target = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
-    if request.weights:
+    if isinstance(request, UserModelRequest):
+        model = build_user_model(request)  # the user's model keeps its own dtypes; the input gets --dtype
+    elif request.weights:
         model = build_model(request.spec, device="cpu")
         load_weights(model, request.weights)
-        model = model.to(device)
+        model = model.to(target).to(dtype)
     else:
-        model = build_model(request.spec, device=device)
-    model = model.to(dtype)
-    return model, make_input(request.input_shape, device, dtype)
+        model = build_model(request.spec, device=target).to(dtype)
+    refuse_untraceable(model, request.label)
+    return model, make_input(request.input_shape, target, dtype)
+
+
+def refuse_untraceable(model: nn.Module, label: str) -> None:
+    """Raise a UserError naming the first TorchScript module: forward hooks, which every command needs, do not run
+    on `torch.jit.ScriptModule`s."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            where = f"its submodule {name}" if name else "the model itself"
+            raise UserError(
+                f"{label}: {where} is a TorchScript module ({type(module).__name__}); resnet-cli traces with forward "
+                f"hooks, which TorchScript modules do not run: build the model without torch.jit.script/trace"
+            )

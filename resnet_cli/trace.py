@@ -1,8 +1,12 @@
-"""One forward-hook tracer: runs a model once and returns a record per module call.
+"""One tracer: runs a model once and returns a record per module call, per torch function call and per aten operator.
 
-It serves summary, counting and debug-shapes alike. Hooks are removed and the train/eval
-mode restored in `finally`, also when the forward pass fails; a failure is returned in the
-trace (with the modules that had started and not finished), never swallowed silently.
+Module hooks give the module tree; a `TorchFunctionMode` sees the Python-level torch calls (`F.avg_pool2d`,
+`torch.cat`, `Tensor.view`, `x + y`) and a `TorchDispatchMode` sees every aten operator they run, each attributed to
+the innermost module call it ran in, with the earlier operator that produced each of its inputs. Summary, counting
+and debug-shapes all read these records. On meta tensors nothing is allocated, at any input size.
+
+Hooks are removed, modes exited and the train/eval mode restored in `finally`, also when the forward pass fails; a
+failure is returned in the trace (with the calls that had started and not finished), never swallowed silently.
 """
 
 from __future__ import annotations
@@ -10,11 +14,15 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from resnet_cli.meta_shapes import answer_from_shapes
 
 Shape = tuple[int, ...]
 
@@ -26,7 +34,7 @@ class LayerRecord:
     name: str  # dotted module path; "" is the model itself
     type: str  # class name
     depth: int  # 0 for the model, 1 for its children (stem layers, stages), ...
-    order: int  # position of this call's start in the forward pass
+    order: int  # position of this call's start among module calls
     parent: int | None  # `order` of the enclosing call, None for the model
     is_leaf: bool  # has no child modules
     call_index: int  # 0 for a module's first call, 1 for its second, ...
@@ -37,16 +45,80 @@ class LayerRecord:
     input_devices: tuple[str, ...] = ()
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
-    input_from: tuple[int | None, ...] = ()  # per input: `order` of the latest call that returned it, or None
+    input_from: tuple[int | None, ...] = ()  # per input: `order` of the latest module call that returned it, or None
+    input_from_function: tuple[int | None, ...] = ()  # per input: the FunctionRecord that made it after any module did
     output_elements: int = 0  # elements of the tensors this call is first to return (activations; see below)
     output_bytes: int = 0
     finished: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # filled by observers (e.g. MAC counts)
+    extra: dict[str, Any] = field(default_factory=dict)  # filled by observers and analysis (e.g. MAC counts)
 
     @property
     def output_shape(self) -> Shape | None:
         """The first output tensor's shape, or None when the call did not finish."""
         return self.output_shapes[0] if self.output_shapes else None
+
+
+class TensorInfo(NamedTuple):
+    """A tensor argument of an operator, as the records keep it: shape and dtype, never the data."""
+
+    shape: Shape
+    dtype: str
+
+    def numel(self) -> int:
+        total = 1
+        for size in self.shape:
+            total *= size
+        return total
+
+
+@dataclass
+class OpRecord:
+    """One aten operator call (as `TorchDispatchMode` sees it): arguments, results and where it ran."""
+
+    order: int  # position among operator calls
+    op: str  # aten operator, e.g. "convolution", "addmm", "mean"
+    overload: str  # "default", "dim", "Tensor", ...
+    function: int | None  # index of the FunctionRecord (Python-level torch call) it ran in
+    module: int | None  # `order` of the innermost module call it ran in (None: outside the model)
+    args: tuple[Any, ...]  # positional arguments; tensors as TensorInfo, lists of tensors as tuples of them
+    kwargs: dict[str, Any]
+    input_from: tuple[int | None, ...]  # per tensor argument: `order` of the operator that produced it, or None
+    output_shapes: tuple[Shape, ...] = ()
+    output_dtypes: tuple[str, ...] = ()
+    finished: bool = False
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        """Tensor arguments in order (lists of tensors flattened)."""
+        return _infos(self.args) + _infos(tuple(self.kwargs.values()))
+
+    @property
+    def name(self) -> str:
+        return f"aten.{self.op}"
+
+
+@dataclass
+class FunctionRecord:
+    """One Python-level torch call that ran at least one operator: `F.avg_pool2d`, `torch.cat`, `Tensor.view`."""
+
+    index: int  # position among function records
+    name: str  # as the user would write it: F.conv2d, torch.cat, Tensor.view, Tensor.add
+    module: int | None  # `order` of the innermost module call it ran in
+    modules_before: int  # module calls started before it (places it among LayerRecords)
+    input_shapes: tuple[Shape, ...]
+    input_from: tuple[Producer | None, ...]  # per tensor argument: who made it last (module call or function call)
+    first_op: int  # `order` of its first OpRecord
+    last_op: int = -1  # `order` of its last OpRecord
+    output_shapes: tuple[Shape, ...] = ()
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # filled by analysis (e.g. MAC counts)
+
+
+class Producer(NamedTuple):
+    """Who last returned a tensor: a module call (`LayerRecord.order`) or a function call (`FunctionRecord.index`)."""
+
+    kind: str  # "module" or "function"
+    index: int
 
 
 @dataclass
@@ -57,6 +129,8 @@ class ModelTrace:
     input_shapes: tuple[Shape, ...]
     device: str
     error: BaseException | None = None
+    ops: list[OpRecord] = field(default_factory=list)
+    functions: list[FunctionRecord] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -86,9 +160,13 @@ class ModelTrace:
         """One record per module: its first call."""
         return [r for r in self.records if r.call_index == 0]
 
+    def own_functions(self, record: LayerRecord) -> list[FunctionRecord]:
+        """Function calls made directly in `record`'s own forward (not inside a child module)."""
+        return [f for f in self.functions if f.module == record.order]
+
 
 class TraceObserver(Protocol):
-    """Extra per-call measurement attached to the tracer's hooks (e.g. counting MACs)."""
+    """Extra per-call measurement attached to the tracer's hooks."""
 
     def on_start(self, record: LayerRecord, module: nn.Module, args: tuple) -> None: ...
 
@@ -96,25 +174,43 @@ class TraceObserver(Protocol):
 
 
 class TensorOrigins:
-    """Which traced call last returned each tensor (its `order`; None for a model input).
+    """Which traced module call, and which function call, last returned each tensor.
 
     Tensors are held weakly, so nothing stays alive longer; a dead tensor's id may be reused, hence the
-    identity check.
+    identity check. A step counter orders module returns and function returns, so the latest producer wins.
     """
 
     def __init__(self) -> None:
-        self._seen: dict[int, tuple[weakref.ref, int | None]] = {}
+        self._seen: dict[int, tuple[weakref.ref, int | None, int]] = {}  # module calls: (ref, order, step)
+        self._made: dict[int, tuple[weakref.ref, int, int]] = {}  # function calls: (ref, index, step)
+        self._step = 0
 
     def lookup(self, tensor: torch.Tensor) -> tuple[bool, int | None]:
-        """(whether the tensor was seen, the order of the call that last returned it)."""
-        ref, order = self._seen.get(id(tensor), (None, None))
+        """(whether a module call or the caller returned the tensor, the order of the module call that last did)."""
+        ref, order, _ = self._seen.get(id(tensor), (None, None, 0))
         return (True, order) if ref is not None and ref() is tensor else (False, None)
 
     def note(self, tensor: torch.Tensor, order: int | None) -> bool:
-        """Record that call `order` returned `tensor`; True if it had been seen before."""
+        """Record that module call `order` (None: the caller, for model inputs) returned `tensor`; True if seen."""
         known, _ = self.lookup(tensor)
-        self._seen[id(tensor)] = (weakref.ref(tensor), order)
+        self._step += 1
+        self._seen[id(tensor)] = (weakref.ref(tensor), order, self._step)
         return known
+
+    def note_function(self, tensor: torch.Tensor, index: int) -> None:
+        """Record that function call `index` returned `tensor`."""
+        self._step += 1
+        self._made[id(tensor)] = (weakref.ref(tensor), index, self._step)
+
+    def producer(self, tensor: torch.Tensor) -> Producer | None:
+        """The latest module or function call that returned `tensor` (None: a model input, parameter or constant)."""
+        ref, order, module_step = self._seen.get(id(tensor), (None, None, 0))
+        module = order if ref is not None and ref() is tensor else None
+        ref, index, function_step = self._made.get(id(tensor), (None, 0, 0))
+        function = index if ref is not None and ref() is tensor else None
+        if function is not None and (module is None or function_step > module_step):
+            return Producer("function", function)
+        return Producer("module", module) if module is not None else None
 
 
 def make_input(shape: Sequence[int], device: str | torch.device = "meta", dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -133,14 +229,19 @@ def trace_model(
     train: bool = False,
     observers: Iterable[TraceObserver] = (),
     origins: TensorOrigins | None = None,
+    shape_only: bool | None = None,
 ) -> ModelTrace:
-    """Run `model` once on `inputs` with hooks on every module and return the records.
+    """Run `model` once on `inputs` with hooks on every module and operator and return the records.
 
     The model runs in eval mode unless `train`, under `torch.no_grad()`; its mode is restored afterwards.
     Pass `origins` to share the tracer's record of which call returned each tensor with an observer.
+    `shape_only` (default: when every input is on meta) answers a ResNet's common operators from shapes alone
+    (resnet_cli.meta_shapes), which gives the same records faster.
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
+    if shape_only is None:
+        shape_only = all(t.is_meta for t in tensors_in(args))
     sizes = _parameter_counts(model)
     names = {m: name for name, m in model.named_modules()}  # a shared module keeps its first name
     records: list[LayerRecord] = []
@@ -149,6 +250,7 @@ def trace_model(
     for t in tensors_in(args):
         origins.note(t, None)
     calls: dict[nn.Module, int] = {}
+    operators = _OperatorRecorder(stack, records, origins, shape_only)
 
     def pre_hook(module: nn.Module, hook_args: tuple) -> None:
         name = names.get(module, type(module).__name__)
@@ -156,6 +258,7 @@ def trace_model(
         calls[module] = call_index + 1
         params, trainable = sizes.get(module, (0, 0)) if call_index == 0 else (0, 0)
         tensors = tensors_in(hook_args)
+        producers = [origins.producer(t) for t in tensors]
         record = LayerRecord(
             name=name,
             type=type(module).__name__,
@@ -170,6 +273,7 @@ def trace_model(
             input_dtypes=tuple(_dtype_name(t.dtype) for t in tensors),
             input_devices=tuple(t.device.type for t in tensors),
             input_from=tuple(origins.lookup(t)[1] for t in tensors),
+            input_from_function=tuple(p.index if p is not None and p.kind == "function" else None for p in producers),
         )
         records.append(record)
         stack.append(record)
@@ -196,7 +300,7 @@ def trace_model(
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
         model.train(train)
-        with torch.no_grad():
+        with torch.no_grad(), _FunctionTracker(operators), operators:
             model(*args)
     except Exception as exc:  # the failure is the finding; the caller decides how to report it
         error = exc
@@ -210,7 +314,161 @@ def trace_model(
         input_shapes=tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)),
         device=_device_of(args),
         error=error,
+        ops=operators.ops,
+        functions=operators.functions,
     )
+
+
+class _OperatorRecorder(TorchDispatchMode):
+    """Records every aten operator: arguments as shapes, results, the module and function call it ran in.
+
+    With `shape_only`, operators that meta_shapes can answer from shapes are answered without torch's kernels.
+    """
+
+    def __init__(self, stack: list[LayerRecord], records: list[LayerRecord], origins: TensorOrigins, shape_only: bool):
+        super().__init__()
+        self.stack = stack  # the tracer's running module calls
+        self.records = records
+        self.origins = origins
+        self.shape_only = shape_only
+        self.ops: list[OpRecord] = []
+        self.functions: list[FunctionRecord] = []
+        self.pending: tuple[Any, tuple, dict] | None = None  # the running torch call (func, args, kwargs), if any
+        self.function: FunctionRecord | None = None  # its record, once it ran an operator
+        self._made: dict[int, tuple[weakref.ref, int]] = {}  # id(tensor) -> (ref, op order)
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # otherwise torch wraps __torch_dispatch__ in _disable_dynamo, importing torch._dynamo
+
+    def _start_function(self) -> FunctionRecord:
+        func, args, kwargs = self.pending  # type: ignore[misc]
+        tensors = tensors_in(args) + tensors_in(tuple(kwargs.values())) if kwargs else tensors_in(args)
+        function = FunctionRecord(
+            index=len(self.functions),
+            name=function_name(func),
+            module=self.stack[-1].order if self.stack else None,
+            modules_before=len(self.records),
+            input_shapes=tuple(tuple(t.shape) for t in tensors),
+            input_from=tuple(self.origins.producer(t) for t in tensors),
+            first_op=len(self.ops),
+        )
+        self.functions.append(function)
+        return function
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        function = self.function
+        if function is None and self.pending is not None:  # the first operator makes the function call a record
+            function = self.function = self._start_function()
+        record = OpRecord(
+            order=len(self.ops),
+            op=packet.__name__,
+            overload=func._overloadname,
+            function=function.index if function is not None else None,
+            module=self.stack[-1].order if self.stack else None,
+            args=tuple(_info(a) for a in args),
+            kwargs={k: _info(v) for k, v in kwargs.items()} if kwargs else {},
+            input_from=tuple(self._producer(t) for t in _tensors(args) + _tensors(tuple(kwargs.values()))),
+        )
+        self.ops.append(record)
+        result = answer_from_shapes(func, args, kwargs) if self.shape_only else None
+        if result is None:
+            result = func(*args, **kwargs)
+        outputs = tensors_in(result)
+        record.output_shapes = tuple(tuple(t.shape) for t in outputs)
+        record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
+        record.finished = True
+        for t in outputs:
+            self._made[id(t)] = (weakref.ref(t), record.order)
+        return result
+
+    def _producer(self, tensor: torch.Tensor) -> int | None:
+        ref, order = self._made.get(id(tensor), (None, None))
+        return order if ref is not None and ref() is tensor else None
+
+
+class _FunctionTracker(TorchFunctionMode):
+    """Tells the operator recorder which Python-level torch call is running, and records its result."""
+
+    def __init__(self, recorder: _OperatorRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        recorder = self.recorder
+        if recorder.pending is not None:  # called by a running torch call (a mode re-entered): part of it
+            return func(*args, **kwargs)
+        recorder.pending = (func, args, kwargs)
+        try:
+            result = func(*args, **kwargs)
+        finally:
+            function, recorder.function, recorder.pending = recorder.function, None, None
+        if function is not None:
+            function.last_op = len(recorder.ops) - 1
+            outputs = tensors_in(result)
+            function.output_shapes = tuple(tuple(t.shape) for t in outputs)
+            function.finished = True
+            for t in outputs:
+                recorder.origins.note_function(t, function.index)
+        return result
+
+
+_NAMES: dict[Any, str] = {}
+
+
+def function_name(func: Any) -> str:
+    """A torch callable as a user writes it: F.avg_pool2d, torch.cat, Tensor.view (cached per callable)."""
+    try:
+        return _NAMES[func]
+    except (KeyError, TypeError):
+        pass
+    name = getattr(func, "__name__", None) or str(func)
+    qualname = getattr(func, "__qualname__", "") or ""
+    module = getattr(func, "__module__", None)
+    if getattr(torch.nn.functional, name, None) is func or module in ("torch.nn.functional", "torch._C._nn"):
+        text = f"F.{name}"
+    elif qualname.startswith(("TensorBase.", "Tensor.")) or module is None:
+        text = f"Tensor.{name}"
+    else:
+        text = f"torch.{name}"
+    try:
+        _NAMES[func] = text
+    except TypeError:
+        pass
+    return text
+
+
+def _info(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return TensorInfo(tuple(value.shape), _dtype_name(value.dtype))
+    if isinstance(value, (list, tuple)) and value and (
+        isinstance(value[0], torch.Tensor) or (value[0] is None and any(isinstance(v, torch.Tensor) for v in value))
+    ):
+        return tuple(_info(v) for v in value)
+    return value
+
+
+def _infos(values: tuple) -> list[TensorInfo]:
+    found: list[TensorInfo] = []
+    for v in values:
+        if isinstance(v, TensorInfo):
+            found.append(v)
+        elif isinstance(v, tuple) and any(isinstance(x, TensorInfo) for x in v):
+            found.extend(x for x in v if isinstance(x, TensorInfo))
+    return found
+
+
+def _tensors(values: tuple) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            found.extend(x for x in v if isinstance(x, torch.Tensor))
+    return found
 
 
 def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
@@ -226,12 +484,30 @@ def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
     """The tensors in a module's arguments or output (nested tuples, lists and dicts included)."""
-    leaves, _ = tree_flatten(value)
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if type(value) in (tuple, list):
+        found: list[torch.Tensor] = []
+        for item in value:
+            if isinstance(item, torch.Tensor):
+                found.append(item)
+            elif item is not None and not isinstance(item, (int, float, bool, str)):
+                found.extend(tensors_in(item))
+        return found
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return []
+    leaves, _ = tree_flatten(value)  # dicts, named tuples, dataclasses registered with pytree
     return [v for v in leaves if isinstance(v, torch.Tensor)]
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
 
 
 def _device_of(args: tuple) -> str:

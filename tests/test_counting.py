@@ -16,7 +16,6 @@ from resnet_cli.analysis.counting import (
     count_module,
     count_request,
     count_traced,
-    unknown_module_types,
 )
 from resnet_cli.errors import UserError
 from resnet_cli.model import Bottleneck, build_model
@@ -123,26 +122,44 @@ def test_fast_counts_scale_exactly_with_batch_and_never_allocate():
 
 
 class Doubler(nn.Module):
+    """A module type resnet-cli has never seen, whose forward is functional."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, torch.ones(x.shape[-1], x.shape[-1]))
+        return nn.functional.linear(x, torch.ones(x.shape[-1], x.shape[-1], device=x.device))
 
 
-def test_auto_falls_back_to_fvcore_on_an_unknown_module_and_says_so():
+def test_an_unknown_module_with_functional_code_is_counted_like_fvcore():
     model = nn.Sequential(nn.Linear(4, 4), Doubler())
-    assert unknown_module_types(model) == ["Doubler"]
-    count = count_macs(model, torch.zeros(2, 4), "auto")
-    assert count.engine == "fvcore"
-    assert count.macs == 2 * 4 * 4 * 2  # the unknown module's linear is counted too
-    assert "Doubler" in count.note
+    fast = count_macs(model, torch.zeros(2, 4), "fast")
+    assert fast.engine == "fast"
+    assert fast.by_module_and_operator == count_macs(model, torch.zeros(2, 4), "fvcore").by_module_and_operator
+    assert fast.by_module["1"] == 2 * 4 * 4  # the unknown module's linear, attributed to it
 
 
-def test_fast_refuses_an_unknown_module_by_name():
-    with pytest.raises(UserError, match=r"--counter fast cannot count module type\(s\) Doubler"):
-        count_macs(nn.Sequential(Doubler()), torch.zeros(2, 4), "fast")
+class BatchedProduct(nn.Module):
+    """Runs an operator with multiply-accumulates but no fvcore rule (baddbmm), twice, and a convention zero (relu)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(x)[None]
+        return torch.baddbmm(x, x, x.transpose(1, 2)[..., :4]).baddbmm(x, x.transpose(1, 2)[..., :4])
+
+
+def test_an_operator_without_rule_is_named_with_its_calls_and_makes_the_count_partial():
+    count = count_macs(nn.Sequential(nn.Linear(4, 4), BatchedProduct()), torch.zeros(4, 4), "fast")
+    assert count.uncounted == {"baddbmm": 2}
+    assert count.zero_by_convention["relu"] == 1
+    assert not count.complete
+    assert count.coverage == "partial (not counted: aten.baddbmm x2)"
+
+
+def test_every_preset_count_is_complete():
+    count = count_request(request_from_flags("resnet50", se=True, shortcut="A", drop_path=0.1), "fast")
+    assert count.complete and count.coverage == "complete"
+    assert {"add", "relu_", "max_pool2d_with_indices", "mul", "sigmoid"} <= set(count.zero_by_convention)
 
 
 def test_unknown_counter_is_a_user_error():
-    with pytest.raises(UserError, match=r"--counter 'magic' is not one of fast, fvcore, auto"):
+    with pytest.raises(UserError, match=r"--counter 'magic' is not one of fast, fvcore"):
         count_request(request_from_flags("resnet18"), "magic")
 
 
@@ -155,7 +172,7 @@ def test_fvcore_engine_leaves_the_model_mode_unchanged():
 def test_before_fvcore_runs_only_when_fvcore_counts():
     calls = []
     model = nn.Sequential(nn.Linear(4, 4))
-    count_traced(model, (torch.zeros(2, 4),), "auto", before_fvcore=calls.append)
+    count_traced(model, (torch.zeros(2, 4),), "fast", before_fvcore=calls.append)
     assert calls == []
-    count_traced(nn.Sequential(nn.Linear(4, 4), Doubler()), (torch.zeros(2, 4),), "auto", before_fvcore=calls.append)
+    count_traced(model, (torch.zeros(2, 4),), "fvcore", before_fvcore=calls.append)
     assert len(calls) == 1 and calls[0].ok

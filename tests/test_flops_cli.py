@@ -135,7 +135,7 @@ def test_dtype_and_optimizer_change_only_memory():
     [
         (["--by", "nonsense"], "'nonsense' is not one of 'stage', 'operator', 'module'"),
         (["--dtype", "int3"], "'int3' is not one of 'float32', 'float16', 'bfloat16'"),
-        (["--counter", "magic"], "'magic' is not one of 'auto', 'fast', 'fvcore'"),
+        (["--counter", "magic"], "'magic' is not one of 'fast', 'fvcore'"),
         (["--optimizer", "rmsprop"], "'rmsprop' is not one of 'sgd', 'adam'"),
         (["--by", "module", "--depth", "0"], "--depth 0 must be >= 1"),
         (["--input", "1x4x224x224"], "--input 1x4x224x224 has 4 channels but the model takes 3"),

@@ -307,7 +307,6 @@ class NetworkCost:
     macs_conv_linear: int
     activation_bytes: int
     engine: str
-    engine_note: str | None = None  # why the fvcore engine counted, if it did
     latency_ms: float | None = None
 
 
@@ -357,7 +356,6 @@ def network_cost(label: str, request: ModelRequest) -> NetworkCost:
         macs_conv_linear=count.conv_linear_macs,
         activation_bytes=trace.activation_bytes,
         engine=count.engine,
-        engine_note=count.note,
     )
 
 
@@ -366,7 +364,7 @@ def compare_networks(
 ) -> NetworkComparison:
     """Both networks' per-stage costs; with `time_device`, also their median forward latency there."""
     networks = [network_cost(op.strip(), network_request(op, input_text)) for op in operands]
-    notes = [f"{n.label}: {n.engine_note}" for n in networks if n.engine_note]
+    notes: list[str] = []
     timing = None
     if time_device is not None:
         from resnet_cli.model import build_model

@@ -1,24 +1,24 @@
 """MAC counting with two engines that give one answer.
 
-* fast: a TraceObserver on the shared hook tracer computes each module call's MACs from shapes
-  alone, so it runs on the meta device (no activations allocated) at any input size. It reproduces
-  fvcore's numbers exactly, per operator and per module, for the module types listed in
-  `FAST_LEAF_RULES`, `ZERO_MAC_LEAVES` and `PASS_THROUGH_CONTAINERS`.
-* fvcore: `FlopCountAnalysis` on real CPU tensors, the reference; `auto` falls back to it when a
-  model holds a module type the fast engine does not know.
+* fast: fvcore's per-operator rules (resnet_cli.analysis.mac_rules) applied to the aten operators the one
+  tracer records, attributed to modules by the module call they ran in. It needs shapes only, so it runs on
+  the meta device (no activations allocated) at any input size, and it counts a user's own code, functional
+  operations included, exactly as it counts the presets.
+* fvcore: `FlopCountAnalysis` on real CPU tensors, the reference.
 
 Units: fvcore calls a multiply-accumulate a "flop"; here it is a MAC, and FLOPs = 2 x MACs.
-The fvcore convention counts conv, linear, batch norm and adaptive average pooling; the
-conv + linear convention (He et al. 2015, Table 1; torchvision's GFLOPS) counts conv and linear only.
+The fvcore convention counts conv, matrix products, normalisation layers, adaptive average pooling and
+upsampling; the conv + linear convention (He et al. 2015, Table 1; torchvision's GFLOPS; torch's
+FlopCounterMode / 2) counts convolutions and matrix products only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
 import os
+import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,22 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, OPERATOR_FORMULAS, ZERO_BY_CONVENTION, operator_macs
 from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
 from resnet_cli.errors import UserError
-from resnet_cli.meta_shapes import shape_only_meta
-from resnet_cli.spec import ModelRequest
 from resnet_cli.trace import LayerRecord, ModelTrace, TraceObserver, make_input, trace_model
 
-COUNTERS = ("fast", "fvcore", "auto")
-CONV_LINEAR_OPS = ("conv", "linear")  # He et al. Table 1 / torchvision GFLOPS count only these
-
-# What each fvcore operator name counts, in MACs, for docs and the `--by operator` view.
-OPERATOR_FORMULAS = {
-    "conv": "N x Cout x Cin/groups x kH x kW x Hout x Wout (bias not counted)",
-    "linear": "input elements x out_features (bias not counted)",
-    "batch_norm": "2 per element in eval (1 if not affine; 5 or 4 with batch stats)",
-    "adaptive_avg_pool2d": "1 per input element",
-}
+COUNTERS = ("fast", "fvcore")
+__all__ = ["CONV_LINEAR_OPS", "OPERATOR_FORMULAS", "COUNTERS", "MacCount", "count_macs", "count_traced"]
 
 
 @dataclass
@@ -58,7 +49,21 @@ class MacCount:
     params: int
     input_shape: tuple[int, ...]
     engine: str  # "fast" or "fvcore"
-    note: str | None = None  # why `auto` used fvcore, if it did
+    zero_by_convention: dict[str, int] = field(default_factory=dict)  # operator -> calls counted 0 on purpose
+    uncounted: dict[str, int] = field(default_factory=dict)  # operator -> calls with no rule (not counted)
+
+    @property
+    def complete(self) -> bool:
+        """Every operator the model ran has a rule or is 0 by the convention: nothing was left out."""
+        return not self.uncounted
+
+    @property
+    def coverage(self) -> str:
+        """'complete', or 'partial (not counted: aten.xyz x3, ...)'."""
+        if self.complete:
+            return "complete"
+        listed = ", ".join(f"aten.{op} x{calls}" for op, calls in sorted(self.uncounted.items()))
+        return f"partial (not counted: {listed})"
 
     @property
     def macs(self) -> int:
@@ -81,104 +86,47 @@ class MacCount:
         return sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
 
 
-# ---------------------------------------------------------------- fast engine: per-module rules
+# ---------------------------------------------------------------- fast engine: operator rules on the trace
 
-MacRule = Callable[[nn.Module, tuple, Any], dict[str, int]]
 TraceCheck = Callable[[ModelTrace], None]
 
 
-def _first_tensor(value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            if isinstance(item, torch.Tensor):
-                return item
-    raise TypeError(f"expected a tensor, got {type(value).__name__}")
-
-
-def _conv_macs(module: nn.Module, args: tuple, output: Any) -> dict[str, int]:
-    # fvcore conv_flop_count: batch x prod(weight shape) x prod(output spatial dims)
-    out = _first_tensor(output)
-    return {"conv": out.shape[0] * math.prod(module.weight.shape) * math.prod(out.shape[2:])}
-
-
-def _linear_macs(module: nn.Module, args: tuple, output: Any) -> dict[str, int]:
-    # fvcore linear_flop_jit: prod(input shape) x out_features
-    return {"linear": math.prod(_first_tensor(args).shape) * module.out_features}
-
-
-def _batch_norm_macs(module: nn.Module, args: tuple, output: Any) -> dict[str, int]:
-    # fvcore batchnorm_flop_jit; aten::batch_norm gets training=True also in eval without running stats
-    elements = _first_tensor(args).numel()
-    affine = module.weight is not None
-    uses_batch_stats = module.training or (module.running_mean is None and module.running_var is None)
-    if uses_batch_stats:
-        return {"batch_norm": elements * (5 if affine else 4)}
-    return {"batch_norm": elements * (2 if affine else 1)}
-
-
-def _adaptive_avg_pool_macs(module: nn.Module, args: tuple, output: Any) -> dict[str, int]:
-    # fvcore elementwise_flop_counter(1, 0): one per input element
-    return {"adaptive_avg_pool2d": _first_tensor(args).numel()}
-
-
-def _resnet_module_types() -> tuple[type[nn.Module], ...]:
-    from resnet_cli.model import BasicBlock, Bottleneck, DropPath, PaddedIdentity, ResNet, SqueezeExcite
-
-    return ResNet, BasicBlock, Bottleneck, SqueezeExcite, DropPath, PaddedIdentity
-
-
-# Leaf types whose fvcore count is a closed formula of shapes (matched by exact type: a subclass may
-# override forward).
-FAST_LEAF_RULES: dict[type[nn.Module], MacRule] = {
-    nn.Conv1d: _conv_macs,
-    nn.Conv2d: _conv_macs,
-    nn.Conv3d: _conv_macs,
-    nn.Linear: _linear_macs,
-    nn.BatchNorm1d: _batch_norm_macs,
-    nn.BatchNorm2d: _batch_norm_macs,
-    nn.BatchNorm3d: _batch_norm_macs,
-    nn.AdaptiveAvgPool2d: _adaptive_avg_pool_macs,
-}
-
-# Leaf types made only of operators fvcore ignores or does not support (max/avg pool, activations,
-# pad, reshape): fvcore counts them as 0 MACs.
-ZERO_MAC_LEAVES: tuple[type[nn.Module], ...] = (
-    nn.Identity, nn.Flatten, nn.Dropout, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Sigmoid,
-    nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.MaxPool2d, nn.AvgPool2d,
-)  # fmt: skip
-
-# Containers whose own forward (outside child modules) runs only operators fvcore counts as 0:
-# the residual add, the SE multiply, DropPath's mask, shortcut A's slicing and zero padding.
-PASS_THROUGH_CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential,)
-
-
-def _known_types() -> set[type[nn.Module]]:
-    return {*FAST_LEAF_RULES, *ZERO_MAC_LEAVES, *PASS_THROUGH_CONTAINERS, *_resnet_module_types()}
-
-
-def unknown_module_types(model: nn.Module) -> list[str]:
-    """Class names of modules in `model` whose MACs the fast engine cannot compute (sorted)."""
-    known = _known_types()
-    return sorted({type(m).__name__ for m in model.modules() if type(m) not in known})
-
-
-class MacCounter:
-    """TraceObserver: the MACs each module call runs itself (children excluded), by fvcore operator."""
-
-    def __init__(self) -> None:
-        self.own: dict[int, dict[str, int]] = {}  # record.order -> {operator: MACs}
-
-    def on_start(self, record: LayerRecord, module: nn.Module, args: tuple) -> None:
-        pass
-
-    def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None:
-        rule = FAST_LEAF_RULES.get(type(module))
-        if rule is not None:
-            ops = {op: macs for op, macs in rule(module, args, output).items() if macs}  # as _fvcore_count does
-            if ops:
-                self.own[record.order] = ops
+def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
+    """Apply the operator rules to a finished trace: MACs per operator and module; records annotated with "macs"."""
+    own: dict[int, dict[str, int]] = {}  # module call order -> {operator: MACs} it ran itself
+    zero: Counter[str] = Counter()
+    uncounted: Counter[str] = Counter()
+    for function in trace.functions:
+        function.extra["macs"] = 0
+    for op in trace.ops:
+        function = trace.functions[op.function] if op.function is not None else None
+        counted = operator_macs(op, function)
+        if counted is None:
+            (zero if op.op in ZERO_BY_CONVENTION else uncounted)[op.op] += 1
+            continue
+        name, macs = counted
+        if not macs:
+            continue  # fvcore keeps no zero entries
+        ops = own.setdefault(op.module if op.module is not None else 0, {})
+        ops[name] = ops.get(name, 0) + macs
+        if function is not None:
+            function.extra["macs"] += macs
+    annotate_records(trace, own)
+    by_module_and_operator: dict[str, dict[str, int]] = {name: {} for name, _ in model.named_modules()}
+    for order, ops in own.items():
+        # fvcore's "owner" mode: an operator counts for its module and every dotted prefix of its name
+        for name in _owners(trace.records[order].name):
+            _add(by_module_and_operator.setdefault(name, {}), ops)
+    return MacCount(
+        by_operator=dict(by_module_and_operator[""]),
+        by_module={name: sum(ops.values()) for name, ops in by_module_and_operator.items()},
+        by_module_and_operator=by_module_and_operator,
+        params=sum(p.numel() for p in model.parameters()),
+        input_shape=trace.input_shapes[0] if trace.input_shapes else (),
+        engine="fast",
+        zero_by_convention=dict(zero),
+        uncounted=dict(uncounted),
+    )
 
 
 def annotate_records(trace: ModelTrace, own: dict[int, dict[str, int]]) -> None:
@@ -204,30 +152,12 @@ def _fast_count(
     observers: Iterable[TraceObserver] = (),
     check: TraceCheck | None = None,
 ) -> tuple[ModelTrace, MacCount]:
-    counter = MacCounter()
-    on_meta = all(t.is_meta for t in inputs)
-    with shape_only_meta() if on_meta else contextlib.nullcontext():
-        trace = trace_model(model, inputs, observers=[counter, *observers])
+    trace = trace_model(model, inputs, observers=observers)
     if check is not None:
         check(trace)
     if not trace.ok:
         raise UserError(f"the forward pass fails{_where(trace)}: {_first_line(trace.error)}")
-    annotate_records(trace, counter.own)
-    by_module_and_operator: dict[str, dict[str, int]] = {name: {} for name, _ in model.named_modules()}
-    by_order = {r.order: r for r in trace.records}
-    for order, ops in counter.own.items():
-        # fvcore's "owner" mode: an operator counts for its module and every dotted prefix of its name
-        for name in _owners(by_order[order].name):
-            _add(by_module_and_operator.setdefault(name, {}), ops)
-    count = MacCount(
-        by_operator=dict(by_module_and_operator[""]),
-        by_module={name: sum(ops.values()) for name, ops in by_module_and_operator.items()},
-        by_module_and_operator=by_module_and_operator,
-        params=sum(p.numel() for p in model.parameters()),
-        input_shape=tuple(inputs[0].shape),
-        engine="fast",
-    )
-    return trace, count
+    return trace, count_trace(model, trace)
 
 
 def _owners(name: str) -> list[str]:
@@ -265,6 +195,7 @@ def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCoun
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # fvcore warns about every op it does not count
             counts = analysis.by_module_and_operator()
+            unsupported = analysis.unsupported_ops()
     finally:
         for module, mode in was_training.items():
             module.training = mode
@@ -276,21 +207,27 @@ def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCoun
         params=sum(p.numel() for p in model.parameters()),
         input_shape=tuple(inputs[0].shape),
         engine="fvcore",
+        zero_by_convention={_jit_name(op): n for op, n in unsupported.items() if _jit_name(op) in ZERO_BY_CONVENTION},
+        uncounted={_jit_name(op): n for op, n in unsupported.items() if _jit_name(op) not in ZERO_BY_CONVENTION},
     )
+
+
+def _jit_name(op: str) -> str:
+    return op.rpartition("::")[2]
 
 
 # ---------------------------------------------------------------- public API
 
 
-def count_macs(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], counter: str = "auto") -> MacCount:
-    """MACs of `model` on `inputs` per operator and per module, with `counter` fast, fvcore or auto.
+def count_macs(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], counter: str = "fast") -> MacCount:
+    """MACs of `model` on `inputs` per operator and per module, with `counter` fast or fvcore.
 
     The fast engine runs on the model's device: build it on "meta" for instant counts at any size.
     """
-    return _count(model, inputs if isinstance(inputs, tuple) else (inputs,), counter)[1]
+    return count_traced(model, inputs if isinstance(inputs, tuple) else (inputs,), counter)[1]
 
 
-def count_module(module: nn.Module, input_shape: Iterable[int], counter: str = "auto") -> MacCount:
+def count_module(module: nn.Module, input_shape: Iterable[int], counter: str = "fast") -> MacCount:
     """MACs of a single module (e.g. one block) on an input of `input_shape`, on the module's device."""
     reference = next(iter([*module.parameters(), *module.buffers()]), None)
     device = reference.device if reference is not None else torch.device("meta")
@@ -298,19 +235,19 @@ def count_module(module: nn.Module, input_shape: Iterable[int], counter: str = "
     return count_macs(module, make_input(tuple(input_shape), device, dtype), counter)
 
 
-def count_request(request: ModelRequest, counter: str = "auto") -> MacCount:
-    """MACs of the model and input a ModelRequest describes (fast: on the meta device; fvcore: on CPU)."""
-    from resnet_cli.model import build_model
+def count_request(request: Any, counter: str = "fast") -> MacCount:
+    """MACs of the model and input a request describes (a preset's ModelRequest or a UserModelRequest), on meta."""
+    from resnet_cli.model import instantiate
 
     _check_counter(counter)
-    model = build_model(request.spec, device="meta")
-    return count_macs(model, make_input(request.input_shape, "meta"), counter)
+    model, inputs = instantiate(request, device="meta")
+    return count_macs(model, inputs, counter)
 
 
 def count_traced(
     model: nn.Module,
     inputs: tuple[torch.Tensor, ...],
-    counter: str = "auto",
+    counter: str = "fast",
     *,
     observers: Iterable[TraceObserver] = (),
     check: TraceCheck | None = None,
@@ -322,7 +259,15 @@ def count_traced(
     `before_fvcore(trace)` runs only when fvcore is about to count (e.g. to refuse a huge input).
     With the fvcore engine the records carry fvcore's per-module counts.
     """
-    return _count(model, inputs, counter, observers, check, before_fvcore)
+    _check_counter(counter)
+    trace, fast = _fast_count(model, inputs, observers, check)
+    if counter == "fast":
+        return trace, fast
+    if before_fvcore is not None:
+        before_fvcore(trace)
+    count = _fvcore_count(model, inputs)
+    _annotate_from_count(trace, count)
+    return trace, count
 
 
 def _check_counter(counter: str) -> None:
@@ -330,35 +275,10 @@ def _check_counter(counter: str) -> None:
         raise UserError(f"--counter {counter!r} is not one of {', '.join(COUNTERS)}")
 
 
-def _count(
-    model: nn.Module,
-    inputs: tuple[torch.Tensor, ...],
-    counter: str,
-    observers: Iterable[TraceObserver] = (),
-    check: TraceCheck | None = None,
-    before_fvcore: TraceCheck | None = None,
-) -> tuple[ModelTrace, MacCount]:
-    _check_counter(counter)
-    unknown = unknown_module_types(model)
-    if counter == "fast" and unknown:
-        raise UserError(
-            f"--counter fast cannot count module type(s) {', '.join(unknown)}; use --counter fvcore or auto"
-        )
-    trace, fast = _fast_count(model, inputs, observers, check)
-    if counter == "fast" or (counter == "auto" and not unknown):
-        return trace, fast
-    if before_fvcore is not None:
-        before_fvcore(trace)
-    count = _fvcore_count(model, inputs)
-    if counter == "auto":
-        count.note = f"counted with fvcore: the fast engine does not know {', '.join(unknown)}"
-    _annotate_from_count(trace, count)
-    return trace, count
-
-
 @dataclass
 class StageCount:
-    """One stage of a ResNet (stem, layer1..N, head) or a top-level child of another model."""
+    """One stage of a ResNet (stem, layer1..N, head), a top-level child of another model, or the model's own
+    forward (functional operations and parameters of the model itself, when not inside a stem or head)."""
 
     name: str
     params: int
@@ -368,36 +288,90 @@ class StageCount:
     modules: list[str] = field(default_factory=list)
 
 
-def stage_of(top_level_name: str, stage_names: Iterable[str]) -> str:
-    """The stage a top-level module belongs to: stem, one of `stage_names`, or head."""
-    if top_level_name in stage_names:
-        return top_level_name
-    return "head" if top_level_name in ("avgpool", "flatten", "fc") else "stem"
+OWN_FORWARD = "(own forward)"
+_STAGE_NAME = re.compile(r"^(layer|stage|block|res)_?\d+$")
+
+
+def stage_names(model: nn.Module) -> list[str] | None:
+    """The model's stages when it is recognisably stem / stages / head: resnet-cli's own `stage_names`, or at least
+    two top-level children named like layer1, stage2, block3 (torchvision, timm, CIFAR and Wide ResNet code)."""
+    names = getattr(model, "stage_names", None)
+    if names:
+        return list(names)
+    found = [name for name, _ in model.named_children() if _STAGE_NAME.match(name)]
+    return found if len(found) >= 2 else None
 
 
 def count_by_stage(model: nn.Module, trace: ModelTrace, count: MacCount) -> list[StageCount]:
-    """MACs and params per stage: stem, layer1..N, head for a ResNet; top-level children otherwise."""
-    stage_names = getattr(model, "stage_names", None)
-    stages: dict[str, StageCount] = {}
-    for record in trace.records:
-        if record.depth != 1:
-            continue
-        stage = stage_of(record.name, stage_names) if stage_names is not None else record.name
-        entry = stages.setdefault(stage, StageCount(stage, 0, 0, 0, None))
+    """MACs and params per stage: stem, stages, head when the model has them, else per top-level child.
+
+    Top-level calls before the first stage are the stem, after the last the head. Operations in the model's own
+    forward (F.avg_pool2d, torch.flatten, x @ w) join the stem, stage or head they run in; without stages, and
+    the model's own parameters always, they form the row OWN_FORWARD.
+    """
+    stages_of_model = stage_names(model)
+    top = [r for r in trace.records if r.depth == 1]
+    first = next((i for i, r in enumerate(top) if stages_of_model and r.name in stages_of_model), None)
+    last = max((i for i, r in enumerate(top) if stages_of_model and r.name in stages_of_model), default=None)
+    rows: dict[str, StageCount] = {}
+
+    def group(position: int) -> str:
+        """The row of the top-level call at `position` (-1: before any)."""
+        if stages_of_model is None or first is None or last is None:
+            return top[position].name if position >= 0 else OWN_FORWARD
+        if position < first:
+            return "stem"
+        if position > last:
+            return "head"
+        return next(top[i].name for i in range(position, -1, -1) if top[i].name in stages_of_model)
+
+    for position, record in enumerate(top):
+        entry = rows.setdefault(group(position), StageCount(group(position), 0, 0, 0, None))
         if record.call_index == 0:
             entry.params += record.params
             entry.macs += count.by_module.get(record.name, 0)
             entry.macs_conv_linear += count.module_conv_linear_macs(record.name)
             entry.modules.append(record.name)
         entry.output_shape = record.output_shape
-    return list(stages.values())
+    root = trace.records[0] if trace.records else None
+    if root is not None:
+        _add_own_forward(model, trace, count, root, top, rows, group, stages_of_model is not None)
+    return list(rows.values())
+
+
+def _add_own_forward(model, trace, count, root, top, rows, group, grouped) -> None:  # noqa: ANN001
+    own_params = sum(p.numel() for p in model.parameters(recurse=False))
+    if own_params:
+        rows.setdefault(OWN_FORWARD, StageCount(OWN_FORWARD, 0, 0, 0, None)).params += own_params
+    starts = [r.order for r in top]
+    for function in trace.own_functions(root):
+        macs = function.extra.get("macs", 0) if count.engine == "fast" else 0
+        if not macs:
+            continue
+        position = sum(1 for s in starts if s < function.modules_before) - 1
+        name = group(position) if grouped else OWN_FORWARD
+        entry = rows.setdefault(name, StageCount(name, 0, 0, 0, None))
+        entry.macs += macs
+        entry.macs_conv_linear += sum(
+            m for op in trace.ops[function.first_op : function.last_op + 1]
+            if (m := _conv_linear(op, function)) is not None
+        )
+    if count.engine != "fast":  # fvcore's count of the model's own operators: the total less its children's
+        rest = count.by_module.get("", 0) - sum(count.by_module.get(r.name, 0) for r in top if r.call_index == 0)
+        if rest:
+            rows.setdefault(OWN_FORWARD, StageCount(OWN_FORWARD, 0, 0, 0, None)).macs += rest
+
+
+def _conv_linear(op: Any, function: Any) -> int | None:
+    counted = operator_macs(op, function)
+    return counted[1] if counted is not None and counted[0] in CONV_LINEAR_OPS else None
 
 
 @dataclass
 class FlopsReport:
     """What `flops` reports: totals in both conventions, per operator, stage and module, and memory."""
 
-    request: ModelRequest
+    request: Any  # ModelRequest or UserModelRequest
     count: MacCount
     layers: list[LayerRecord]  # module calls at depth >= 1, annotated with "macs"
     stages: list[StageCount]
@@ -406,10 +380,8 @@ class FlopsReport:
     notes: list[str] = field(default_factory=list)
 
 
-def flops_report(
-    request: ModelRequest, counter: str = "auto", optimizer: str = "sgd", max_depth: int | None = None
-) -> FlopsReport:
-    """Build the requested model, count its MACs with `counter` and estimate its memory."""
+def flops_report(request: Any, counter: str = "fast", optimizer: str = "sgd", max_depth: int | None = None) -> FlopsReport:
+    """Build the requested model (preset or the user's own), count its MACs with `counter` and estimate its memory."""
     from resnet_cli.analysis.summary import check_trace
     from resnet_cli.model import instantiate
 
@@ -447,7 +419,6 @@ def flops_report(
         stages=count_by_stage(model, trace, count),
         memory=memory,
         max_depth=max_depth,
-        notes=[count.note] if count.note else [],
     )
 
 
@@ -458,7 +429,7 @@ def _annotate_from_count(trace: ModelTrace, count: MacCount) -> None:
         record.extra["macs_conv_linear"] = sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
 
 
-def _check_fits_in_memory(activation_elements: int, request: ModelRequest) -> None:
+def _check_fits_in_memory(activation_elements: int, request: Any) -> None:
     """fvcore runs for real in float32: refuse inputs whose activations alone exceed this machine's RAM."""
     needed = activation_elements * 4
     try:
@@ -469,5 +440,5 @@ def _check_fits_in_memory(activation_elements: int, request: ModelRequest) -> No
         shape = "x".join(map(str, request.input_shape))
         raise UserError(
             f"--counter fvcore --input {shape} would allocate {needed / 2**30:,.1f} GiB of activations, more than "
-            f"this machine's {available / 2**30:,.1f} GiB; use --counter fast (exact for built-in ResNets)"
+            f"this machine's {available / 2**30:,.1f} GiB; use --counter fast (the same counts, on meta)"
         )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.options import FormatOption, with_model_request
-from resnet_cli.spec import ModelRequest
 
 
 @app.command("list")
@@ -23,9 +22,9 @@ def list_presets(format: FormatOption = "table") -> None:
 
 
 @app.command()
-@with_model_request()
+@with_model_request(user_models=True)
 def summary(
-    request: ModelRequest,
+    request: Any,
     depth: Annotated[
         Optional[int], typer.Option(help="Deepest level shown: 0 totals only, 1 stages, 2 blocks, 3 layers. \\[default: all]")
     ] = None,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.options import FormatOption, PlotOption, with_model_request, write_plot
-from resnet_cli.spec import ModelRequest
 
 
 @app.command()
-@with_model_request()
+@with_model_request(user_models=True)
 def flops(
-    request: ModelRequest,
+    request: Any,
     by: Annotated[
         Literal["stage", "operator", "module"],
         typer.Option(help="Breakdown: stem/layerN/head, operator, or module tree."),
@@ -24,18 +23,22 @@ def flops(
         typer.Option(help="With --by module: deepest level, 1 stages, 2 blocks, 3 layers. \\[default: all]"),
     ] = None,
     counter: Annotated[
-        Literal["auto", "fast", "fvcore"],
-        typer.Option(
-            help="fast: shapes on the meta device, exact fvcore rules; fvcore: real tensors; auto: fast if it can."
-        ),
-    ] = "auto",
+        Literal["fast", "fvcore"],
+        typer.Option(help="fast: fvcore's rules on the traced operators, on meta; fvcore: FlopCountAnalysis on CPU."),
+    ] = "fast",
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when an operator has no rule (the count is partial).")
+    ] = False,
     optimizer: Annotated[
         Literal["sgd", "adam"], typer.Option(help="Optimizer state in the training memory estimate (1 or 2 buffers).")
     ] = "sgd",
     plot: PlotOption = None,
     format: FormatOption = "table",
 ) -> None:
-    """MACs, FLOPs (= 2 x MACs) and params, fvcore and conv+linear conventions side by side, and memory."""
+    """MACs, FLOPs (= 2 x MACs) and params, fvcore and conv+linear conventions side by side, and memory.
+
+    Exit 0, or 1 with --strict when an operator has no rule (the report says which).
+    """
     from resnet_cli.analysis.counting import flops_report
     from resnet_cli.render.flops import flops_json, flops_table
     from resnet_cli.render.table import emit
@@ -54,3 +57,5 @@ def flops(
             f"{request.label} per stage, input {'x'.join(map(str, request.input_shape))}",
             stage_panels(report.stages),
         )
+    if strict and not report.count.complete:
+        raise typer.Exit(1)

@@ -7,20 +7,21 @@ from typing import Any
 
 from rich.text import Text
 
-from resnet_cli.analysis.counting import CONV_LINEAR_OPS, OPERATOR_FORMULAS, FlopsReport
+from resnet_cli.analysis.counting import CONV_LINEAR_OPS, OPERATOR_FORMULAS, FlopsReport, MacCount
+from resnet_cli.analysis.mac_rules import DATA_MOVEMENT
 from resnet_cli.render.summary import format_bytes, layer_json, layer_label
-from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.render.table import Column, TableData, format_cell, request_json
 
 BREAKDOWNS = ("stage", "operator", "module")
 BAR_WIDTH = 10
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 LEGEND = "MAC = one multiply-accumulate; FLOPs = 2 x MACs."
-FVCORE_CONVENTION = "fvcore: conv + linear + BN (2/element) + adaptive avg pool (1/element)."
-ZERO_COST = "ReLU, max/avg pool, residual add and SE multiply: 0 MACs in both conventions."
-CONV_LINEAR_CONVENTION = "conv+linear: He et al. 2015 Table 1, torchvision's GFLOPS."
+FVCORE_CONVENTION = "fvcore: conv, linear/matmul, norms (BN 2/element), adaptive avg pool (1/element)."
+ZERO_COST = "ReLU, max/avg pool, residual add, SE multiply, mean: 0 MACs in both conventions."
+CONV_LINEAR_CONVENTION = "conv+linear: He et al. 2015 Table 1, torchvision's GFLOPS, FlopCounterMode / 2."
 ENGINES = {
-    "fast": "counter: fast (fvcore's rules from shapes on meta tensors)",
+    "fast": "counter: fast (fvcore's rules on the traced aten operators, meta tensors)",
     "fvcore": "counter: fvcore (FlopCountAnalysis on real CPU tensors)",
 }
 OPTIMIZER_STATE = {"sgd": "momentum", "adam": "Adam moments"}
@@ -108,15 +109,35 @@ def _footer(report: FlopsReport) -> list[tuple[str, str]]:
         ("Parameter memory", f"{format_bytes(memory.param_bytes)} ({memory.dtype})"),
         ("Forward activations", f"{format_bytes(memory.activation_bytes)} (input {format_bytes(memory.input_bytes)})"),
         (f"Training ({memory.optimizer})", f"{format_bytes(memory.training_bytes)}: params+grads+{state}+activations"),
+        ("Operators counted", count.coverage),
     ]
 
 
 def _notes(report: FlopsReport, by: str) -> list[str]:
-    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION, ZERO_COST]
+    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION, zero_note(report.count)]
     if by == "operator":
         notes += [f"{op}: {OPERATOR_FORMULAS[op]}" for op in report.count.by_operator if op in OPERATOR_FORMULAS]
     notes.append(ENGINES.get(report.count.engine, f"counter: {report.count.engine}"))
     return notes + report.notes
+
+
+def zero_note(count: MacCount) -> str:
+    """Which operators ran and count 0 MACs by the convention, by name and calls; data movement summed up."""
+    arithmetic = sorted((op, n) for op, n in count.zero_by_convention.items() if op not in DATA_MOVEMENT)
+    movement = sum(n for op, n in count.zero_by_convention.items() if op in DATA_MOVEMENT)
+    parts = [f"{op} x{n}" for op, n in arithmetic]
+    if movement:
+        parts.append(f"{movement} view/copy/allocation calls")
+    return f"0 MACs by convention: {', '.join(parts)}." if parts else ZERO_COST
+
+
+def coverage_json(count: MacCount) -> dict[str, Any]:
+    """What was counted, counted as 0 on purpose, or not counted (no rule), as JSON."""
+    return {
+        "coverage": "complete" if count.complete else "partial",
+        "not_counted": dict(sorted(count.uncounted.items())),
+        "zero_by_convention": dict(sorted(count.zero_by_convention.items())),
+    }
 
 
 def flops_json(report: FlopsReport) -> dict[str, Any]:
@@ -124,11 +145,9 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
     request, count = report.request, report.count
     conv_linear = count.conv_linear_macs
     return {
-        "model": request.name,
-        "spec": request.spec.to_dict(),
-        "input_shape": list(request.input_shape),
-        "dtype": request.dtype,
+        **request_json(request),
         "counter": count.engine,
+        **coverage_json(count),
         "totals": {
             "params": count.params,
             "macs": count.macs,

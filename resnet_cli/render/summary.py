@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from resnet_cli.analysis.summary import ModelSummary
-from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.render.table import Column, TableData, format_cell, request_json
 from resnet_cli.trace import LayerRecord
 
 
@@ -75,13 +75,8 @@ def _extra_cell(key: str, value: Any) -> Any:
 
 def summary_json(summary: ModelSummary) -> dict[str, Any]:
     """The `summary --format json` object."""
-    request = summary.request
     return {
-        "model": request.name,
-        "spec": request.spec.to_dict(),
-        "input_shape": list(request.input_shape),
-        "device": request.device,
-        "dtype": request.dtype,
+        **request_json(summary.request),
         "totals": summary.totals.as_dict(),
         "layers": [layer_json(r) for r in summary.layers],
     }

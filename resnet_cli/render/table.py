@@ -38,6 +38,18 @@ class TableData:
     row_styles: list[str | None] = field(default_factory=list)  # per-row rich style for the table format
 
 
+def request_json(request: Any) -> dict[str, Any]:
+    """The header of every command's JSON: which model (a preset's spec, or the user's reference and factory
+    arguments), on which input, device and dtype."""
+    spec = getattr(request, "spec", None)
+    head: dict[str, Any] = {"model": request.name}
+    if spec is not None:
+        head["spec"] = spec.to_dict()
+    else:
+        head["factory_kwargs"] = {key: repr(value) for key, value in request.kwargs}
+    return {**head, "input_shape": list(request.input_shape), "device": request.device, "dtype": request.dtype}
+
+
 def format_cell(value: Any) -> str:
     """Human form of one cell: thousands separators for ints, shapes as 1x64x56x56."""
     if value is None:

@@ -1,0 +1,65 @@
+"""The operator-level engine on real-world-style ResNet code (tests/models/): equal to fvcore per operator and per
+module, conv + linear equal to torch's FlopCounterMode / 2, parameters equal to published figures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from models.corpus import CORPUS, SCRIPTED, CorpusModel
+from torch.utils.flop_counter import FlopCounterMode
+
+from resnet_cli.analysis.counting import count_macs
+from resnet_cli.errors import UserError
+from resnet_cli.model import instantiate
+from resnet_cli.trace import make_input
+from resnet_cli.user_model import UserModelRequest, build_user_model
+
+IDS = [m.id for m in CORPUS]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def request(entry: CorpusModel, device: str = "meta") -> UserModelRequest:
+    return UserModelRequest(entry.reference, entry.kwargs, entry.input_shape, device=device)
+
+
+def test_the_corpus_is_large_enough():
+    files = {m.path for m in CORPUS}
+    assert len(files) >= 12 and len(CORPUS) >= 14
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=IDS)
+def test_fast_engine_equals_fvcore_per_operator_and_module(entry):
+    model, inputs = instantiate(request(entry))
+    fast = count_macs(model, inputs, "fast")
+    reference = count_macs(build_user_model(request(entry, "cpu")), make_input(entry.input_shape, "cpu"), "fvcore")
+    assert fast.by_operator == reference.by_operator
+    assert fast.by_module == reference.by_module
+    assert fast.by_module_and_operator == reference.by_module_and_operator
+    assert fast.macs > 0 and fast.complete, fast.coverage
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=IDS)
+def test_conv_linear_equals_flop_counter_mode_halved(entry):
+    model, inputs = instantiate(request(entry))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(inputs)
+    assert 2 * count_macs(model, inputs, "fast").conv_linear_macs == counter.get_total_flops()
+
+
+@pytest.mark.parametrize("entry", [m for m in CORPUS if m.published_params], ids=lambda m: m.id)
+def test_parameters_equal_the_published_figures(entry):
+    model, _ = instantiate(request(entry))
+    assert sum(p.numel() for p in model.parameters()) == entry.published_params
+
+
+def test_a_torchscript_submodule_is_refused_by_name():
+    with pytest.raises(UserError, match=r"submodule \S+ is a TorchScript module .*without torch.jit.script"):
+        instantiate(request(SCRIPTED))
