@@ -18,28 +18,35 @@ from resnet_cli.spec import ResNetSpec, resolve_spec
 from resnet_cli.trace import make_input
 
 
-def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+Device = torch.device | None
+# Builders pass `device` to every layer instead of building under `with torch.device(...)`: that context mode
+# intercepts every torch call made while building, about a fifth of a meta build.
+
+
+def conv3x3(
+    in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, dilation: int = 1, device: Device = None
+) -> nn.Conv2d:
     """3x3 convolution without bias, padded to keep the size at stride 1."""
     return nn.Conv2d(
-        in_ch, out_ch, 3, stride=stride, padding=dilation, groups=groups, dilation=dilation, bias=False
+        in_ch, out_ch, 3, stride=stride, padding=dilation, groups=groups, dilation=dilation, bias=False, device=device
     )
 
 
-def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1, device: Device = None) -> nn.Conv2d:
     """1x1 convolution without bias."""
-    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False, device=device)
 
 
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: channel gates from global context (Hu et al. 2018)."""
 
-    def __init__(self, channels: int, ratio: int) -> None:
+    def __init__(self, channels: int, ratio: int, device: Device = None) -> None:
         super().__init__()
         reduced = max(1, channels // ratio)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.fc1 = nn.Conv2d(channels, reduced, 1, bias=True, device=device)
         self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.fc2 = nn.Conv2d(reduced, channels, 1, bias=True, device=device)
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +87,7 @@ class PaddedIdentity(nn.Module):
         return f"{self.in_ch}->{self.out_ch}, stride={self.stride}"
 
 
-def make_shortcut(spec: ResNetSpec, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+def make_shortcut(spec: ResNetSpec, in_ch: int, out_ch: int, stride: int, device: Device = None) -> nn.Module:
     """The shortcut path of one block, per --shortcut and --avg-down."""
     changes_shape = stride != 1 or in_ch != out_ch
     if spec.shortcut == "A" or (spec.shortcut == "B" and not changes_shape):
@@ -89,26 +96,27 @@ def make_shortcut(spec: ResNetSpec, in_ch: int, out_ch: int, stride: int) -> nn.
         pool = (
             nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
         )
-        return nn.Sequential(pool, conv1x1(in_ch, out_ch), nn.BatchNorm2d(out_ch))
-    return nn.Sequential(conv1x1(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
+        return nn.Sequential(pool, conv1x1(in_ch, out_ch, device=device), nn.BatchNorm2d(out_ch, device=device))
+    return nn.Sequential(conv1x1(in_ch, out_ch, stride, device), nn.BatchNorm2d(out_ch, device=device))
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions and a shortcut (He et al. 2015, Fig. 2)."""
 
     def __init__(
-        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float
-    ) -> None:
+        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float,
+        device: Device = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         out_ch = planes * spec.block_expansion
-        self.conv1 = conv3x3(in_ch, planes, stride, dilation=dilation)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv1 = conv3x3(in_ch, planes, stride, dilation=dilation, device=device)
+        self.bn1 = nn.BatchNorm2d(planes, device=device)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, out_ch, dilation=dilation)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.se = SqueezeExcite(out_ch, spec.se_ratio) if spec.se else nn.Identity()
+        self.conv2 = conv3x3(planes, out_ch, dilation=dilation, device=device)
+        self.bn2 = nn.BatchNorm2d(out_ch, device=device)
+        self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.downsample = make_shortcut(spec, in_ch, out_ch, stride)
+        self.downsample = make_shortcut(spec, in_ch, out_ch, stride, device)
         self.relu2 = nn.ReLU(inplace=True)
 
     @property
@@ -125,23 +133,24 @@ class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, and a shortcut (He et al. 2015, Fig. 5)."""
 
     def __init__(
-        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float, stage: int
-    ) -> None:
+        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float, stage: int,
+        device: Device = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         width = spec.inner_width(stage)
         out_ch = planes * spec.block_expansion
         stride_1x1, stride_3x3 = (stride, 1) if spec.stride_on == "1x1" else (1, stride)
-        self.conv1 = conv1x1(in_ch, width, stride_1x1)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.conv1 = conv1x1(in_ch, width, stride_1x1, device)
+        self.bn1 = nn.BatchNorm2d(width, device=device)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(width, width, stride_3x3, spec.groups, dilation)
-        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride_3x3, spec.groups, dilation, device)
+        self.bn2 = nn.BatchNorm2d(width, device=device)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv3 = conv1x1(width, out_ch)
-        self.bn3 = nn.BatchNorm2d(out_ch)
-        self.se = SqueezeExcite(out_ch, spec.se_ratio) if spec.se else nn.Identity()
+        self.conv3 = conv1x1(width, out_ch, device=device)
+        self.bn3 = nn.BatchNorm2d(out_ch, device=device)
+        self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.downsample = make_shortcut(spec, in_ch, out_ch, stride)
+        self.downsample = make_shortcut(spec, in_ch, out_ch, stride, device)
         self.relu3 = nn.ReLU(inplace=True)
 
     @property
@@ -155,25 +164,26 @@ class Bottleneck(nn.Module):
         return self.relu3(self.drop_path(out) + self.downsample(x))
 
 
-def make_stem(spec: ResNetSpec) -> dict[str, nn.Module]:
+def make_stem(spec: ResNetSpec, device: Device = None) -> dict[str, nn.Module]:
     """Stem modules by name: conv1, bn1, relu, maxpool."""
     width, in_ch = spec.stem_width, spec.in_channels
     if spec.stem == "imagenet":
-        conv: nn.Module = nn.Conv2d(in_ch, width, 7, stride=2, padding=3, bias=False)
+        conv: nn.Module = nn.Conv2d(in_ch, width, 7, stride=2, padding=3, bias=False, device=device)
     elif spec.stem == "deep":
         half = max(1, width // 2)
         conv = nn.Sequential(
-            conv3x3(in_ch, half, stride=2), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-            conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-            conv3x3(half, width),
+            conv3x3(in_ch, half, stride=2, device=device), nn.BatchNorm2d(half, device=device), nn.ReLU(inplace=True),
+            conv3x3(half, half, device=device), nn.BatchNorm2d(half, device=device), nn.ReLU(inplace=True),
+            conv3x3(half, width, device=device),
         )  # fmt: skip
     else:
-        conv = conv3x3(in_ch, width)
+        conv = conv3x3(in_ch, width, device=device)
     pool = nn.Identity() if spec.stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
-    return {"conv1": conv, "bn1": nn.BatchNorm2d(width), "relu": nn.ReLU(inplace=True), "maxpool": pool}
+    bn = nn.BatchNorm2d(width, device=device)
+    return {"conv1": conv, "bn1": bn, "relu": nn.ReLU(inplace=True), "maxpool": pool}
 
 
-def make_stages(spec: ResNetSpec) -> dict[str, nn.Sequential]:
+def make_stages(spec: ResNetSpec, device: Device = None) -> dict[str, nn.Sequential]:
     """Stages layer1..layerN built from the spec alone (no state carried between calls)."""
     drop_rates = [spec.drop_path * i / max(spec.num_blocks - 1, 1) for i in range(spec.num_blocks)]
     stages: dict[str, nn.Sequential] = {}
@@ -191,6 +201,7 @@ def make_stages(spec: ResNetSpec) -> dict[str, nn.Sequential]:
                 stride=stride if i == 0 else 1,
                 dilation=first_dilation if i == 0 else dilation,
                 drop_path=drop_rates[block_index],
+                device=device,
             )
             if spec.block == "basic":
                 blocks.append(BasicBlock(spec, **args))
@@ -205,16 +216,16 @@ def make_stages(spec: ResNetSpec) -> dict[str, nn.Sequential]:
 class ResNet(nn.Module):
     """A ResNet of any depth, width, block, stem and shortcut, built from a ResNetSpec."""
 
-    def __init__(self, spec: ResNetSpec) -> None:
+    def __init__(self, spec: ResNetSpec, device: Device = None) -> None:
         super().__init__()
         self.spec = spec
-        for name, module in make_stem(spec).items():
+        for name, module in make_stem(spec, device).items():
             self.add_module(name, module)
-        for name, module in make_stages(spec).items():
+        for name, module in make_stages(spec, device).items():
             self.add_module(name, module)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
-        self.fc = nn.Linear(spec.out_channels(spec.num_stages - 1), spec.num_classes)
+        self.fc = nn.Linear(spec.out_channels(spec.num_stages - 1), spec.num_classes, device=device)
         self.stage_names = list(make_stage_names(spec))
         if self.fc.weight.device.type != "meta":  # meta tensors hold no values to initialise
             init_weights(self, spec.zero_init_residual)
@@ -251,8 +262,7 @@ def build_model(model: str | ResNetSpec | None = None, *, device: str | torch.de
     `build_model("resnet50", se=True)`; `device="meta"` builds without allocating weights.
     """
     spec = model.replace(**overrides) if isinstance(model, ResNetSpec) else resolve_spec(model, **overrides)
-    with torch.device(device or "cpu"):
-        return ResNet(spec)
+    return ResNet(spec, torch.device(device or "cpu"))
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:

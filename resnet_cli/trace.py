@@ -11,6 +11,7 @@ failure is returned in the trace (with the calls that had started and not finish
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from resnet_cli.meta_shapes import answer_from_shapes
 Shape = tuple[int, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerRecord:
     """What one call of one module received and produced."""
 
@@ -71,7 +72,7 @@ class TensorInfo(NamedTuple):
         return total
 
 
-@dataclass
+@dataclass(slots=True)
 class OpRecord:
     """One aten operator call (as `TorchDispatchMode` sees it): arguments, results and where it ran."""
 
@@ -97,7 +98,7 @@ class OpRecord:
         return f"aten.{self.op}"
 
 
-@dataclass
+@dataclass(slots=True)
 class FunctionRecord:
     """One Python-level torch call that ran at least one operator: `F.avg_pool2d`, `torch.cat`, `Tensor.view`."""
 
@@ -131,6 +132,7 @@ class ModelTrace:
     error: BaseException | None = None
     ops: list[OpRecord] = field(default_factory=list)
     functions: list[FunctionRecord] = field(default_factory=list)
+    functions_tracked: bool = True  # False: traced with functions=False, so every OpRecord.function is None
 
     @property
     def ok(self) -> bool:
@@ -230,13 +232,16 @@ def trace_model(
     observers: Iterable[TraceObserver] = (),
     origins: TensorOrigins | None = None,
     shape_only: bool | None = None,
+    functions: bool = True,
 ) -> ModelTrace:
     """Run `model` once on `inputs` with hooks on every module and operator and return the records.
 
     The model runs in eval mode unless `train`, under `torch.no_grad()`; its mode is restored afterwards.
     Pass `origins` to share the tracer's record of which call returned each tensor with an observer.
     `shape_only` (default: when every input is on meta) answers a ResNet's common operators from shapes alone
-    (resnet_cli.meta_shapes), which gives the same records faster.
+    (resnet_cli.meta_shapes), which gives the same records faster. `functions=False` skips the FunctionRecords
+    (each operator's `function` is then None): the sweep's many variants of resnet-cli's own ResNets need no
+    functional rows, and tracking every Python-level torch call costs about a third of a trace.
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -300,7 +305,7 @@ def trace_model(
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
         model.train(train)
-        with torch.no_grad(), _FunctionTracker(operators), operators:
+        with torch.no_grad(), _FunctionTracker(operators) if functions else contextlib.nullcontext(), operators:
             model(*args)
     except Exception as exc:  # the failure is the finding; the caller decides how to report it
         error = exc
@@ -316,6 +321,7 @@ def trace_model(
         error=error,
         ops=operators.ops,
         functions=operators.functions,
+        functions_tracked=functions,
     )
 
 
@@ -358,31 +364,47 @@ class _OperatorRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        packet = func._overloadpacket
+        names = _OP_NAMES.get(func)
+        if names is None:
+            names = _OP_NAMES[func] = (func._overloadpacket.__name__, func._overloadname)
         function = self.function
         if function is None and self.pending is not None:  # the first operator makes the function call a record
             function = self.function = self._start_function()
+        producers: list[int | None] = []
         record = OpRecord(
             order=len(self.ops),
-            op=packet.__name__,
-            overload=func._overloadname,
+            op=names[0],
+            overload=names[1],
             function=function.index if function is not None else None,
             module=self.stack[-1].order if self.stack else None,
-            args=tuple(_info(a) for a in args),
-            kwargs={k: _info(v) for k, v in kwargs.items()} if kwargs else {},
-            input_from=tuple(self._producer(t) for t in _tensors(args) + _tensors(tuple(kwargs.values()))),
+            args=tuple(self._info(a, producers) for a in args),
+            kwargs={k: self._info(v, producers) for k, v in kwargs.items()} if kwargs else {},
+            input_from=(),
         )
+        record.input_from = tuple(producers)
         self.ops.append(record)
         result = answer_from_shapes(func, args, kwargs) if self.shape_only else None
         if result is None:
             result = func(*args, **kwargs)
         outputs = tensors_in(result)
         record.output_shapes = tuple(tuple(t.shape) for t in outputs)
-        record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
+        record.output_dtypes = tuple(_DTYPE_NAMES.get(t.dtype) or _dtype_name(t.dtype) for t in outputs)
         record.finished = True
+        made, order = self._made, record.order
         for t in outputs:
-            self._made[id(t)] = (weakref.ref(t), record.order)
+            made[id(t)] = (weakref.ref(t), order)
         return result
+
+    def _info(self, value: Any, producers: list[int | None]) -> Any:
+        """A tensor argument as TensorInfo (its producer appended to `producers`); lists of tensors as tuples."""
+        if isinstance(value, torch.Tensor):
+            producers.append(self._producer(value))
+            return TensorInfo(tuple(value.shape), _DTYPE_NAMES.get(value.dtype) or _dtype_name(value.dtype))
+        if type(value) in (list, tuple) and value and (
+            isinstance(value[0], torch.Tensor) or (value[0] is None and any(isinstance(v, torch.Tensor) for v in value))
+        ):
+            return tuple(self._info(v, producers) for v in value)
+        return value
 
     def _producer(self, tensor: torch.Tensor) -> int | None:
         ref, order = self._made.get(id(tensor), (None, None))
@@ -417,6 +439,7 @@ class _FunctionTracker(TorchFunctionMode):
 
 
 _NAMES: dict[Any, str] = {}
+_OP_NAMES: dict[Any, tuple[str, str]] = {}  # aten overload -> (operator, overload)
 
 
 def function_name(func: Any) -> str:
@@ -441,16 +464,6 @@ def function_name(func: Any) -> str:
     return text
 
 
-def _info(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return TensorInfo(tuple(value.shape), _dtype_name(value.dtype))
-    if isinstance(value, (list, tuple)) and value and (
-        isinstance(value[0], torch.Tensor) or (value[0] is None and any(isinstance(v, torch.Tensor) for v in value))
-    ):
-        return tuple(_info(v) for v in value)
-    return value
-
-
 def _infos(values: tuple) -> list[TensorInfo]:
     found: list[TensorInfo] = []
     for v in values:
@@ -458,16 +471,6 @@ def _infos(values: tuple) -> list[TensorInfo]:
             found.append(v)
         elif isinstance(v, tuple) and any(isinstance(x, TensorInfo) for x in v):
             found.extend(x for x in v if isinstance(x, TensorInfo))
-    return found
-
-
-def _tensors(values: tuple) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            found.append(v)
-        elif isinstance(v, (list, tuple)):
-            found.extend(x for x in v if isinstance(x, torch.Tensor))
     return found
 
 

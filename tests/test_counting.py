@@ -176,3 +176,14 @@ def test_before_fvcore_runs_only_when_fvcore_counts():
     assert calls == []
     count_traced(model, (torch.zeros(2, 4),), "fvcore", before_fvcore=calls.append)
     assert len(calls) == 1 and calls[0].ok
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=valid_specs())
+def test_counts_without_function_tracking_are_the_same(spec):
+    """The sweep traces without FunctionRecords and names operators from torch's module classes instead."""
+    model, shape = build_model(spec, device="meta"), (2, spec.in_channels, 32, 32)
+    tracked = count_traced(model, (make_input(shape),), "fast")[1]
+    untracked = count_traced(model, (make_input(shape),), "fast", functions=False)[1]
+    assert untracked.by_module_and_operator == tracked.by_module_and_operator
+    assert untracked.zero_by_convention == tracked.zero_by_convention

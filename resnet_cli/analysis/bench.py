@@ -16,9 +16,16 @@ from typing import Any
 
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
+from resnet_cli.user_model import UserModelRequest
 
 MODES = ("infer", "train")
 AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+# The train step's loss: cross-entropy against random labels when the model returns N x K logits, otherwise the
+# sum of the means of its floating-point outputs (a backbone's feature maps, a list, a dict)
+CROSS_ENTROPY = "cross-entropy"
+OUTPUT_MEAN = "output mean"
+
+BenchRequest = ModelRequest | UserModelRequest  # a preset (changed by build flags) or the user's own model
 
 # (row label, steps done, steps in the row) after every warm-up and timed step
 ProgressCallback = Callable[[str, int, int], None]
@@ -84,13 +91,14 @@ class BenchRow:
 class BenchReport:
     """What `bench` reports: the request, where it ran, and one row per configuration."""
 
-    request: ModelRequest
+    request: BenchRequest
     settings: BenchSettings
     device_name: str
     threads: int
     memory_kind: str  # what peak_memory_bytes measures, in words
     torch_version: str
     rows: list[BenchRow] = field(default_factory=list)
+    loss: str | None = None  # CROSS_ENTROPY or OUTPUT_MEAN in train mode, None in infer mode
 
     @property
     def batch_size(self) -> int:
@@ -127,7 +135,7 @@ def grid_settings(settings: BenchSettings) -> list[BenchSettings]:
     return rows
 
 
-def check_settings(request: ModelRequest, settings: BenchSettings, grid: bool) -> None:
+def check_settings(request: BenchRequest, settings: BenchSettings, grid: bool) -> None:
     """Raise a UserError naming the flag for settings that cannot be timed."""
     if request.device == "meta":
         raise UserError("--device meta cannot be timed: nothing runs on meta; use --device cpu or cuda")
@@ -153,13 +161,14 @@ def check_settings(request: ModelRequest, settings: BenchSettings, grid: bool) -
 
 
 def run_bench(
-    request: ModelRequest,
+    request: BenchRequest,
     settings: BenchSettings,
     *,
     grid: bool = False,
     progress: ProgressCallback | None = None,
 ) -> BenchReport:
-    """Time the requested model under `settings` (or under each grid configuration) and report per row."""
+    """Time the requested model (a preset or the user's own) under `settings`, or under each grid configuration,
+    and report per row."""
     check_settings(request, settings, grid)
     import torch
 
@@ -192,6 +201,7 @@ def run_bench(
             )
             for row, times in zip(prepared, latencies, strict=True)
         ]
+        report.loss = prepared[0].loss.kind if prepared[0].loss else None
         del prepared
     finally:
         torch.set_num_threads(previous_threads)
@@ -211,10 +221,11 @@ class PreparedRow:
     settings: BenchSettings
     step: Callable[[], None]
     peak_memory_bytes: int | None
+    loss: TrainLoss | None  # the train step's loss; None in infer mode
 
 
 def prepare_row(
-    request: ModelRequest, settings: BenchSettings, progress: ProgressCallback | None = None
+    request: BenchRequest, settings: BenchSettings, progress: ProgressCallback | None = None
 ) -> PreparedRow:
     """Build a fresh model for one configuration and run its warm-up steps, measuring peak memory meanwhile."""
     import torch
@@ -237,20 +248,54 @@ def prepare_row(
         model.train(settings.mode == "train")  # before compiling: a later mode switch would recompile
         if settings.compile:
             model = compile_model(model)
-        step = make_step(model, inputs, settings, request)
+        loss = TrainLoss() if settings.mode == "train" else None
+        step = make_step(model, inputs, settings, loss)
         total = settings.warmup + settings.iters
         with grad_mode(settings):
             for i in range(settings.warmup):
                 run_step(step, settings, request, first=i == 0)
                 if progress:
                     progress(label, i + 1, total)
-    return PreparedRow(label=label, settings=settings, step=step, peak_memory_bytes=memory.peak_bytes)
+    return PreparedRow(label=label, settings=settings, step=step, peak_memory_bytes=memory.peak_bytes, loss=loss)
 
 
-def make_step(model: Any, inputs: Any, settings: BenchSettings, request: ModelRequest) -> Callable[[], None]:
-    """One benchmark step: a forward pass (infer) or forward, backward and an SGD update (train)."""
+class TrainLoss:
+    """The train step's loss, picked from the model's first output: cross-entropy against random labels for
+    N x K logits, otherwise the sum of the means of every floating-point tensor in the output."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None  # CROSS_ENTROPY or OUTPUT_MEAN, once the first output was seen
+        self._compute: Callable[[Any], Any] | None = None
+
+    def __call__(self, output: Any) -> Any:
+        if self._compute is None:
+            self._compute = self._pick(output)
+        return self._compute(output)
+
+    def _pick(self, output: Any) -> Callable[[Any], Any]:
+        import torch
+        import torch.nn.functional as F
+
+        from resnet_cli.trace import tensors_in
+
+        if isinstance(output, torch.Tensor) and output.ndim == 2 and output.is_floating_point():
+            batch, classes = output.shape
+            targets = torch.randint(0, classes, (batch,), device=output.device)
+            self.kind = CROSS_ENTROPY
+            return lambda logits: F.cross_entropy(logits, targets)
+        if any(t.is_floating_point() for t in tensors_in(output)):
+            self.kind = OUTPUT_MEAN
+            return lambda out: sum(t.mean(dtype=torch.float32) for t in tensors_in(out) if t.is_floating_point())
+        raise UserError(
+            f"--mode train: the model returns {type(output).__name__} with no floating-point tensor to take a loss "
+            f"of; use --mode infer"
+        )
+
+
+def make_step(model: Any, inputs: Any, settings: BenchSettings, loss: TrainLoss | None = None) -> Callable[[], None]:
+    """One benchmark step: a forward pass (infer) or forward, `loss` (a new TrainLoss if None), backward and an
+    SGD update (train)."""
     import torch
-    import torch.nn.functional as F
 
     device_type = inputs.device.type
     amp_dtype = getattr(torch, AMP_DTYPES[settings.amp]) if settings.amp else None
@@ -271,19 +316,19 @@ def make_step(model: Any, inputs: Any, settings: BenchSettings, request: ModelRe
 
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    targets = torch.randint(0, request.spec.num_classes, (inputs.shape[0],), device=inputs.device)
+    loss_of = loss if loss is not None else TrainLoss()
     # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none
     scaler = torch.amp.GradScaler(device_type) if settings.amp == "fp16" else None
 
     def train() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast():
-            loss = F.cross_entropy(model(inputs), targets)
+            value = loss_of(model(inputs))
         if scaler is None:
-            loss.backward()
+            value.backward()
             optimizer.step()
         else:
-            scaler.scale(loss).backward()
+            scaler.scale(value).backward()
             scaler.step(optimizer)
             scaler.update()
 
@@ -294,7 +339,7 @@ def time_interleaved(
     rows: list[PreparedRow],
     device: Any,
     settings: BenchSettings,
-    request: ModelRequest,
+    request: BenchRequest,
     progress: ProgressCallback | None,
 ) -> list[list[float]]:
     """Time `settings.iters` steps of every row, taking the rows in turn, so load that comes and goes
@@ -331,7 +376,7 @@ def grad_mode(settings: BenchSettings) -> contextlib.AbstractContextManager:
     return torch.inference_mode() if settings.mode == "infer" else contextlib.nullcontext()
 
 
-def run_step(step: Callable[[], None], settings: BenchSettings, request: ModelRequest, *, first: bool) -> None:
+def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRequest, *, first: bool) -> None:
     """Run one step, turning a failure into a UserError that names the cause."""
     import torch
 
@@ -342,6 +387,8 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: ModelRe
             f"--input {_shape(request.input_shape)}: out of memory on {request.device} in {settings.mode} mode; "
             f"use a smaller batch"
         ) from None
+    except UserError:
+        raise
     except Exception as exc:  # any failure of the model run is reported as one line
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if settings.compile and first:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_cli.errors import SpecError, UserError
-from resnet_cli.spec import DEVICES, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
+from resnet_cli.spec import DEVICES, ResNetSpec, parse_model_operand, request_from_flags
 
 BLOCK_KINDS = ("basic", "bottleneck", "se-basic", "se-bottleneck")
 WARMUP_RUNS = 3
@@ -282,32 +282,130 @@ def _check_batch(batch: int) -> int:
 
 # ---------------------------------------------------------------- networks
 
+SHORTCUT_WORDS = ("downsample", "shortcut", "skip", "proj")  # how module paths name a block's shortcut branch
+POOL_ATTRIBUTES = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "count_include_pad", "output_size")
+
 
 @dataclass
-class StageSide:
-    """One stage of one network."""
+class BlockSide:
+    """One block of one network: a child of a stage module (layer1.0, layer1.1, ...)."""
 
-    name: str  # stem, layer1..N, head
+    name: str
+    type: str
     output_shape: tuple[int, ...] | None
-    blocks: int | None  # None for stem and head
     params: int
     macs: int  # fvcore convention
     macs_conv_linear: int
 
 
 @dataclass
-class NetworkCost:
-    """One network's stages and totals."""
+class StageSide:
+    """One stage of one network."""
 
-    label: str  # the operand as typed, e.g. resnet50[se=true]
-    request: ModelRequest
+    name: str  # stem, layer1..N, head (or a top-level child of a model without stages)
+    output_shape: tuple[int, ...] | None
+    blocks: list[BlockSide] | None  # None for stem, head and rows that are not stages
+    params: int
+    macs: int  # fvcore convention
+    macs_conv_linear: int
+
+
+@dataclass(frozen=True)
+class LayerSide:
+    """A parameterised leaf module or pooling layer, as the structural comparison walks them in call order."""
+
+    name: str
+    type: str
+    attributes: tuple[tuple[str, Any], ...]  # conv: kernel, stride, ..., bias; BN: num_features; Linear: features
+    output_shape: tuple[int, ...] | None
+
+
+@dataclass
+class NetworkCost:
+    """One network's stages, totals, and what its structure is compared by."""
+
+    label: str  # the operand as typed, e.g. resnet50[se=true] or my.py:resnet[num_classes=10]
+    request: Any  # ModelRequest or UserModelRequest
     stages: list[StageSide]
     params: int
     macs: int  # fvcore convention (conv, linear, batch norm, adaptive avg pool)
     macs_conv_linear: int
     activation_bytes: int
     engine: str
+    layers: list[LayerSide] = field(default_factory=list)
+    state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state_dict key -> shape
     latency_ms: float | None = None
+
+    @property
+    def num_blocks(self) -> int | None:
+        counts = [len(s.blocks) for s in self.stages if s.blocks is not None]
+        return sum(counts) if counts else None
+
+
+@dataclass
+class Divergence:
+    """Where two networks first differ: the layers at that position (None past one side's end) and what differs."""
+
+    index: int  # position among the walked layers
+    a: LayerSide | None
+    b: LayerSide | None
+    differences: list[tuple[str, Any, Any]]  # (what, A's, B's), e.g. ("stride", 2, 1)
+
+    @property
+    def in_shortcut(self) -> bool:
+        return bool(self.shortcut_of)
+
+    @property
+    def shortcut_of(self) -> str:
+        """The block whose shortcut branch holds the divergence ('layer2.0'), or ''."""
+        for layer in (self.a, self.b):
+            parts = layer.name.split(".") if layer else []
+            for i, part in enumerate(parts):
+                if any(word in part.lower() for word in SHORTCUT_WORDS):
+                    return ".".join(parts[:i])
+        return ""
+
+    @property
+    def text(self) -> str:
+        """'layer2.0.conv1: stride 2 vs 1'."""
+        names = [layer.name for layer in (self.a, self.b) if layer is not None]
+        where = names[0] if len(set(names)) == 1 else " vs ".join(names)
+        what = ", ".join(f"{key} {_value_text(x)} vs {_value_text(y)}" for key, x, y in self.differences)
+        text = f"{where}: {what}" if where else what
+        return text + (f" (in the shortcut, where {self.shortcut_of} projects)" if self.in_shortcut else "")
+
+
+@dataclass
+class StateDictFit:
+    """Whether B's state_dict would load into A strictly: keys A lacks, keys B lacks, shapes that differ."""
+
+    keys: int  # entries in B's state_dict
+    missing: list[str]  # in A's state_dict, not in B's
+    unexpected: list[str]  # in B's, not in A's
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (key, A's shape, B's shape)
+
+    @property
+    def loads(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+@dataclass
+class ArchitectureMatch:
+    """Is A the same network as B: the verdict, the first structural divergence, and B's weights in A."""
+
+    verdict: str  # "identical", "renamed" or "different"
+    divergence: Divergence | None
+    state_dict: StateDictFit
+    layers: tuple[int, int]  # layers walked in A and in B
+
+    @property
+    def text(self) -> str:
+        """The one-line verdict."""
+        if self.verdict == "identical":
+            return "identical architecture"
+        if self.verdict == "renamed":
+            return "same architecture, different names"
+        return f"different: {self.divergence.text if self.divergence else 'unknown'}"
 
 
 @dataclass
@@ -315,67 +413,219 @@ class NetworkComparison:
     """Two networks; the second is compared against the first."""
 
     networks: list[NetworkCost]
+    architecture: ArchitectureMatch
     timing: Timing | None = None
     notes: list[str] = field(default_factory=list)
 
 
-def network_request(operand: str, input_text: str | None = None) -> ModelRequest:
-    """A ModelRequest from 'MODEL' or 'MODEL[flag=value,...]' and the shared --input."""
+def network_request(operand: str, input_text: str | None = None) -> Any:
+    """A request from a preset operand, 'MODEL[flag=value,...]', or a user model, 'file.py:factory[key=value,...]'."""
+    from resnet_cli.user_model import is_user_model_reference, user_model_request
+
+    if is_user_model_reference(operand.partition("[")[0].strip()):
+        reference, args = split_user_operand(operand)
+        return user_model_request(reference, args, input=input_text)
     name, flags = parse_model_operand(operand)
     return request_from_flags(name, input=input_text, **flags)
 
 
-def network_cost(label: str, request: ModelRequest) -> NetworkCost:
-    """Per-stage output shape, blocks, params and MACs of one network (counting engine, meta device)."""
-    from resnet_cli.analysis.counting import count_by_stage, count_traced
-    from resnet_cli.analysis.summary import check_trace
-    from resnet_cli.model import build_model
-    from resnet_cli.trace import make_input
+def split_user_operand(text: str) -> tuple[str, list[str]]:
+    """'my.py:resnet[num_classes=10,widths=(64, 128)]' -> ('my.py:resnet', ['num_classes=10', 'widths=(64, 128)'])."""
+    text = text.strip()
+    reference, bracket, rest = text.partition("[")
+    if not bracket:
+        return text, []
+    example = f"{reference}[num_classes=10]"
+    if not rest.endswith("]"):
+        raise UserError(f"{text!r}: write factory arguments in brackets, key=value, e.g. {example!r}")
+    items = _split_top_level(rest[:-1])
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UserError(f"{text!r}: {item!r} is not key=value with a Python name as key, e.g. {example!r}")
+    return reference.strip(), items
 
-    model = build_model(request.spec, device="meta")
-    trace, count = count_traced(model, (make_input(request.input_shape, "meta"),))
-    check_trace(trace, request)
-    layers = dict(zip(model.stage_names, request.spec.layers, strict=True))
-    stages = [
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets and quotes: 'a=1, b=(2, 3)' -> ['a=1', 'b=(2, 3)']."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def network_cost(label: str, request: Any) -> NetworkCost:
+    """Per-stage and per-block output shape, params and MACs of one network, its layers in call order and its
+    state_dict shapes (counting engine, meta device: no weights allocated)."""
+    from resnet_cli.analysis.counting import count_by_stage, count_traced, stage_names
+    from resnet_cli.analysis.summary import check_trace
+    from resnet_cli.model import instantiate
+
+    model, inputs = instantiate(request, device="meta")
+    try:
+        trace, count = count_traced(model, (inputs,), check=lambda t: check_trace(t, request))
+    except UserError as exc:
+        raise UserError(f"{label}: {exc}") from None
+    first = {r.name: r for r in trace.first_calls()}
+    modules = dict(model.named_modules())
+
+    def block(name: str) -> BlockSide:
+        record = first.get(name)
+        return BlockSide(
+            name=name,
+            type=type(modules[name]).__name__,
+            output_shape=record.output_shape if record else None,
+            params=sum(p.numel() for p in modules[name].parameters()),
+            macs=count.by_module.get(name, 0),
+            macs_conv_linear=count.module_conv_linear_macs(name),
+        )
+
+    stages = stage_names(model) or []
+    rows = [
         StageSide(
             name=s.name,
             output_shape=s.output_shape,
-            blocks=layers.get(s.name),
+            blocks=[block(f"{s.name}.{child}") for child, _ in modules[s.name].named_children()]
+            if s.name in stages else None,
             params=s.params,
             macs=s.macs,
             macs_conv_linear=s.macs_conv_linear,
         )
         for s in count_by_stage(model, trace, count)
     ]
+    layers = [
+        LayerSide(r.name, r.type, layer_attributes(modules[r.name]), r.output_shape)
+        for r in trace.first_calls()
+        if r.is_leaf and (r.params or "Pool" in r.type)
+    ]
     return NetworkCost(
         label=label,
         request=request,
-        stages=stages,
+        stages=rows,
         params=count.params,
         macs=count.macs,
         macs_conv_linear=count.conv_linear_macs,
         activation_bytes=trace.activation_bytes,
         engine=count.engine,
+        layers=layers,
+        state_shapes={key: tuple(value.shape) for key, value in model.state_dict().items()},
     )
+
+
+def layer_attributes(module: Any) -> tuple[tuple[str, Any], ...]:
+    """What makes a layer what it is: conv kernel, stride, padding, dilation, channels, groups, bias; BN features;
+    Linear features and bias; pooling window; otherwise the shapes of its own parameters."""
+    from torch import nn
+
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    if isinstance(module, convs):
+        return (
+            ("kernel", tuple(module.kernel_size)), ("stride", _collapse(module.stride)),
+            ("padding", _collapse(module.padding)), ("dilation", _collapse(module.dilation)),
+            ("in_channels", module.in_channels), ("out_channels", module.out_channels),
+            ("groups", module.groups), ("bias", module.bias is not None),
+        )  # fmt: skip
+    if isinstance(module, norms):
+        return (("num_features", module.num_features),)
+    if isinstance(module, nn.Linear):
+        return (("in_features", module.in_features), ("out_features", module.out_features), ("bias", module.bias is not None))
+    if "Pool" in type(module).__name__:
+        return tuple((key, _collapse(getattr(module, key))) for key in POOL_ATTRIBUTES if hasattr(module, key))
+    return tuple((f"{name} shape", tuple(p.shape)) for name, p in module.named_parameters(recurse=False))
+
+
+def _collapse(value: Any) -> Any:
+    """(2, 2) -> 2, so that torch's int and tuple spellings of one setting compare equal; (1, 2) stays."""
+    if isinstance(value, (tuple, list)):
+        return value[0] if value and len(set(value)) == 1 else tuple(value)
+    return value
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def first_divergence(a: list[LayerSide], b: list[LayerSide]) -> Divergence | None:
+    """The first position where the layer types, settings or (settings equal) output shapes differ, names aside,
+    or where one network has no more layers."""
+    for index in range(max(len(a), len(b))):
+        la, lb = (side[index] if index < len(side) else None for side in (a, b))
+        if la is None or lb is None:
+            present = la or lb
+            return Divergence(index, la, lb, [("layer", present.type if la else "none", present.type if lb else "none")])
+        if la.type != lb.type:
+            return Divergence(index, la, lb, [("type", la.type, lb.type)])
+        settings_b = dict(lb.attributes)
+        differences = [(key, value, settings_b.get(key)) for key, value in la.attributes if settings_b.get(key) != value]
+        if not differences and la.output_shape != lb.output_shape:  # a different input, or a functional op before it
+            differences.append(("output", la.output_shape, lb.output_shape))
+        if differences:
+            return Divergence(index, la, lb, differences)
+    return None
+
+
+def state_dict_fit(into: dict[str, tuple[int, ...]], state: dict[str, tuple[int, ...]]) -> StateDictFit:
+    """Whether a state_dict with these key shapes (`state`) loads strictly into a model with `into`'s."""
+    return StateDictFit(
+        keys=len(state),
+        missing=[key for key in into if key not in state],
+        unexpected=[key for key in state if key not in into],
+        mismatched=[(key, shape, state[key]) for key, shape in into.items() if key in state and state[key] != shape],
+    )
+
+
+def match_architecture(a: NetworkCost, b: NetworkCost) -> ArchitectureMatch:
+    """Identical (same layers, names and shapes; B's state_dict loads into A), renamed (same layers, shapes and MACs,
+    different keys) or different (the first divergence)."""
+    fit = state_dict_fit(a.state_shapes, b.state_shapes)
+    divergence = first_divergence(a.layers, b.layers)
+    if divergence is None:
+        differences = [(what, x, y) for what, x, y in (("params", a.params, b.params), ("MACs", a.macs, b.macs)) if x != y]
+        if differences:
+            divergence = Divergence(len(a.layers), None, None, differences)
+        elif fit.mismatched:
+            key, shape_a, shape_b = fit.mismatched[0]
+            divergence = Divergence(len(a.layers), None, None, [(f"state_dict {key}", shape_a, shape_b)])
+    if divergence is not None:
+        verdict = "different"
+    elif fit.loads and [layer.name for layer in a.layers] == [layer.name for layer in b.layers]:
+        verdict = "identical"
+    else:
+        verdict = "renamed"
+    return ArchitectureMatch(verdict, divergence, fit, (len(a.layers), len(b.layers)))
 
 
 def compare_networks(
     operands: tuple[str, str], input_text: str | None = None, *, time_device: str | None = None, batch: int | None = None
 ) -> NetworkComparison:
-    """Both networks' per-stage costs; with `time_device`, also their median forward latency there."""
+    """Both networks' per-stage costs and whether they are the same architecture; with `time_device`, also their
+    median forward latency there (presets and user models alike, built on that device)."""
     networks = [network_cost(op.strip(), network_request(op, input_text)) for op in operands]
-    notes: list[str] = []
     timing = None
     if time_device is not None:
-        from resnet_cli.model import build_model
+        from resnet_cli.model import instantiate
 
         device = _timing_device(time_device)
         shapes = [n.request.input_shape if batch is None else (_check_batch(batch), *n.request.input_shape[1:]) for n in networks]
         timing = Timing(device=device, batch=shapes[0][0])
-        modules = [build_model(n.request.spec, device=device) for n in networks]
+        modules = [instantiate(n.request, device=device)[0] for n in networks]
         for net, latency in zip(networks, median_latencies_ms(modules, shapes, timing), strict=True):
             net.latency_ms = latency
-    return NetworkComparison(networks=networks, timing=timing, notes=notes)
+    return NetworkComparison(networks=networks, architecture=match_architecture(*networks), timing=timing)
 
 
 def compare(

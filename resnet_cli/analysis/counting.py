@@ -26,10 +26,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, OPERATOR_FORMULAS, ZERO_BY_CONVENTION, operator_macs
+from resnet_cli.analysis.mac_rules import (
+    CONV_LINEAR_OPS,
+    MODULE_CALLS,
+    OPERATOR_FORMULAS,
+    ZERO_BY_CONVENTION,
+    operator_macs,
+)
 from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
 from resnet_cli.errors import UserError
-from resnet_cli.trace import LayerRecord, ModelTrace, TraceObserver, make_input, trace_model
+from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, OpRecord, TraceObserver, make_input, trace_model
 
 COUNTERS = ("fast", "fvcore")
 __all__ = ["CONV_LINEAR_OPS", "OPERATOR_FORMULAS", "COUNTERS", "MacCount", "count_macs", "count_traced"]
@@ -100,7 +106,7 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
         function.extra["macs"] = 0
     for op in trace.ops:
         function = trace.functions[op.function] if op.function is not None else None
-        counted = operator_macs(op, function)
+        counted = operator_macs(op, _caller(trace, op, function))
         if counted is None:
             (zero if op.op in ZERO_BY_CONVENTION else uncounted)[op.op] += 1
             continue
@@ -129,6 +135,16 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
     )
 
 
+def _caller(trace: ModelTrace, op: OpRecord, function: FunctionRecord | None) -> str | None:
+    """The torch function `op` ran in: recorded, or (traced without functions) what torch's module it ran in calls."""
+    if function is not None:
+        return function.name
+    if op.module is None or trace.functions_tracked:
+        return None
+    record = trace.records[op.module]
+    return MODULE_CALLS.get(record.type) if record.is_leaf else None
+
+
 def annotate_records(trace: ModelTrace, own: dict[int, dict[str, int]]) -> None:
     """Write each call's MACs, children included, into record.extra["macs"] and ["macs_conv_linear"]."""
     totals = {r.order: dict(own.get(r.order, {})) for r in trace.records}
@@ -151,8 +167,9 @@ def _fast_count(
     inputs: tuple[torch.Tensor, ...],
     observers: Iterable[TraceObserver] = (),
     check: TraceCheck | None = None,
+    functions: bool = True,
 ) -> tuple[ModelTrace, MacCount]:
-    trace = trace_model(model, inputs, observers=observers)
+    trace = trace_model(model, inputs, observers=observers, functions=functions)
     if check is not None:
         check(trace)
     if not trace.ok:
@@ -252,15 +269,17 @@ def count_traced(
     observers: Iterable[TraceObserver] = (),
     check: TraceCheck | None = None,
     before_fvcore: TraceCheck | None = None,
+    functions: bool = True,
 ) -> tuple[ModelTrace, MacCount]:
     """The trace (records annotated with "macs") and the MAC count, for callers that show layers too.
 
     `observers` ride along on the same trace; `check(trace)` runs before counting and may raise;
     `before_fvcore(trace)` runs only when fvcore is about to count (e.g. to refuse a huge input).
-    With the fvcore engine the records carry fvcore's per-module counts.
+    With the fvcore engine the records carry fvcore's per-module counts. `functions=False` traces without
+    FunctionRecords (faster; names matrix products and pooling from torch's module classes instead).
     """
     _check_counter(counter)
-    trace, fast = _fast_count(model, inputs, observers, check)
+    trace, fast = _fast_count(model, inputs, observers, check, functions)
     if counter == "fast":
         return trace, fast
     if before_fvcore is not None:
@@ -354,7 +373,7 @@ def _add_own_forward(model, trace, count, root, top, rows, group, grouped) -> No
         entry.macs += macs
         entry.macs_conv_linear += sum(
             m for op in trace.ops[function.first_op : function.last_op + 1]
-            if (m := _conv_linear(op, function)) is not None
+            if (m := _conv_linear(op, function.name)) is not None
         )
     if count.engine != "fast":  # fvcore's count of the model's own operators: the total less its children's
         rest = count.by_module.get("", 0) - sum(count.by_module.get(r.name, 0) for r in top if r.call_index == 0)
@@ -362,8 +381,8 @@ def _add_own_forward(model, trace, count, root, top, rows, group, grouped) -> No
             rows.setdefault(OWN_FORWARD, StageCount(OWN_FORWARD, 0, 0, 0, None)).macs += rest
 
 
-def _conv_linear(op: Any, function: Any) -> int | None:
-    counted = operator_macs(op, function)
+def _conv_linear(op: OpRecord, caller: str) -> int | None:
+    counted = operator_macs(op, caller)
     return counted[1] if counted is not None and counted[0] in CONV_LINEAR_OPS else None
 
 

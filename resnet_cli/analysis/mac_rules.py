@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from resnet_cli.trace import FunctionRecord, OpRecord, TensorInfo
+from resnet_cli.trace import OpRecord, TensorInfo
 
 # Operator names (fvcore's) in the conv + linear convention: He et al. 2015 Table 1, torchvision's GFLOPS, and
 # torch's FlopCounterMode (which counts convolutions and matrix products only, as 2 FLOPs per MAC).
@@ -43,7 +43,15 @@ OPERATOR_FORMULAS = {
     "grid_sampler": "4 per output element",
 }
 
-MacRule = Callable[[OpRecord, "FunctionRecord | None"], "tuple[str, int] | None"]
+MacRule = Callable[[OpRecord, "str | None"], "tuple[str, int] | None"]
+"""(operator record, the torch function it ran in, e.g. "F.linear", if known) -> (fvcore name, MACs) or None."""
+
+# What torch's own modules call in forward: the torch function of an operator that ran directly in one of them,
+# for traces made without function tracking (`trace_model(functions=False)`).
+MODULE_CALLS = {
+    "Linear": "F.linear", "AdaptiveAvgPool2d": "F.adaptive_avg_pool2d", "InstanceNorm1d": "F.instance_norm",
+    "InstanceNorm2d": "F.instance_norm", "InstanceNorm3d": "F.instance_norm",
+}  # fmt: skip
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -53,7 +61,7 @@ def _numel(shape: tuple[int, ...]) -> int:
     return total
 
 
-def _conv(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int]:
+def _conv(op: OpRecord, caller: str | None) -> tuple[str, int]:
     # fvcore conv_flop_count: batch x prod(weight shape) x prod(output spatial dims; input's if transposed)
     x, w, transposed = op.args[0], op.args[1], op.args[6]
     spatial = (x.shape if transposed else op.output_shapes[0])[2:]
@@ -68,16 +76,12 @@ _GEMM_NAMES = {
 }  # fmt: skip
 
 
-def _gemm_name(op: OpRecord, function: FunctionRecord | None) -> str:
-    return _GEMM_NAMES.get(function.name, op.op) if function is not None else op.op
-
-
-def _mm(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int]:
+def _mm(op: OpRecord, caller: str | None) -> tuple[str, int]:
     a, b = op.inputs[-2:]  # addmm's first argument is the bias
-    return _gemm_name(op, function), _numel(a.shape) * b.shape[-1]
+    return _GEMM_NAMES.get(caller or "", op.op), _numel(a.shape) * b.shape[-1]
 
 
-def _batch_norm(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int]:
+def _batch_norm(op: OpRecord, caller: str | None) -> tuple[str, int]:
     # fvcore batchnorm_flop_jit (and norm_flop_counter(1) for instance_norm, which runs as a batch norm)
     x, weight = op.args[0], op.args[1]
     affine = isinstance(weight, TensorInfo)
@@ -87,7 +91,7 @@ def _batch_norm(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int
         training = True
     else:
         training = bool(op.args[5])
-    if function is not None and function.name == "F.instance_norm":
+    if caller == "F.instance_norm":
         return "instance_norm", x.numel() * (5 if affine else 4)
     if training:
         return "batch_norm", x.numel() * (5 if affine else 4)
@@ -95,26 +99,26 @@ def _batch_norm(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int
 
 
 def _norm(name: str, weight_index: int) -> MacRule:
-    def rule(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int]:
+    def rule(op: OpRecord, caller: str | None) -> tuple[str, int]:
         affine = len(op.args) > weight_index and isinstance(op.args[weight_index], TensorInfo)
         return name, op.args[0].numel() * (5 if affine else 4)
 
     return rule
 
 
-def _adaptive_avg_pool(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int]:
+def _adaptive_avg_pool(op: OpRecord, caller: str | None) -> tuple[str, int]:
     return "adaptive_avg_pool2d", op.args[0].numel()
 
 
-def _mean(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int] | None:
+def _mean(op: OpRecord, caller: str | None) -> tuple[str, int] | None:
     # F.adaptive_avg_pool2d(x, 1) runs as a mean; fvcore counts it, but not a mean the model's code takes itself
-    if function is not None and function.name == "F.adaptive_avg_pool2d":
-        return _adaptive_avg_pool(op, function)
+    if caller == "F.adaptive_avg_pool2d":
+        return _adaptive_avg_pool(op, caller)
     return None
 
 
 def _per_output(name: str, scale: int) -> MacRule:
-    def rule(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int]:
+    def rule(op: OpRecord, caller: str | None) -> tuple[str, int]:
         return name, scale * _numel(op.output_shapes[0])
 
     return rule
@@ -172,10 +176,13 @@ ZERO_BY_CONVENTION = ZERO_ARITHMETIC | DATA_MOVEMENT
 """aten operators (and their TorchScript names, for fvcore's own report) that fvcore's convention counts as 0."""
 
 
-def operator_macs(op: OpRecord, function: FunctionRecord | None) -> tuple[str, int] | None:
-    """(fvcore operator name, MACs) for a counted call; None when the call counts 0 (by convention or no rule)."""
+def operator_macs(op: OpRecord, caller: str | None) -> tuple[str, int] | None:
+    """(fvcore operator name, MACs) for a counted call; None when the call counts 0 (by convention or no rule).
+
+    `caller` is the torch function the operator ran in (FunctionRecord.name), or None if unknown.
+    """
     rule = RULES.get(op.op)
-    return rule(op, function) if rule is not None else None
+    return rule(op, caller) if rule is not None else None
 
 
 def has_rule(op: str) -> bool:

@@ -249,7 +249,8 @@ def measure_request(request: ModelRequest) -> Measurement:
 
     model = build_model(request.spec, device="meta")
     inputs = make_input(request.input_shape, "meta")
-    trace, count = count_traced(model, (inputs,), "fast", check=lambda t: check_trace(t, request))
+    # Presets only: no functional rows to show, so the trace skips the (costly) torch-call tracking.
+    trace, count = count_traced(model, (inputs,), "fast", check=lambda t: check_trace(t, request), functions=False)
     memory = estimate_memory(
         params=count.params,
         trainable_params=count.params,

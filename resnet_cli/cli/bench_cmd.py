@@ -9,15 +9,16 @@ import typer
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.options import FormatOption, with_model_request
 from resnet_cli.spec import ModelRequest
+from resnet_cli.user_model import UserModelRequest
 
 BENCH = "Benchmark"
 SWEEP = "Sweep"
 
 
 @app.command()
-@with_model_request(default_device="cpu")
+@with_model_request(default_device="cpu", user_models=True)
 def bench(
-    request: ModelRequest,
+    request: ModelRequest | UserModelRequest,
     mode: Annotated[
         Literal["infer", "train"],
         typer.Option(help="infer: forward pass; train: forward + backward + SGD step.", rich_help_panel=BENCH),
@@ -45,7 +46,7 @@ def bench(
     ] = False,
     format: FormatOption = "table",
 ) -> None:
-    """Time the model on this machine: latency percentiles, throughput and peak memory."""
+    """Time the model (a preset or your own) on this machine: latency percentiles, throughput and peak memory."""
     from resnet_cli.analysis.bench import BenchSettings, run_bench
     from resnet_cli.render.bench import bench_json, bench_table, progress_bar
     from resnet_cli.render.table import emit

@@ -9,8 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from resnet_cli.analysis.bench import BenchReport, BenchRow
-from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.analysis.bench import CROSS_ENTROPY, BenchReport, BenchRow
+from resnet_cli.render.table import Column, TableData, format_cell, request_json
+from resnet_cli.user_model import UserModelRequest
 
 MIB = 1024 * 1024
 NOISY_SPREAD = 1.5  # p90 / p10 above this: the timings say more about the machine than the model
@@ -43,14 +44,13 @@ def bench_table(report: BenchReport) -> TableData:
             cells.append(round(row.speedup, 2) if row.speedup is not None else None)
         rows.append(cells)
     request, settings = report.request, report.settings
-    title = (
-        f"{request.name}  input {format_cell(request.input_shape)}  {settings.mode} on {request.device} "
-        f"({request.dtype})"
-    )
+    # the user's own model keeps its parameter dtypes; only the input gets --dtype
+    dtype = f"{request.dtype} input" if isinstance(request, UserModelRequest) else request.dtype
+    title = f"{request.label}  input {format_cell(request.input_shape)}  {settings.mode} on {request.device} ({dtype})"
     footer = [
         ("Device", report.device_name),
         ("Loop", f"{settings.warmup} warm-up steps (untimed), then {settings.iters} timed steps per row"),
-        ("Step", _step_text(settings.mode)),
+        ("Step", _step_text(settings.mode, report.loss)),
     ]
     if request.device == "cpu":
         footer.append(("CPU threads", str(report.threads)))
@@ -73,10 +73,12 @@ def bench_table(report: BenchReport) -> TableData:
     return TableData(title=title, columns=columns, rows=rows, footer=footer, notes=notes)
 
 
-def _step_text(mode: str) -> str:
-    if mode == "train":
+def _step_text(mode: str, loss: str | None) -> str:
+    if mode == "infer":
+        return "forward under torch.inference_mode"
+    if loss in (None, CROSS_ENTROPY):
         return "forward + cross-entropy + backward + SGD step"
-    return "forward under torch.inference_mode"
+    return "forward + sum of the output tensors' means (no N x classes logits) + backward + SGD step"
 
 
 def _memory_text(kind: str) -> str:
@@ -87,20 +89,17 @@ def _memory_text(kind: str) -> str:
 
 def bench_json(report: BenchReport) -> dict[str, Any]:
     """The `bench --format json` object."""
-    request, settings = report.request, report.settings
+    settings = report.settings
     return {
-        "model": request.name,
-        "spec": request.spec.to_dict(),
-        "input_shape": list(request.input_shape),
-        "device": request.device,
+        **request_json(report.request),
         "device_name": report.device_name,
-        "dtype": request.dtype,
         "mode": settings.mode,
         "iters": settings.iters,
         "warmup": settings.warmup,
         "threads": report.threads,
         "torch_version": report.torch_version,
         "memory_kind": report.memory_kind,
+        "loss": report.loss,
         "rows": [row_json(report, row) for row in report.rows],
     }
 
