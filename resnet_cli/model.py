@@ -17,7 +17,6 @@ from resnet_cli.errors import UserError
 from resnet_cli.spec import ResNetSpec, resolve_spec
 from resnet_cli.trace import make_input
 
-
 Device = torch.device | None
 # Builders pass `device` to every layer instead of building under `with torch.device(...)`: that context mode
 # intercepts every torch call made while building, about a fifth of a meta build.
