@@ -105,12 +105,16 @@ class FunctionRecord:
     index: int  # position among function records
     name: str  # as the user would write it: F.conv2d, torch.cat, Tensor.view, Tensor.add
     module: int | None  # `order` of the innermost module call it ran in
+    module_name: str  # that module's dotted path ("" for the model's own forward)
+    depth: int  # its module's depth + 1 (where it sits in the module tree)
     modules_before: int  # module calls started before it (places it among LayerRecords)
     input_shapes: tuple[Shape, ...]
     input_from: tuple[Producer | None, ...]  # per tensor argument: who made it last (module call or function call)
     first_op: int  # `order` of its first OpRecord
     last_op: int = -1  # `order` of its last OpRecord
     output_shapes: tuple[Shape, ...] = ()
+    output_elements: int = 0  # elements of the new tensors it returned that no module call returns (activations)
+    output_bytes: int = 0
     finished: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # filled by analysis (e.g. MAC counts)
 
@@ -140,14 +144,15 @@ class ModelTrace:
 
     @property
     def activation_elements(self) -> int:
-        """Elements of every distinct tensor that module calls return, once: in-place results, pass-throughs,
+        """Elements of every distinct tensor that module calls return, once, and of the new tensors torch calls in
+        forward code return that no module returns (F.relu in a functional block): in-place results, pass-throughs,
         views and the model's inputs add nothing; a residual add counts through the module that returns it."""
-        return sum(r.output_elements for r in self.records)
+        return sum(r.output_elements for r in self.records) + sum(f.output_elements for f in self.functions)
 
     @property
     def activation_bytes(self) -> int:
         """Bytes of the same tensors (forward activation memory)."""
-        return sum(r.output_bytes for r in self.records)
+        return sum(r.output_bytes for r in self.records) + sum(f.output_bytes for f in self.functions)
 
     @property
     def unfinished(self) -> list[LayerRecord]:
@@ -165,6 +170,25 @@ class ModelTrace:
     def own_functions(self, record: LayerRecord) -> list[FunctionRecord]:
         """Function calls made directly in `record`'s own forward (not inside a child module)."""
         return [f for f in self.functions if f.module == record.order]
+
+    def functional_calls(self) -> list[FunctionRecord]:
+        """Torch calls made in a container module's own forward (F.avg_pool2d, torch.cat, x.view, out + identity),
+        not inside a leaf layer, whose call is the layer itself."""
+        leaves = {r.order for r in self.records if r.is_leaf}
+        return [f for f in self.functions if f.module is not None and f.module not in leaves]
+
+
+def in_call_order(
+    records: Iterable[LayerRecord], functions: Iterable[FunctionRecord]
+) -> list[LayerRecord | FunctionRecord]:
+    """Module calls and function calls merged in the order the forward pass started them."""
+    pending = sorted(functions, key=lambda f: f.modules_before)
+    merged: list[LayerRecord | FunctionRecord] = []
+    for record in records:
+        while pending and pending[0].modules_before <= record.order:
+            merged.append(pending.pop(0))
+        merged.append(record)
+    return merged + pending
 
 
 class TraceObserver(Protocol):
@@ -291,6 +315,7 @@ def trace_model(
         record.output_shapes = tuple(tuple(t.shape) for t in outputs)
         record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
         fresh = [t for t in outputs if not origins.note(t, record.order) and t._base is None]  # a view owns no memory
+        operators.claim(fresh)
         record.output_elements = sum(t.numel() for t in fresh)
         record.output_bytes = sum(t.numel() * t.element_size() for t in fresh)
         record.finished = True
@@ -310,6 +335,7 @@ def trace_model(
     except Exception as exc:  # the failure is the finding; the caller decides how to report it
         error = exc
     finally:
+        operators.credit_unclaimed()
         for handle in handles:
             handle.remove()
         for module, mode in was_training.items():
@@ -342,6 +368,8 @@ class _OperatorRecorder(TorchDispatchMode):
         self.pending: tuple[Any, tuple, dict] | None = None  # the running torch call (func, args, kwargs), if any
         self.function: FunctionRecord | None = None  # its record, once it ran an operator
         self._made: dict[int, tuple[weakref.ref, int]] = {}  # id(tensor) -> (ref, op order)
+        # New tensors returned by function calls, until a module call returns them: id -> (ref, function, elements, bytes)
+        self._unclaimed: dict[int, tuple[weakref.ref, FunctionRecord, int, int]] = {}
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -354,6 +382,8 @@ class _OperatorRecorder(TorchDispatchMode):
             index=len(self.functions),
             name=function_name(func),
             module=self.stack[-1].order if self.stack else None,
+            module_name=self.stack[-1].name if self.stack else "",
+            depth=self.stack[-1].depth + 1 if self.stack else 0,
             modules_before=len(self.records),
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             input_from=tuple(self.origins.producer(t) for t in tensors),
@@ -406,6 +436,30 @@ class _OperatorRecorder(TorchDispatchMode):
             return tuple(self._info(v, producers) for v in value)
         return value
 
+    def returned(self, function: FunctionRecord, outputs: list[torch.Tensor]) -> None:
+        """A function call returned `outputs`: note who made them, and keep the new ones as its activations until a
+        module call returns them (then they are the module's, as before operators were traced)."""
+        origins = self.origins
+        for t in outputs:
+            new = origins.producer(t) is None and not origins.lookup(t)[0] and t._base is None
+            origins.note_function(t, function.index)
+            if new:
+                self._unclaimed[id(t)] = (weakref.ref(t), function, t.numel(), t.numel() * t.element_size())
+
+    def claim(self, tensors: list[torch.Tensor]) -> None:
+        """A module call returned these new tensors: they are its activations, not a function call's."""
+        for t in tensors:
+            entry = self._unclaimed.get(id(t))
+            if entry is not None and entry[0]() is t:
+                del self._unclaimed[id(t)]
+
+    def credit_unclaimed(self) -> None:
+        """At the end of the pass, tensors no module returned count for the function call that made them."""
+        for _, function, elements, size in self._unclaimed.values():
+            function.output_elements += elements
+            function.output_bytes += size
+        self._unclaimed.clear()
+
     def _producer(self, tensor: torch.Tensor) -> int | None:
         ref, order = self._made.get(id(tensor), (None, None))
         return order if ref is not None and ref() is tensor else None
@@ -433,8 +487,7 @@ class _FunctionTracker(TorchFunctionMode):
             outputs = tensors_in(result)
             function.output_shapes = tuple(tuple(t.shape) for t in outputs)
             function.finished = True
-            for t in outputs:
-                recorder.origins.note_function(t, function.index)
+            recorder.returned(function, outputs)
         return result
 
 

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from resnet_cli import build_model
-from resnet_cli.analysis.bench import BenchSettings, grid_settings, make_step, percentile, run_bench
+from resnet_cli.analysis.bench import (
+    CROSS_ENTROPY,
+    OUTPUT_MEAN,
+    BenchSettings,
+    TrainLoss,
+    grid_settings,
+    make_step,
+    percentile,
+    run_bench,
+)
 from resnet_cli.cli import app
 from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags
 from resnet_cli.trace import make_input
+from resnet_cli.user_model import user_model_request
 
 runner = CliRunner()
 TINY = ["resnet18", "--input", "1x3x32x32", "--iters", "3", "--warmup", "1", "--threads", "1"]
@@ -151,7 +163,7 @@ def test_train_step_updates_the_weights():
     model = build_model("resnet20")
     inputs = make_input(request.input_shape, "cpu")
     before = model.fc.weight.detach().clone()
-    make_step(model, inputs, BenchSettings(mode="train"), request)()
+    make_step(model, inputs, BenchSettings(mode="train"))()
     assert not torch.equal(before, model.fc.weight)
 
 
@@ -294,3 +306,195 @@ def test_cuda_train_with_fp16_uses_a_grad_scaler():
     data = bench_json("resnet18", "--device", "cuda", "--input", "4x3x64x64", "--iters", "3", "--warmup", "1",
                       "--mode", "train", "--amp", "fp16")  # fmt: skip
     assert data["rows"][0]["label"] == "amp fp16"
+
+
+# The user's own model: tests/models files by path, or as `models.FILE:factory` with tests/ on sys.path.
+TESTS = Path(__file__).resolve().parent
+RESNET20 = "tests/models/cifar_option_a.py:resnet20"  # 0.27M params: fast at 32x32
+QUICK = ["--iters", "2", "--warmup", "1", "--threads", "1"]
+USER_SOURCE = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+
+
+def broken_factory():
+    raise ValueError("width must be even, got 7")
+
+
+def not_a_model():
+    return 42
+
+
+CONSTANT = 3
+instance = Tiny().eval()
+"""
+
+
+@pytest.fixture
+def user_file(tmp_path: Path) -> Path:
+    path = tmp_path / "bench_user_model.py"
+    path.write_text(USER_SOURCE)
+    return path
+
+
+@pytest.fixture
+def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "bench_user_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tiny.py").write_text(USER_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "bench_user_pkg.tiny"
+    for name in [name for name in sys.modules if name.startswith("bench_user_pkg")]:
+        del sys.modules[name]
+
+
+def test_user_model_by_file_path_is_timed_and_named_in_the_json():
+    data = bench_json(RESNET20, "--input", "1x3x32x32", *QUICK)
+    assert data["model"] == RESNET20 and "spec" not in data and data["factory_kwargs"] == {}
+    assert (data["input_shape"], data["device"], data["dtype"], data["mode"]) == (
+        [1, 3, 32, 32],
+        "cpu",
+        "float32",
+        "infer",
+    )
+    assert data["loss"] is None
+    [row] = data["rows"]
+    assert set(row) == ROW_KEYS and len(row["latencies_ms"]) == 2
+
+
+def test_user_model_by_module_path_trains_against_its_own_classes(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    data = bench_json("models.cifar_option_a:resnet20", "--arg", "num_classes=7", "--input", "2x3x32x32",
+                      "--mode", "train", *QUICK)  # fmt: skip
+    assert data["model"] == "models.cifar_option_a:resnet20" and data["factory_kwargs"] == {"num_classes": "7"}
+    assert data["mode"] == "train" and data["loss"] == CROSS_ENTROPY
+
+
+def test_user_model_grid_has_a_row_per_knob():
+    data = bench_json(RESNET20, "--input", "2x3x32x32", *QUICK, "--mode", "train", "--grid", "--channels-last",
+                      "--amp", "bf16")  # fmt: skip
+    assert [r["label"] for r in data["rows"]] == ["baseline", "channels-last", "amp bf16", "channels-last + amp bf16"]
+    assert data["rows"][0]["speedup"] == 1.0
+
+
+def test_user_model_compile_rows_compile_a_fresh_copy(monkeypatch):
+    compiled = []
+
+    def record(model, *args, **kwargs):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", record)
+    data = bench_json(RESNET20, "--input", "1x3x32x32", *QUICK, "--grid", "--compile", "--channels-last")
+    assert [r["label"] for r in data["rows"]] == ["baseline", "channels-last", "compile", "channels-last + compile"]
+    assert len(compiled) == 2 and compiled[0] is not compiled[1]
+    assert all(type(model).__name__ == "ResNet" for model in compiled)
+
+
+def test_user_model_table_title_names_the_reference_and_the_input_dtype():
+    result = runner.invoke(app, ["bench", RESNET20, "--input", "1x3x32x32", *QUICK], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    title = result.stdout.splitlines()[0]
+    assert title == f"{RESNET20}  input 1x3x32x32  infer on cpu (float32 input)"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown"])
+def test_user_model_in_csv_and_markdown(fmt):
+    result = runner.invoke(app, ["bench", RESNET20, "--input", "1x3x32x32", *QUICK, "--grid", "--amp", "bf16",
+                                 "--format", fmt])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "baseline" in result.stdout and "amp bf16" in result.stdout
+    if fmt == "markdown":
+        assert result.stdout.startswith(f"**{RESNET20}  input 1x3x32x32")
+
+
+def test_a_backbone_without_logits_trains_on_the_mean_of_its_outputs():
+    data = bench_json("tests/models/features_only.py:resnet18_features", "--input", "2x3x32x32", "--mode", "train",
+                      *QUICK)  # fmt: skip
+    assert data["loss"] == OUTPUT_MEAN and len(data["rows"][0]["latencies_ms"]) == 2
+
+
+def test_train_loss_is_cross_entropy_for_logits_and_the_output_mean_otherwise():
+    logits = torch.randn(4, 5, requires_grad=True)
+    loss = TrainLoss()
+    value = loss(logits)
+    assert loss.kind == CROSS_ENTROPY and value.shape == () and 0 < value.item() < 20
+    features = [torch.ones(2, 3, 4, 4), {"deep": torch.full((2, 8), 3.0)}]
+    loss = TrainLoss()
+    assert loss(features).item() == pytest.approx(4.0) and loss.kind == OUTPUT_MEAN
+    with pytest.raises(UserError, match="--mode train: the model returns tuple with no floating-point tensor"):
+        TrainLoss()((torch.ones(2, dtype=torch.long),))
+
+
+def test_the_users_module_instance_is_left_untouched(user_package):
+    original = importlib.import_module(user_package).instance
+    state = {name: value.clone() for name, value in original.state_dict().items()}
+    data = bench_json(f"{user_package}:instance", "--input", "2x3x8x8", "--mode", "train", "--channels-last", *QUICK)
+    assert data["loss"] == CROSS_ENTROPY
+    assert importlib.import_module(user_package).instance is original
+    assert not original.training
+    assert all(torch.equal(value, state[name]) for name, value in original.state_dict().items())
+    assert original.conv.weight.is_contiguous() and original.conv.weight.grad is None
+
+
+@pytest.mark.parametrize(
+    ("reference", "extra", "message"),
+    [
+        (RESNET20, ["--se"], "--se changes a preset, but tests/models/cifar_option_a.py:resnet20 is your own model"),
+        (RESNET20, ["--device", "meta"], "--device meta cannot be timed"),
+        ("tests/models/missing.py:resnet20", [], "no such file"),
+        ("{file}:nothing", [], "has no attribute 'nothing'"),
+        ("{file}:broken_factory", [], "broken_factory() raised ValueError: width must be even, got 7"),
+        ("{file}:not_a_model", [], "returned a value of type int, not an nn.Module"),
+        ("{file}:CONSTANT", [], "is a int, not an nn.Module"),
+        ("tests/models/jit_submodule.py:scripted_block_resnet", [], "its submodule layer2 is a TorchScript module"),
+        ("no_such_package_for_bench.models:make", [], "no module named 'no_such_package_for_bench'"),
+        ("resnet18", ["--arg", "num_classes=10"], "--arg num_classes=10: arguments go to your own model"),
+    ],
+)  # fmt: skip
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_user_model_problems_exit_2_in_one_line(user_file, reference, extra, message):
+    args = ["bench", reference.format(file=user_file), "--input", "2x3x32x32", *QUICK, *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_dtype_for_a_user_model_points_to_amp():
+    result = runner.invoke(app, ["bench", RESNET20, "--input", "1x3x32x32", "--dtype", "bfloat16", *QUICK])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: --dtype bfloat16: the infer step fails:")
+    assert "time mixed precision with --amp instead" in result.stderr
+
+
+def test_user_model_report_renders_without_running_the_model():
+    from resnet_cli.analysis.bench import BenchReport, BenchRow
+    from resnet_cli.render.bench import bench_json as render_json
+    from resnet_cli.render.bench import bench_table
+
+    request = user_model_request("lab/nets.py:make_net", ["depth=3"], input="4x3x16x16", device="cpu")
+    settings = BenchSettings(mode="train", iters=2, warmup=1)
+    row = BenchRow("baseline", settings, [10.0, 12.0], None)
+    report = BenchReport(request, settings, "cpu", 1, "CPU resident-set growth", "2", rows=[row], loss=OUTPUT_MEAN)
+    table = bench_table(report)
+    assert table.title == "lab/nets.py:make_net  input 4x3x16x16  train on cpu (float32 input)"
+    assert dict(table.footer)["Step"] == "forward + sum of output means + backward + SGD step"
+    assert any(
+        note.startswith("Train loss: the sum of the means of the model's output tensors") for note in table.notes
+    )
+    data = render_json(report)
+    assert data["model"] == "lab/nets.py:make_net" and data["factory_kwargs"] == {"depth": "3"}
+    assert data["loss"] == OUTPUT_MEAN and "spec" not in data

@@ -400,6 +400,11 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRe
                 f"--input {_shape(request.input_shape)}: batch norm in train mode needs more than one value per "
                 f"channel; use a batch of 2 or more or a larger H and W"
             ) from None
+        if isinstance(request, UserModelRequest) and request.dtype != "float32" and "type" in message.lower():
+            raise UserError(
+                f"--dtype {request.dtype}: the {settings.mode} step fails: {message}; your own model keeps its "
+                f"parameters' dtypes and --dtype sets the input's only: time mixed precision with --amp instead"
+            ) from None
         raise UserError(f"--input {_shape(request.input_shape)}: the {settings.mode} step fails: {message}") from None
 
 

@@ -19,7 +19,15 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from resnet_cli.spec import ModelRequest
-from resnet_cli.trace import LayerRecord, ModelTrace, TensorOrigins, make_input, tensors_in, trace_model
+from resnet_cli.trace import (
+    FunctionRecord,
+    LayerRecord,
+    ModelTrace,
+    TensorOrigins,
+    make_input,
+    tensors_in,
+    trace_model,
+)
 from resnet_cli.user_model import UserModelRequest, build_user_model, innermost_user_frame
 
 Shape = tuple[int, ...]
@@ -55,6 +63,7 @@ class ShapeReport:
     device: str
     dtype: str
     records: list[LayerRecord]
+    functions: list[FunctionRecord] = field(default_factory=list)  # torch calls in containers' own forward
     error: str | None = None  # the error as raised: "RuntimeError: ..."
     failing: LayerRecord | None = None  # innermost module whose forward started and did not finish
     context: LayerRecord | None = None  # whose children are listed: `failing`, or its parent when it is a leaf
@@ -191,6 +200,7 @@ def debug_shapes(
         device=inputs.device.type,
         dtype=str(inputs.dtype).removeprefix("torch."),
         records=trace.records,
+        functions=trace.functional_calls(),
     )
     if trace.ok:
         return report

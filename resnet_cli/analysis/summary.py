@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from resnet_cli.errors import SpecError
-from resnet_cli.spec import ModelRequest
-from resnet_cli.trace import LayerRecord, ModelTrace
+from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, in_call_order
 
 
 @dataclass
@@ -31,11 +31,17 @@ class SummaryTotals:
 class ModelSummary:
     """What `summary` reports: the request, the visible layer records and the totals."""
 
-    request: ModelRequest
+    request: Any  # ModelRequest or UserModelRequest
     layers: list[LayerRecord]
     totals: SummaryTotals
     max_depth: int | None = None
     columns: list[str] = field(default_factory=lambda: ["name", "type", "output_shape", "params"])
+    functions: list[FunctionRecord] = field(default_factory=list)  # with --ops: ModelTrace.functional_calls()
+    coverage: str = "complete"  # MacCount.coverage
+
+    def rows(self) -> list[LayerRecord | FunctionRecord]:
+        """Layers and functional calls in the order the forward pass started them."""
+        return in_call_order(self.layers, self.functions)
 
 
 def model_totals(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> SummaryTotals:
@@ -50,7 +56,7 @@ def model_totals(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> S
     )
 
 
-def check_trace(trace: ModelTrace, request: ModelRequest) -> None:
+def check_trace(trace: ModelTrace, request: Any) -> None:
     """Raise a SpecError naming the layer when the input is too small or the forward pass failed."""
     for record in trace.records:
         for shape in record.output_shapes:
@@ -83,8 +89,9 @@ def _shown(record: LayerRecord, max_depth: int | None) -> bool:
     return max_depth is None or record.depth <= max_depth
 
 
-def summarize(request: ModelRequest, max_depth: int | None = None) -> ModelSummary:
-    """Build the requested model, trace one forward pass and summarise it per layer, MACs included."""
+def summarize(request: Any, max_depth: int | None = None, ops: bool = False) -> ModelSummary:
+    """Build the requested model (preset or the user's own), trace one forward pass and summarise it per layer,
+    MACs included; with `ops`, the functional calls in each module's forward are listed too."""
     from resnet_cli.analysis.counting import count_traced
     from resnet_cli.model import instantiate
 
@@ -103,4 +110,6 @@ def summarize(request: ModelRequest, max_depth: int | None = None) -> ModelSumma
         totals=totals,
         max_depth=max_depth,
         columns=["name", "type", "output_shape", "params", "macs"],
+        functions=[f for f in trace.functional_calls() if max_depth is None or f.depth <= max_depth] if ops else [],
+        coverage=count.coverage,
     )

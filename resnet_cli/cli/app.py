@@ -34,7 +34,7 @@ class OneLineErrorGroup(TyperGroup):
 
 def _error_line(message: str) -> None:
     # soft_wrap keeps the message on one line whatever the terminal width
-    Console(stderr=True, soft_wrap=True, highlight=False).print(f"Error: {message}", markup=False)
+    Console(stderr=True, soft_wrap=True, highlight=False, emoji=False).print(f"Error: {message}", markup=False)
 
 
 _collector_paused = False  # main() turned automatic garbage collection off until a command starts
@@ -80,7 +80,7 @@ def root(ctx: typer.Context) -> None:
 
 def stdout() -> Console:
     """The console results are written to (honours NO_COLOR and the terminal width)."""
-    return Console(highlight=False)
+    return Console(highlight=False, emoji=False)
 
 
 def main() -> None:

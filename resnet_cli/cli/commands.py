@@ -28,12 +28,15 @@ def summary(
     depth: Annotated[
         Optional[int], typer.Option(help="Deepest level shown: 0 totals only, 1 stages, 2 blocks, 3 layers. \\[default: all]")
     ] = None,
+    ops: Annotated[
+        bool, typer.Option("--ops", help="Also list the torch calls each module's forward makes itself (F.avg_pool2d, x.view, out + x).")
+    ] = False,
     format: FormatOption = "table",
 ) -> None:
-    """Per-layer table from forward hooks: output shapes, params, memory."""
+    """Per-layer table from forward hooks: output shapes, params, MACs, memory; your own model too."""
     from resnet_cli.analysis.summary import summarize
     from resnet_cli.render.summary import summary_json, summary_table
     from resnet_cli.render.table import emit
 
-    result = summarize(request, max_depth=depth)
+    result = summarize(request, max_depth=depth, ops=ops)
     emit(stdout(), format, summary_table(result), summary_json(result))

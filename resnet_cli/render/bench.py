@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from resnet_cli.analysis.bench import CROSS_ENTROPY, BenchReport, BenchRow
+from resnet_cli.analysis.bench import CROSS_ENTROPY, OUTPUT_MEAN, BenchReport, BenchRow
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
 from resnet_cli.user_model import UserModelRequest
 
@@ -57,6 +57,11 @@ def bench_table(report: BenchReport) -> TableData:
     footer.append(("torch", report.torch_version))
     notes = [f"Latency is per batch of {report.batch_size}; img/s = batch / median latency."]
     notes.append(f"Peak memory: {_memory_text(report.memory_kind)}.")
+    if report.loss == OUTPUT_MEAN:
+        notes.append(
+            "Train loss: the sum of the means of the model's output tensors; it returns no N x classes logits "
+            "for cross-entropy."
+        )
     if settings.warmup == 0:
         notes.append("With --warmup 0 peak memory covers building the model only, not a step.")
     if grid:
@@ -78,7 +83,7 @@ def _step_text(mode: str, loss: str | None) -> str:
         return "forward under torch.inference_mode"
     if loss in (None, CROSS_ENTROPY):
         return "forward + cross-entropy + backward + SGD step"
-    return "forward + sum of the output tensors' means (no N x classes logits) + backward + SGD step"
+    return "forward + sum of output means + backward + SGD step"
 
 
 def _memory_text(kind: str) -> str:

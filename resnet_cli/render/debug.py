@@ -11,7 +11,7 @@ from rich.tree import Tree
 
 from resnet_cli.analysis.diagnosis import ShapeReport
 from resnet_cli.render.table import Column, TableData, format_cell
-from resnet_cli.trace import LayerRecord
+from resnet_cli.trace import FunctionRecord, LayerRecord, in_call_order
 
 NO_PROBLEMS = "no shape problems"
 _KIND_TITLES = {
@@ -44,10 +44,14 @@ def shape_tree(report: ShapeReport, max_depth: int | None = None) -> Tree:
     root_record = report.records[0] if report.records else None
     root = Tree(_node_label(root_record) if root_record else Text(report.model), guide_style="dim")
     nodes: dict[int, Tree] = {root_record.order: root} if root_record else {}
-    for record in report.records[1:]:
-        if not _shown(record, max_depth) or record.parent not in nodes:
+    for row in in_call_order(report.records[1:], report.functions):
+        if isinstance(row, FunctionRecord):
+            if row.module in nodes and (max_depth is None or row.depth <= max_depth):
+                nodes[row.module].add(_function_label(row))
             continue
-        nodes[record.order] = nodes[record.parent].add(_node_label(record, failing=record is report.failing))
+        if not _shown(row, max_depth) or row.parent not in nodes:
+            continue
+        nodes[row.order] = nodes[row.parent].add(_node_label(row, failing=row is report.failing))
     return root
 
 
@@ -86,8 +90,18 @@ def shapes_table(report: ShapeReport) -> Table:
         return table
     context = report.context or failing
     table.add_row(Text(f"entered {context.name or context.type}"), _shapes(context.input_shapes), "")
-    for child in report.children:
-        table.add_row(f"  {child.name} ({child.type})", _shapes(child.output_shapes), _change_text(child))
+    own = [f for f in report.functions if f.module == context.order]
+    for child in in_call_order(report.children, [f for f in own if f.finished]):
+        if isinstance(child, FunctionRecord):
+            table.add_row(Text(f"  {child.name}", style="italic"), _shapes(child.output_shapes), _change_text(child))
+        else:
+            table.add_row(f"  {child.name} ({child.type})", _shapes(child.output_shapes), _change_text(child))
+    broken = next((f for f in reversed(own) if not f.finished), None)
+    if broken is not None and context is failing:  # one operand a line, so the shape column stays narrow
+        shapes = [format_cell(s) for s in broken.input_shapes] or ["(no tensors)"]
+        for i, shape in enumerate(shapes):
+            label = Text(f"  {broken.name} received" if i == 0 else "", style="bold red")
+            table.add_row(label, shape, Text("failed here", style="red") if i == len(shapes) - 1 else "")
     if context is not failing:
         table.add_row(Text(f"  {failing.name} ({failing.type}) received", style="bold red"),
                       _shapes(failing.input_shapes), Text("failed here", style="red"))
@@ -130,6 +144,18 @@ def debug_json(report: ShapeReport) -> dict[str, Any]:
         "message": NO_PROBLEMS if report.ok else None,
         "problem": problem,
         "layers": [_layer_json(r) for r in report.records],
+        "functions": [_function_json(f) for f in report.functions],
+    }
+
+
+def _function_json(function: FunctionRecord) -> dict[str, Any]:
+    return {
+        "name": function.name,
+        "module": function.module_name,
+        "finished": function.finished,
+        "input_shapes": [list(s) for s in function.input_shapes],
+        "output_shapes": [list(s) for s in function.output_shapes],
+        "change": _change_text(function).plain or None,
     }
 
 
@@ -197,7 +223,18 @@ def _node_label(record: LayerRecord, failing: bool = False) -> Text:
     return label
 
 
-def _change_text(record: LayerRecord) -> Text:
+def _function_label(function: FunctionRecord) -> Text:
+    label = Text(function.name, style="italic")
+    label.append(f"  {_shapes(function.input_shapes[:2])} -> ", style="dim")
+    label.append(_first(function.output_shapes) if function.finished else "failed", style="dim" if function.finished else "bold red")
+    change = _change_text(function)
+    if change.plain:
+        label.append("  ")
+        label.append_text(change)
+    return label
+
+
+def _change_text(record: LayerRecord | FunctionRecord) -> Text:
     text = Text()
     if not record.finished or not record.input_shapes or not record.output_shapes:
         return text

@@ -6,7 +6,7 @@ from typing import Any
 
 from resnet_cli.analysis.summary import ModelSummary
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
-from resnet_cli.trace import LayerRecord
+from resnet_cli.trace import FunctionRecord, LayerRecord
 
 
 def format_bytes(n: int) -> str:
@@ -25,8 +25,10 @@ def layer_label(record: LayerRecord) -> str:
     return "  " * (record.depth - 1) + record.name + suffix
 
 
-def _stage_style(record: LayerRecord) -> str | None:
-    return "bold" if record.depth == 1 else None
+def _stage_style(row: LayerRecord | FunctionRecord) -> str | None:
+    if isinstance(row, FunctionRecord):
+        return "italic"
+    return "bold" if row.depth == 1 else None
 
 
 def summary_table(summary: ModelSummary) -> TableData:
@@ -36,9 +38,10 @@ def summary_table(summary: ModelSummary) -> TableData:
     extra_keys = [k for k in summary.columns if k not in ("name", "type", "output_shape", "params")]
     columns += [Column(_EXTRA_HEADERS.get(k, k), "right") for k in extra_keys]
     rows = [
-        [layer_label(r), r.type, r.output_shape, r.params, *(_extra_cell(k, r.extra.get(k)) for k in extra_keys)]
-        for r in summary.layers
-    ]
+        [_label(r), _type(r), _output_shape(r), getattr(r, "params", None),
+         *(_extra_cell(k, r.extra.get(k)) for k in extra_keys)]
+        for r in summary.rows()
+    ]  # fmt: skip
     depth = {None: "all levels", 0: "totals only"}.get(summary.max_depth, f"depth <= {summary.max_depth}")
     title = f"{request.label}  input {format_cell(request.input_shape)}  ({depth}, device {request.device})"
     footer = [
@@ -58,9 +61,25 @@ def summary_table(summary: ModelSummary) -> TableData:
         notes=[
             "Activations: each tensor a module returns, once; in-place and view outputs: 0.",
             "MACs: fvcore convention, as `resnet-cli flops` (which shows conv + linear too).",
+            *([] if summary.coverage == "complete" else [f"MACs are {summary.coverage}."]),
+            *(["Rows in italics are torch calls made in a module's own forward (--ops)."] if summary.functions else []),
         ],
-        row_styles=[_stage_style(r) for r in summary.layers],
+        row_styles=[_stage_style(r) for r in summary.rows()],
     )
+
+
+def _label(row: LayerRecord | FunctionRecord) -> str:
+    if isinstance(row, FunctionRecord):
+        return "  " * (row.depth - 1) + row.name
+    return layer_label(row)
+
+
+def _type(row: LayerRecord | FunctionRecord) -> str:
+    return "function" if isinstance(row, FunctionRecord) else row.type
+
+
+def _output_shape(row: LayerRecord | FunctionRecord) -> Any:
+    return row.output_shapes[0] if row.output_shapes else None
 
 
 _EXTRA_HEADERS = {"macs": "MACs (M)"}
@@ -78,7 +97,21 @@ def summary_json(summary: ModelSummary) -> dict[str, Any]:
     return {
         **request_json(summary.request),
         "totals": summary.totals.as_dict(),
+        "macs_coverage": summary.coverage,
         "layers": [layer_json(r) for r in summary.layers],
+        **({"functions": [function_json(f) for f in summary.functions]} if summary.functions else {}),
+    }
+
+
+def function_json(function: FunctionRecord) -> dict[str, Any]:
+    """One functional call as JSON: where it ran, its shapes and MACs."""
+    return {
+        "name": function.name,
+        "module": function.module_name,
+        "depth": function.depth,
+        "input_shapes": [list(s) for s in function.input_shapes],
+        "output_shapes": [list(s) for s in function.output_shapes],
+        "macs": function.extra.get("macs", 0),
     }
 
 
