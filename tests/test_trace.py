@@ -87,3 +87,50 @@ def test_each_input_names_the_call_that_produced_it():
     assert by_name[""].input_from == (None,)  # the model's input
     assert trace.records[by_name["bn1"].input_from[0]].name == "conv1"
     assert trace.records[by_name["layer1"].input_from[0]].name == "maxpool"
+
+
+class Concat(nn.Module):
+    """Functional code in a container: relu, a split, a cat and a view, none of them modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(torch.relu(self.conv(x)), 2, dim=1)
+        return torch.cat((b, a), 1).view(x.shape[0], -1)
+
+
+def test_operators_record_their_module_function_and_producers():
+    trace = trace_model(Concat(), make_input((2, 3, 5, 5)))
+    names = [f.name for f in trace.functions]
+    assert names == ["F.conv2d", "torch.relu", "torch.split", "torch.cat", "Tensor.view"]
+    cat = next(op for op in trace.ops if op.op == "cat")
+    split = next(op for op in trace.ops if op.op == "split")
+    assert cat.args[0] == ((((2, 2, 5, 5), "float32"),) * 2)  # a list of tensors, as shapes
+    assert cat.input_from == (split.order, split.order)  # both operands came out of the split
+    conv = next(op for op in trace.ops if op.op == "convolution")
+    assert trace.records[conv.module].name == "conv" and trace.records[cat.module].name == ""
+    view = trace.functions[-1]
+    assert view.output_shapes == ((2, 100),) and view.input_from[0].kind == "function"
+
+
+def test_a_failing_operator_is_recorded_with_its_operands():
+    class Mismatch(nn.Module):
+        def forward(self, x):
+            return torch.cat((x, x[:, :, :-1]), 1)
+
+    trace = trace_model(Mismatch(), make_input((1, 2, 4, 4)))
+    assert not trace.ok
+    cat = trace.functions[-1]
+    assert cat.name == "torch.cat" and not cat.finished
+    assert cat.input_shapes == ((1, 2, 4, 4), (1, 2, 3, 4))
+
+
+def test_functional_activations_count_once_each():
+    """relu is functional here (not in-place): its output is an activation no module returns; the view is free."""
+    trace = trace_model(Concat(), make_input((2, 3, 5, 5)))
+    conv_out = 2 * 4 * 5 * 5 * 4  # bytes, returned by the conv module
+    relu_out = cat_out = 2 * 4 * 5 * 5 * 4  # new tensors made by torch calls; split gives views, view is free
+    assert trace.activation_bytes == conv_out + relu_out + cat_out
+    assert [f.output_bytes for f in trace.functions if f.output_bytes] == [relu_out, cat_out]

@@ -1,0 +1,107 @@
+"""Your own model in summary and flops: by file path and by module path, --ops, --strict, and clean refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_runner import run, run_json
+
+TESTS = Path(__file__).parent
+TORCHVISION_50 = "tests/models/torchvision_resnet.py:resnet50"
+OPTION_A = "tests/models/cifar_option_a.py:resnet20"
+PARTIAL_MODEL = '''
+import torch
+from torch import nn
+
+
+class Scores(nn.Module):
+    """A head that scores with torch.baddbmm: multiply-accumulates for which fvcore has no rule."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        x = self.conv(x).flatten(2)
+        return torch.baddbmm(x[:, :, :8], x, x.transpose(1, 2))
+'''
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def test_summary_of_a_torchvision_style_file_equals_the_preset():
+    mine = run_json("summary", TORCHVISION_50, "--depth", "1")
+    preset = run_json("summary", "resnet50", "--depth", "1")
+    assert mine["model"] == TORCHVISION_50 and "spec" not in mine and mine["factory_kwargs"] == {}
+    assert mine["totals"]["params"] == 25_557_032  # torchvision's published figure
+    assert mine["totals"]["macs"] == preset["totals"]["macs"] == 4_111_512_576
+    # torchvision flattens with torch.flatten, resnet-cli with an nn.Flatten module: every other layer matches
+    assert [(r["name"], r["output_shape"]) for r in mine["layers"]] == [
+        (r["name"], r["output_shape"]) for r in preset["layers"] if r["name"] != "flatten"
+    ]
+
+
+def test_flops_by_module_path_with_factory_arguments(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    fast = run_json("flops", "models.torchvision_resnet:resnet18", "--arg", "num_classes=10", "--by", "operator")
+    reference = run_json(
+        "flops", "models.torchvision_resnet:resnet18", "--arg", "num_classes=10", "--counter", "fvcore"
+    )
+    assert fast["totals"]["params"] == 11_689_512 - 990 * (512 + 1)  # 1000 -> 10 classes: 990 fewer weight rows + biases
+    assert fast["by_operator"] == reference["by_operator"]
+    assert fast["by_operator"]["linear"] == 512 * 10
+    assert fast["coverage"] == "complete" and fast["not_counted"] == {}
+
+
+def test_flops_stages_of_a_user_model_are_stem_stages_head():
+    data = run_json("flops", OPTION_A, "--input", "1x3x32x32")
+    assert list(data["by_stage"]) == ["stem", "layer1", "layer2", "layer3", "head"]
+    assert sum(s["macs"] for s in data["by_stage"].values()) == data["totals"]["macs"]
+    assert sum(s["params"] for s in data["by_stage"].values()) == data["totals"]["params"] == 269_722
+
+
+def test_summary_ops_lists_functional_calls_under_their_module():
+    result = run("summary", OPTION_A, "--input", "1x3x32x32", "--ops", "--depth", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    pool = next(line for line in lines if line.startswith("F.avg_pool2d"))
+    assert "function" in pool and "1x64x1x1" in pool
+    assert next(line for line in lines if line.startswith("Tensor.view")).split()[2] == "1x64"
+    data = run_json("summary", OPTION_A, "--input", "1x3x32x32", "--ops", "--depth", "3")
+    shortcuts = [f for f in data["functions"] if f["name"] == "Tensor.add_"]
+    assert len(shortcuts) == 9 and {f["module"] for f in shortcuts} == {f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)}
+
+
+def test_strict_turns_a_partial_count_into_exit_1(tmp_path):
+    path = tmp_path / "scores.py"
+    path.write_text(PARTIAL_MODEL)
+    relaxed = run("flops", f"{path}:Scores", "--input", "1x3x8x8")
+    assert relaxed.exit_code == 0, relaxed.output
+    assert "partial (not counted: aten.baddbmm x1)" in relaxed.stdout
+    strict = run("flops", f"{path}:Scores", "--input", "1x3x8x8", "--strict", "--format", "json")
+    assert strict.exit_code == 1
+    assert '"not_counted": {\n    "baddbmm": 1\n  }' in strict.stdout
+    assert run("flops", OPTION_A, "--input", "1x3x32x32", "--strict").exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["summary", "flops"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([TORCHVISION_50, "--layers", "2,2,2,2"], "--layers changes a preset, but"),
+        (["tests/models/jit_submodule.py:scripted_block_resnet"], "is a TorchScript module"),
+        (["tests/models/nowhere.py:net"], "no such file"),
+        (["tests/models/corpus.py:CORPUS"], "is a list, not an nn.Module"),
+        (["tests/models/torchvision_resnet.py:resnet50", "--arg", "depth=7"], "raised TypeError"),
+        (["resnet50", "--arg", "num_classes=10"], "but MODEL 'resnet50' is a preset"),
+    ],
+)
+def test_bad_user_models_exit_2_in_one_line(command, args, message):
+    result = run(command, *args)
+    assert result.exit_code == 2, result.output
+    assert message in one_error_line(result)
