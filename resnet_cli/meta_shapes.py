@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
 
@@ -71,24 +72,69 @@ def _in_place(x: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
     return x
 
 
+def _in_place_binary(x: torch.Tensor, other: Any = None, **kwargs: Any) -> torch.Tensor | None:
+    """`x += y`, `w.mul_(std)`: x keeps its shape and layout when the operand is a scalar, or a tensor of x's dtype
+    that broadcasts to x's shape (else torch raises, so its kernel must answer)."""
+    if set(kwargs) - {"alpha"}:
+        return None
+    if not isinstance(other, torch.Tensor) or (other.dim() == 0 and x.is_floating_point()):
+        return x
+    return x if other.dtype == x.dtype and _broadcast(x.shape, other.shape) == tuple(x.shape) else None
+
+
 def _unary(x: torch.Tensor) -> torch.Tensor | None:
-    return _new(x.shape, x) if _plain(x) else None
+    return _new(x.shape, x) if _plain_order(x) else None
 
 
 def _binary(a: Any, b: Any, **kwargs: Any) -> torch.Tensor | None:
-    if not (isinstance(b, torch.Tensor) and a.dtype == b.dtype and _plain(a) and _plain(b)):
+    if set(kwargs) - {"alpha"}:
         return None
-    if set(kwargs) - {"alpha"} or a.dim() != b.dim():
+    if not isinstance(b, torch.Tensor) or (b.dim() == 0 and a.dim() > 0 and a.is_floating_point() and not b.is_complex()):
+        return _unary(a)  # a Python scalar operand: `sum(tensors)` starts with 0 + tensor
+    if a.dtype != b.dtype:
         return None
     shape = _broadcast(a.shape, b.shape)
-    return None if shape is None else _new(shape, a)
+    if shape is None:
+        return None
+    if (_decides(a, shape) and _ordered(b)) or (_decides(b, shape) and _ordered(a)):
+        return _new(shape, a)  # b may have fewer dimensions (a bias added to x @ w.t())
+    if a.dim() != b.dim():
+        return None
+    if _plain(a) and _plain(b):
+        return _new(shape, a)
+    if a.shape == b.shape and _plain_order(a) and _plain_order(b):
+        return _new(shape, a)  # two channel slices of one tensor (split-attention's sum of splits)
+    return None  # other layouts: torch's kernel picks the output strides
+
+
+def _plain_order(t: torch.Tensor) -> bool:
+    """Plain, or a strided view in plain order (a channel slice from torch.split): kernels that pick their output
+    layout from the input's suggested memory format then return a plain tensor. 4-D inputs with several channels
+    and pixels only, where channels-last strides cannot be mistaken for these."""
+    if _plain(t):
+        return True
+    return t.dim() == 4 and t.shape[1] > 1 and t.shape[2] * t.shape[3] > 1 and t.stride(1) > t.stride(2) >= t.stride(3) >= 1 and _ordered(t)
+
+
+def _decides(t: torch.Tensor, shape: tuple[int, ...]) -> bool:
+    """A plain operand of the output's shape whose strides all differ: it alone orders the output's dimensions
+    (as TensorIterator compares operands' strides), so the output is plain. A size-1 dimension after the first
+    gives two equal strides, which leaves the order to the other operand."""
+    return tuple(t.shape) == shape and _plain_order(t) and all(size > 1 for size in t.shape[1:])
+
+
+def _ordered(t: torch.Tensor) -> bool:
+    """Strides that never disagree with the plain order: an expanded (stride 0) view of a plain tensor, e.g.
+    `gate.expand_as(x)` in an SE block."""
+    strides = [stride for size, stride in zip(t.shape, t.stride(), strict=True) if size > 1 and stride]
+    return all(x >= y for x, y in zip(strides, strides[1:], strict=False))
 
 
 def _convolution(
     x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: Any, padding: Any, dilation: Any,
     transposed: bool, output_padding: Any, groups: int,
 ) -> torch.Tensor | None:  # fmt: skip
-    if transposed or x.dim() != 4 or weight.dim() != 4 or not (_plain(x) and _plain(weight)):
+    if transposed or x.dim() != 4 or weight.dim() != 4 or not (_plain_order(x) and _plain(weight)):
         return None
     if x.dtype != weight.dtype or x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
         return None
@@ -122,7 +168,7 @@ def _native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: 
 def _pool_output(x: torch.Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> tuple | None:
     kernel, step = _pair(kernel_size), _pair(stride, kernel_size)
     pad, dil = _pair(padding), _pair(dilation)
-    if None in (kernel, step, pad, dil) or x.dim() != 4 or not _plain(x):
+    if None in (kernel, step, pad, dil) or x.dim() != 4 or not _plain_order(x):
         return None
     if min(*kernel, *step, *dil) < 1 or min(pad) < 0 or any(2 * p > k for p, k in zip(pad, kernel, strict=True)):
         return None
@@ -166,6 +212,32 @@ def _mean_dim(x: torch.Tensor, dims: Any, keepdim: bool = False, *, dtype: Any =
     return torch.empty(shape, dtype=x.dtype, device="meta") if all(s >= 1 for s in shape) else None
 
 
+def _native_group_norm(
+    x: torch.Tensor, weight: Any, bias: Any, n: int, channels: int, pixels: int, groups: int, eps: float
+) -> tuple | None:
+    if x.dtype not in (torch.float32, torch.float64) or x.dim() < 2 or groups < 1 or channels % groups:
+        return None
+    for t in (weight, bias):
+        if t is not None and (not isinstance(t, torch.Tensor) or tuple(t.shape) != (channels,)):
+            return None
+    out = _unary(x) if tuple(x.shape[:2]) == (n, channels) else None
+    if out is None:
+        return None
+    return out, torch.empty((n, groups), dtype=x.dtype, device="meta"), torch.empty((n, groups), dtype=x.dtype, device="meta")
+
+
+def _softmax(x: torch.Tensor, dim: int, half_to_float: bool) -> torch.Tensor | None:
+    """Softmax returns a contiguous tensor whatever the input's layout (ResNeSt's radix softmax on a transpose)."""
+    if half_to_float or not x.is_floating_point() or not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
+        return None
+    return _new(x.shape, x) if x.dim() else None
+
+
+def _var_mean(x: torch.Tensor, dims: Any = None, *, correction: Any = None, keepdim: bool = False) -> tuple | None:
+    mean = _mean_dim(x, dims or [], keepdim)
+    return None if mean is None else (torch.empty(mean.shape, dtype=mean.dtype, device="meta"), mean)
+
+
 def _matmul_shape(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int] | None:
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
         return None
@@ -199,16 +271,47 @@ def _constant_pad_nd(x: torch.Tensor, pad: Any, value: Any = 0) -> torch.Tensor 
     return _new(shape, x)
 
 
+def _cat(tensors: Any, dim: int = 0) -> torch.Tensor | None:
+    """Concatenation of plain tensors of one dtype and rank (Res2Net's and DenseNet-style blocks)."""
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    first = tensors[0]
+    if not all(isinstance(t, torch.Tensor) and t.is_meta and _plain_order(t) for t in tensors):
+        return None
+    if any(t.dtype != first.dtype or t.dim() != first.dim() for t in tensors) or first.dim() == 0:
+        return None
+    dim = dim % first.dim() if -first.dim() <= dim < first.dim() else None
+    if dim is None or any(t.shape[:dim] != first.shape[:dim] or t.shape[dim + 1 :] != first.shape[dim + 1 :] for t in tensors):
+        return None
+    shape = list(first.shape)
+    shape[dim] = sum(t.shape[dim] for t in tensors)
+    return _new(shape, first)
+
+
 HANDLERS: dict[Any, Callable[..., Any]] = {
     aten.normal_.default: _in_place,
     aten.uniform_.default: _in_place,
     aten.fill_.Scalar: _in_place,
     aten.zero_.default: _in_place,
+    aten.erfinv_.default: _in_place,
+    aten.exponential_.default: _in_place,
+    aten.clamp_.default: _in_place,
+    aten.mul_.Tensor: _in_place_binary,
+    aten.add_.Tensor: _in_place_binary,
+    aten.mul_.Scalar: _in_place_binary,
+    aten.add_.Scalar: _in_place_binary,
     aten.relu_.default: _in_place,
     aten.relu.default: _unary,
     aten.sigmoid.default: _unary,
     aten.add.Tensor: _binary,
+    aten.sub.Tensor: _binary,
     aten.mul.Tensor: _binary,
+    aten.div.Tensor: _binary,
+    aten.sqrt.default: _unary,
+    aten.rsqrt.default: _unary,
+    aten.var_mean.correction: _var_mean,
+    aten.native_group_norm.default: _native_group_norm,
+    aten._softmax.default: _softmax,
     aten.convolution.default: _convolution,
     aten.native_batch_norm.default: _native_batch_norm,
     aten._native_batch_norm_legit_no_training.default: _batch_norm_eval,
@@ -219,6 +322,7 @@ HANDLERS: dict[Any, Callable[..., Any]] = {
     aten.mm.default: _mm,
     aten.addmm.default: _addmm,
     aten.constant_pad_nd.default: _constant_pad_nd,
+    aten.cat.default: _cat,
 }
 """Operators answered from shapes; views (view, t, slice, expand, alias...) and factories (empty...)
 have fast C++ meta kernels and keep them, so aliasing stays exactly torch's."""
@@ -227,6 +331,21 @@ have fast C++ meta kernels and keep them, so aliasing stays exactly torch's."""
 def answer_from_shapes(func: Any, args: tuple, kwargs: dict) -> Any:
     """The result of `func` on meta tensors computed from shapes, or None when torch's own kernel must answer."""
     handler = HANDLERS.get(func)
-    if handler is not None and args and isinstance(args[0], torch.Tensor) and _all_meta(args):
+    if handler is not None and args and (isinstance(args[0], torch.Tensor) or func is aten.cat.default) and _all_meta(args):
         return handler(*args, **kwargs)
     return None
+
+
+class ShapeOnlyMeta(TorchDispatchMode):
+    """Answers HANDLERS' operators on meta tensors from shapes, for code run outside the tracer: a user's factory
+    building on meta, whose weight initialisation (`normal_`, `uniform_`, `trunc_normal_`) would otherwise reach
+    torch's Python meta kernels and import torch._dynamo."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # otherwise torch wraps __torch_dispatch__ in _disable_dynamo, importing torch._dynamo
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        result = answer_from_shapes(func, args, kwargs)
+        return result if result is not None else func(*args, **kwargs)

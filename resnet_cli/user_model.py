@@ -152,8 +152,10 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
     from torch import nn
 
     label = f"{reference}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    from resnet_cli.meta_shapes import ShapeOnlyMeta
+
     try:
-        with device:
+        with device, ShapeOnlyMeta() if device.type == "meta" else contextlib.nullcontext():
             model = factory(**kwargs)
     except Exception as exc:
         if device.type != "meta":

@@ -1,4 +1,7 @@
-"""`compare`: BasicBlock vs Bottleneck figures, network comparisons, MODEL[flag=value,...] operands, errors."""
+"""`compare`: BasicBlock vs Bottleneck figures, network comparisons, MODEL[flag=value,...] operands, errors.
+
+User models as operands: tests/test_compare_models.py.
+"""
 
 from __future__ import annotations
 
@@ -157,6 +160,25 @@ def test_operand_flags_build_each_side():
     assert b["spec"]["se"] is True and b["label"] == "resnet50[se=true,stem=deep]"
 
 
+def test_resnet34_and_resnet50_diverge_at_the_first_block_conv(resnet34_vs_50):
+    arch = resnet34_vs_50["architecture"]
+    # a BasicBlock opens with a 3x3 conv (padding 1), a Bottleneck with a 1x1 (padding 0)
+    assert arch["text"] == "different: layer1.0.conv1: kernel 3x3 vs 1x1, padding 1 vs 0"
+    # resnet50's extra keys: conv3 + bn3 (1 + 5 entries) in each of 16 blocks, and layer1.0's projection shortcut
+    assert len(arch["state_dict"]["unexpected"]) == 16 * 6 + 6 and arch["state_dict"]["missing"] == []
+
+
+def test_a_preset_spelled_with_flags_is_identical_to_the_named_preset():
+    arch = run_json("compare", "custom[block=basic,layers=2,2,2,2]", "resnet18", "--depth", "1")["architecture"]
+    assert (arch["verdict"], arch["divergence"], arch["state_dict"]["loads"]) == ("identical", None, True)
+
+
+def test_depth_1_leaves_out_the_blocks():
+    full, stages = (run("compare", "resnet18", "resnet34", *depth).stdout for depth in ([], ["--depth", "1"]))
+    assert "layer1.1" in full and "layer1.1" not in stages
+    assert "Blocks are each stage's children" in " ".join(full.split())
+
+
 def test_time_measures_both_networks_at_the_given_batch():
     data = run_json("compare", "resnet20", "resnet32", "--time", "--batch", "2")
     assert data["timing"]["batch"] == 2
@@ -206,6 +228,8 @@ def test_bad_model_operand_is_a_spec_error(text):
         (["resnet50[layers=3,0]", "resnet34"], "stage 2 has 0 blocks"),
         (["basic", "bottleneck", "--time", "--batch", "0"], "--batch 0"),
         (["basic", "bottleneck", "--batch", "8"], "add --time"),
+        (["basic", "bottleneck", "--depth", "1"], "--depth 1 applies to networks"),
+        (["resnet18", "resnet34", "--depth", "3"], "--depth"),
     ],
 )
 def test_bad_compare_input_exits_2_with_one_line(args, message):

@@ -11,15 +11,17 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from models.corpus import CORPUS
 from spec_strategies import valid_specs
 from torch import nn
 
 from resnet_cli import meta_shapes, trace
 from resnet_cli.analysis.counting import count_trace
 from resnet_cli.meta_shapes import _broadcast
-from resnet_cli.model import build_model
+from resnet_cli.model import build_model, instantiate
 from resnet_cli.spec import PRESETS, ResNetSpec
 from resnet_cli.trace import make_input, trace_model
+from resnet_cli.user_model import UserModelRequest
 
 
 def _layout(value):
@@ -140,3 +142,32 @@ def test_broadcast_agrees_with_torch(a, b):
     except RuntimeError:
         expected = None
     assert _broadcast(a, b) == expected
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[m.id for m in CORPUS])
+def test_corpus_models_trace_identically(entry):
+    """Real-world code (expand_as, split, cat, views, functional calls): every answer from shapes is torch's."""
+    model, inputs = instantiate(UserModelRequest(entry.reference, entry.kwargs, entry.input_shape))
+    with checked_answers():
+        fast = trace_model(model, inputs, shape_only=True)
+    slow = trace_model(model, inputs, shape_only=False)
+    assert fast.ok and slow.ok
+    assert [(o.op, o.output_shapes, o.output_dtypes) for o in fast.ops] == [
+        (o.op, o.output_shapes, o.output_dtypes) for o in slow.ops
+    ]
+
+
+def test_counting_the_corpus_never_imports_dynamo_or_sympy():
+    script = (
+        "import sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from models.corpus import CORPUS\n"
+        "from resnet_cli.analysis.counting import count_request\n"
+        "from resnet_cli.user_model import UserModelRequest\n"
+        "for e in CORPUS:\n"
+        "    count_request(UserModelRequest(e.reference, e.kwargs, e.input_shape))\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

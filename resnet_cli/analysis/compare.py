@@ -1,4 +1,5 @@
-"""Side-by-side costs: two residual blocks (BasicBlock vs Bottleneck) or two whole networks.
+"""Side-by-side costs: two residual blocks (BasicBlock vs Bottleneck) or two whole networks, presets or the user's
+own, and whether two networks are the same architecture (first structural divergence, state_dict fit).
 
 MACs come from the counting engine (`resnet_cli.analysis.counting`), never from a formula table here.
 Blocks are counted per image (batch 1) on the meta device; `--time` runs them for real.
@@ -8,11 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from resnet_cli.errors import SpecError, UserError
-from resnet_cli.spec import DEVICES, ResNetSpec, parse_model_operand, request_from_flags
+from resnet_cli.spec import DEVICES, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
 
 BLOCK_KINDS = ("basic", "bottleneck", "se-basic", "se-bottleneck")
 WARMUP_RUNS = 3
@@ -352,32 +353,43 @@ class Divergence:
     differences: list[tuple[str, Any, Any]]  # (what, A's, B's), e.g. ("stride", 2, 1)
 
     @property
-    def in_shortcut(self) -> bool:
-        return bool(self.shortcut_of)
-
-    @property
     def shortcut_of(self) -> str:
         """The block whose shortcut branch holds the divergence ('layer2.0'), or ''."""
-        for layer in (self.a, self.b):
-            parts = layer.name.split(".") if layer else []
-            for i, part in enumerate(parts):
-                if any(word in part.lower() for word in SHORTCUT_WORDS):
-                    return ".".join(parts[:i])
-        return ""
+        return next((block for layer in (self.a, self.b) if layer and (block := shortcut_block(layer.name))), "")
 
-    @property
-    def text(self) -> str:
-        """'layer2.0.conv1: stride 2 vs 1'."""
-        names = [layer.name for layer in (self.a, self.b) if layer is not None]
-        where = names[0] if len(set(names)) == 1 else " vs ".join(names)
-        what = ", ".join(f"{key} {_value_text(x)} vs {_value_text(y)}" for key, x, y in self.differences)
-        text = f"{where}: {what}" if where else what
-        return text + (f" (in the shortcut, where {self.shortcut_of} projects)" if self.in_shortcut else "")
+
+def shortcut_block(name: str) -> str:
+    """'layer2.0' for 'layer2.0.downsample.0', a module on a block's shortcut branch; '' for any other module."""
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if i and any(word in part.lower() for word in SHORTCUT_WORDS):
+            return ".".join(parts[:i])
+    return ""
+
+
+def main_path_first(layers: list[LayerSide]) -> list[LayerSide]:
+    """Layers in call order, except that a block's shortcut layers follow its main path's, whichever the block's
+    forward calls first (torchvision calls the shortcut last, some code first)."""
+    ordered: list[LayerSide] = []
+    deferred: list[LayerSide] = []
+    block = ""
+    for layer in layers:
+        own = shortcut_block(layer.name)
+        in_block = own == block or (not own and layer.name.startswith(block + "."))
+        if deferred and not in_block:
+            ordered += deferred
+            deferred = []
+        if own:
+            block = own
+            deferred.append(layer)
+        else:
+            ordered.append(layer)
+    return ordered + deferred
 
 
 @dataclass
 class StateDictFit:
-    """Whether B's state_dict would load into A strictly: keys A lacks, keys B lacks, shapes that differ."""
+    """Whether B's state_dict would load into A strictly: A's keys B lacks, B's keys A lacks, shapes that differ."""
 
     keys: int  # entries in B's state_dict
     missing: list[str]  # in A's state_dict, not in B's
@@ -397,15 +409,6 @@ class ArchitectureMatch:
     divergence: Divergence | None
     state_dict: StateDictFit
     layers: tuple[int, int]  # layers walked in A and in B
-
-    @property
-    def text(self) -> str:
-        """The one-line verdict."""
-        if self.verdict == "identical":
-            return "identical architecture"
-        if self.verdict == "renamed":
-            return "same architecture, different names"
-        return f"different: {self.divergence.text if self.divergence else 'unknown'}"
 
 
 @dataclass
@@ -504,11 +507,11 @@ def network_cost(label: str, request: Any) -> NetworkCost:
         )
         for s in count_by_stage(model, trace, count)
     ]
-    layers = [
+    layers = main_path_first([
         LayerSide(r.name, r.type, layer_attributes(modules[r.name]), r.output_shape)
         for r in trace.first_calls()
         if r.is_leaf and (r.params or "Pool" in r.type)
-    ]
+    ])  # fmt: skip
     return NetworkCost(
         label=label,
         request=request,
@@ -553,20 +556,13 @@ def _collapse(value: Any) -> Any:
     return value
 
 
-def _value_text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-
-
 def first_divergence(a: list[LayerSide], b: list[LayerSide]) -> Divergence | None:
     """The first position where the layer types, settings or (settings equal) output shapes differ, names aside,
     or where one network has no more layers."""
     for index in range(max(len(a), len(b))):
         la, lb = (side[index] if index < len(side) else None for side in (a, b))
         if la is None or lb is None:
-            present = la or lb
-            return Divergence(index, la, lb, [("layer", present.type if la else "none", present.type if lb else "none")])
+            return Divergence(index, la, lb, [("layer", la.type if la else "none", lb.type if lb else "none")])
         if la.type != lb.type:
             return Divergence(index, la, lb, [("type", la.type, lb.type)])
         settings_b = dict(lb.attributes)
@@ -613,8 +609,13 @@ def compare_networks(
     operands: tuple[str, str], input_text: str | None = None, *, time_device: str | None = None, batch: int | None = None
 ) -> NetworkComparison:
     """Both networks' per-stage costs and whether they are the same architecture; with `time_device`, also their
-    median forward latency there (presets and user models alike, built on that device)."""
-    networks = [network_cost(op.strip(), network_request(op, input_text)) for op in operands]
+    median forward latency there (presets and user models alike, built on that device). Without `input_text`, a
+    user model runs on the other side's preset input."""
+    requests = [network_request(op, input_text) for op in operands]
+    presets = [r for r in requests if isinstance(r, ModelRequest)]
+    if input_text is None and presets:  # your model runs on the preset's input (32x32 for a CIFAR ResNet)
+        requests = [r if isinstance(r, ModelRequest) else replace(r, input_shape=presets[0].input_shape) for r in requests]
+    networks = [network_cost(op.strip(), request) for op, request in zip(operands, requests, strict=True)]
     timing = None
     if time_device is not None:
         from resnet_cli.model import instantiate

@@ -8,6 +8,7 @@ import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.options import FormatOption, PlotOption, with_build_flags, write_plot
+from resnet_cli.errors import UserError
 
 BLOCK = "Block operands (basic, bottleneck, se-basic, se-bottleneck)"
 RUN = "Timing and output"
@@ -20,9 +21,13 @@ def _block_opt(help: str) -> Any:
 @app.command()
 def compare(
     a: Annotated[str, typer.Argument(
-        help="Left operand: a block (basic, bottleneck, se-basic, se-bottleneck) or a network, "
-             "MODEL or 'MODEL\\[flag=value,...]' such as 'resnet50\\[se=true,stem=deep]'.", show_default=False)],
-    b: Annotated[str, typer.Argument(help="Right operand, of the same kind; ratios are right / left.", show_default=False)],
+        help="Left operand: a block (basic, bottleneck, se-basic, se-bottleneck) or a network: a preset, "
+             "MODEL or 'MODEL\\[flag=value,...]' such as 'resnet50\\[se=true,stem=deep]', or your own model, "
+             "path/to/file.py:factory or package.module:attr, with factory arguments as 'my.py:net\\[num_classes=10]'.",
+        show_default=False)],
+    b: Annotated[str, typer.Argument(
+        help="Right operand, of the same kind; ratios are right / left. For networks, the reference: "
+             "its state_dict is checked against the left's.", show_default=False)],
     channels: Annotated[Optional[int], _block_opt("Input and output channels of both blocks. \\[default: 256]")] = None,
     spatial: Annotated[Optional[int], _block_opt("Input feature map is S x S. \\[default: 56]")] = None,
     stride: Annotated[Optional[int], _block_opt("Stride of both blocks, 1 or 2. \\[default: 1]")] = None,
@@ -32,7 +37,8 @@ def compare(
         "Bottleneck inner width x W/64 (torchvision's width_per_group). \\[default: 64]")] = None,
     se_ratio: Annotated[Optional[int], _block_opt("SE reduction ratio of se- blocks. \\[default: 16]")] = None,
     input: Annotated[Optional[str], typer.Option(
-        "--input", "-i", help="Networks: input NxCxHxW for both sides. \\[default: 1x3x224x224, 1x3x32x32 for cifar]",
+        "--input", "-i", help="Networks: input NxCxHxW for both sides. \\[default: the preset's, 1x3x224x224 or "
+                              "1x3x32x32 for cifar; your own model takes the other side's preset's, else 1x3x224x224]",
         show_default=False)] = None,
     time_: Annotated[bool, typer.Option(
         "--time", help="Also measure forward latency of both (median after warm-up).", rich_help_panel=RUN)] = False,
@@ -40,11 +46,16 @@ def compare(
         help="Batch size for --time. \\[default: 1 for blocks, N of --input for networks]",
         rich_help_panel=RUN, show_default=False)] = None,
     device: Annotated[Literal["cpu", "cuda"], typer.Option(help="Device for --time.", rich_help_panel=RUN)] = "cpu",
+    depth: Annotated[Optional[int], typer.Option(
+        help="Networks: 1 stages only, 2 also each stage's blocks. \\[default: 2]", min=1, max=2,
+        rich_help_panel=RUN, show_default=False)] = None,
     plot: PlotOption = None,
     format: FormatOption = "table",
 ) -> None:
-    """Two blocks (params, MACs per pixel, the arithmetic, memory) or two networks (per stage) side by side."""
+    """Two blocks (params, MACs per pixel, the arithmetic, memory) or two networks (per stage and block) side by
+    side; for networks, also whether they are the same architecture and B's state_dict loads into A."""
     from resnet_cli.analysis.compare import compare as compare_operands
+    from resnet_cli.analysis.compare import is_block_operand
     from resnet_cli.render.compare import comparison_output
     from resnet_cli.render.plots import check_plot_path
     from resnet_cli.render.table import emit
@@ -55,8 +66,10 @@ def compare(
         channels=channels, spatial=spatial, stride=stride, expansion=expansion, groups=groups,
         width_per_group=width_per_group, se_ratio=se_ratio,
     )  # fmt: skip
+    if depth is not None and is_block_operand(a) and is_block_operand(b):
+        raise UserError(f"--depth {depth} applies to networks; a block comparison shows every layer")
     result = compare_operands((a, b), setup_flags, input, time_device=device if time_ else None, batch=batch)
-    table, payload, panels, title = comparison_output(result)
+    table, payload, panels, title = comparison_output(result, depth or 2)
     emit(stdout(), format, table, payload)
     if plot is not None:
         write_plot(plot, title, panels)

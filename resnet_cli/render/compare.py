@@ -1,13 +1,25 @@
-"""Block and network comparisons -> table data, JSON and bar-chart panels."""
+"""Block and network comparisons -> table data (with a network pair's verdict), JSON and bar-chart panels."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from resnet_cli.analysis.compare import BlockComparison, BlockCost, BlockLayer, NetworkComparison, NetworkCost
+from resnet_cli.analysis.compare import (
+    ArchitectureMatch,
+    BlockComparison,
+    BlockCost,
+    BlockLayer,
+    BlockSide,
+    Divergence,
+    LayerSide,
+    NetworkComparison,
+    NetworkCost,
+    StageSide,
+)
 from resnet_cli.render.plots import BarPanel
 from resnet_cli.render.summary import format_bytes
-from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.render.table import Column, TableData, format_cell, request_json
 
 BLOCK_NAMES = {"basic": "BasicBlock", "bottleneck": "Bottleneck", "se-basic": "SE-BasicBlock", "se-bottleneck": "SE-Bottleneck"}
 OP_LABELS = {"batch_norm": "BN", "adaptive_avg_pool2d": "SE pool"}
@@ -175,42 +187,61 @@ def block_panels(result: BlockComparison) -> list[BarPanel]:
 # ---------------------------------------------------------------- networks
 
 
-def _stage_names(result: NetworkComparison) -> list[str]:
-    names: list[str] = []
-    for net in result.networks:
-        for stage in net.stages:
-            if stage.name not in names and stage.name != "head":
-                names.append(stage.name)
-    return names + ["head"]
+STATE_DICT_SHOWN = 3  # keys named per state_dict finding; the rest are counted
 
 
-def _stage(net: NetworkCost, name: str) -> Any:
-    return next((s for s in net.stages if s.name == name), None)
+def aligned_stages(result: NetworkComparison) -> list[tuple[StageSide | None, StageSide | None]]:
+    """A's and B's stages paired: stem with stem, the i-th stage with the i-th (layer1 with stage1), head with head,
+    other rows by name; rows only one side has are paired with None."""
+    keyed = [{_stage_key(net, stage): stage for stage in net.stages} for net in result.networks]
+    keys = list(dict.fromkeys([*keyed[0], *keyed[1]]))
+    keys.sort(key=lambda k: k == "head")  # stable: only moves the head last
+    return [(keyed[0].get(k), keyed[1].get(k)) for k in keys]
+
+
+def _stage_key(net: NetworkCost, stage: StageSide) -> str:
+    if stage.blocks is None:
+        return stage.name
+    return f"stage {[s for s in net.stages if s.blocks is not None].index(stage) + 1}"
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
     return "x".join(str(d) for d in shape[1:]) if shape else ""
 
 
-def network_table(result: NetworkComparison) -> TableData:
-    """Per stage, A's row then B's (output shape, blocks, params, MACs) with B/A ratios; totals last."""
+def _pair_rows(a: StageSide | BlockSide | None, b: StageSide | BlockSide | None, indent: str = "") -> list[list[Any]]:
+    """A's row then B's: output shape, blocks, params and MACs, B/A ratios on B's row; B names itself if it differs."""
+    name_a = a.name if a is not None else b.name if b is not None else ""
+    name_b = b.name if b is not None and b.name != name_a else ""
+    rows = []
+    for name, label, side, other in ((name_a, "A", a, None), (name_b, "B", b, a)):
+        name = indent + name if name else ""
+        if side is None:
+            rows.append([name, label, "", None, None, "", None, ""])
+            continue
+        blocks = len(side.blocks) if isinstance(side, StageSide) and side.blocks is not None else None
+        rows.append([
+            name, label, _shape(side.output_shape), blocks,
+            side.params, ratio_text(side.params, other.params) if other else "",
+            side.macs, ratio_text(side.macs, other.macs) if other else "",
+        ])  # fmt: skip
+    return rows
+
+
+def network_table(result: NetworkComparison, depth: int = 2) -> TableData:
+    """Per stage (and with depth 2 per block), A's row then B's (output shape, blocks, params, MACs) with B/A
+    ratios; totals last."""
     a, b = result.networks
     rows: list[list[Any]] = []
-    styles: list[str | None] = []
-    for name in _stage_names(result):
-        sa, sb = _stage(a, name), _stage(b, name)
-        for label, stage, other in (("A", sa, None), ("B", sb, sa)):
-            if stage is None:
-                rows.append([name if label == "A" else "", label, "", None, None, "", None, ""])
-            else:
-                rows.append([
-                    name if label == "A" else "", label, _shape(stage.output_shape), stage.blocks,
-                    stage.params, ratio_text(stage.params, other.params) if other else "",
-                    stage.macs, ratio_text(stage.macs, other.macs) if other else "",
-                ])  # fmt: skip
-            styles.append(None)
-    rows.append(["total", "A", "", a.request.spec.num_blocks, a.params, "", a.macs, ""])
-    rows.append(["", "B", "", b.request.spec.num_blocks, b.params, ratio_text(b.params, a.params),
+    for sa, sb in aligned_stages(result):
+        rows += _pair_rows(sa, sb)
+        if depth >= 2:
+            blocks = [(stage.blocks or []) if stage else [] for stage in (sa, sb)]
+            for ba, bb in itertools.zip_longest(*blocks):
+                rows += _pair_rows(ba, bb, indent="  ")
+    styles: list[str | None] = [None] * len(rows)
+    rows.append(["total", "A", "", a.num_blocks, a.params, "", a.macs, ""])
+    rows.append(["", "B", "", b.num_blocks, b.params, ratio_text(b.params, a.params),
                  b.macs, ratio_text(b.macs, a.macs)])  # fmt: skip
     styles += ["bold", "bold"]
     footer = [
@@ -225,8 +256,10 @@ def network_table(result: NetworkComparison) -> TableData:
         t = result.timing
         footer.append((
             f"latency ({t.device}, batch {t.batch})",
-            f"{b.latency_ms:.1f} ms / {a.latency_ms:.1f} ms = {ratio_text(b.latency_ms, a.latency_ms)}",
+            f"{b.latency_ms:.1f} ms / {a.latency_ms:.1f} ms = {ratio_text(b.latency_ms, a.latency_ms)}; "
+            f"A runs at {b.latency_ms / a.latency_ms:.0%} of B's speed",
         ))  # fmt: skip
+    footer += architecture_footer(result.architecture)
     same_input = a.request.input_shape == b.request.input_shape
     inputs = format_cell(a.request.input_shape)
     if not same_input:
@@ -241,13 +274,72 @@ def network_table(result: NetworkComparison) -> TableData:
         footer=footer,
         notes=[
             "MACs per stage use fvcore's convention (conv, linear, BN, adaptive avg pool), the same engine and "
-            "numbers as `resnet-cli flops`; stem = conv1, bn1, relu, maxpool; head = avgpool, fc. Totals: B / A.",
+            "numbers as `resnet-cli flops`; stem = conv1, bn1, relu, maxpool; head = avgpool, fc. Totals: B / A."
+            + (" Blocks are each stage's children, paired by position." if depth >= 2 else ""),
+            ARCHITECTURE_NOTE,
             *([f"Latency: median of {result.timing.runs} runs after {result.timing.warmup} warm-up runs."]
               if result.timing else []),
             *result.notes,
         ],
         row_styles=styles,
     )
+
+
+def architecture_footer(match: ArchitectureMatch) -> list[tuple[str, str]]:
+    """Layers compared, whether B's state_dict loads into A (the first keys of each kind), and the verdict."""
+    fit = match.state_dict
+    mismatched = [f"{key} {_dims(shape_a)} vs {_dims(shape_b)}" for key, shape_a, shape_b in fit.mismatched]
+    findings = [(label, items) for label, items in (
+        ("missing keys", fit.missing), ("unexpected keys", fit.unexpected), ("shape mismatches", mismatched)
+    ) if items]  # fmt: skip
+    counts = ", ".join(f"{len(items)} {label}" for label, items in findings)
+    lines = [
+        ("layers compared", f"{match.layers[0]} in A, {match.layers[1]} in B"),
+        ("B's state_dict into A", f"loads ({fit.keys} keys)" if fit.loads else f"does not load: {counts} ({fit.keys} keys)"),
+    ]
+    for label, items in findings:
+        more = f" (+{len(items) - STATE_DICT_SHOWN} more)" if len(items) > STATE_DICT_SHOWN else ""
+        lines.append((label, ", ".join(items[:STATE_DICT_SHOWN]) + more))
+    return [*lines, ("verdict", verdict_text(match))]
+
+
+VERDICTS = {"identical": "identical architecture", "renamed": "same architecture, different names"}
+
+
+def verdict_text(match: ArchitectureMatch) -> str:
+    """'identical architecture', 'same architecture, different names' or 'different: <first divergence>'."""
+    return VERDICTS.get(match.verdict) or f"different: {divergence_text(match.divergence)}"
+
+
+def divergence_text(divergence: Divergence | None) -> str:
+    """'layer2.0.conv1: stride 2 vs 1', naming the block when it lies in a shortcut."""
+    if divergence is None:
+        return "none"
+    if (divergence.a is None) != (divergence.b is None):
+        ended, side, layer = ("A", "B", divergence.b) if divergence.a is None else ("B", "A", divergence.a)
+        return f"{layer.name}: {ended} has no more layers, {side} has {layer.type}"
+    names = list(dict.fromkeys(layer.name for layer in (divergence.a, divergence.b) if layer is not None))
+    what = ", ".join(f"{key} {_setting_text(key, x)} vs {_setting_text(key, y)}" for key, x, y in divergence.differences)
+    text = f"{' vs '.join(names)}: {what}" if names else what
+    block = divergence.shortcut_of
+    return text + (f" (in the shortcut, where {block} projects)" if block else "")
+
+
+ARCHITECTURE_NOTE = (
+    "Layers compared: parameterised leaf modules and pooling layers in call order (a block's shortcut after its "
+    "main path), paired by position; names aside, each pair must agree in type, settings and output shape. B's "
+    "state_dict is checked against A's keys and shapes as load_state_dict(strict=True) would, on meta models; "
+    "missing keys are A's that B lacks, shapes A's vs B's."
+)
+
+
+def _setting_text(key: str, value: Any) -> str:
+    # channels read as 2048, totals as 25,557,032; shapes and kernels as 1x64x56x56 and 3x3
+    return format_cell(value) if key in ("params", "MACs") or isinstance(value, tuple) else str(value)
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return format_cell(shape) or "scalar"
 
 
 def network_json(result: NetworkComparison) -> dict[str, Any]:
@@ -263,17 +355,56 @@ def network_json(result: NetworkComparison) -> dict[str, Any]:
             "activation_bytes": b.activation_bytes / a.activation_bytes,
             **({"latency": b.latency_ms / a.latency_ms} if a.latency_ms and b.latency_ms is not None else {}),
         },
+        "architecture": _architecture_json(result.architecture),
         "timing": None if result.timing is None else vars(result.timing),
         "macs_convention": "fvcore (conv, linear, batch norm, adaptive avg pool); macs_conv_linear: conv + linear",
     }
 
 
+def _architecture_json(match: ArchitectureMatch) -> dict[str, Any]:
+    fit, divergence = match.state_dict, match.divergence
+    return {
+        "verdict": match.verdict,
+        "text": verdict_text(match),
+        "layers_compared": list(match.layers),
+        "divergence": None if divergence is None else {
+            "index": divergence.index,
+            "text": divergence_text(divergence),
+            "a": _layer_json(divergence.a),
+            "b": _layer_json(divergence.b),
+            "differences": [{"what": what, "a": _jsonable(x), "b": _jsonable(y)} for what, x, y in divergence.differences],
+            "in_shortcut_of": divergence.shortcut_of or None,
+        },
+        "state_dict": {
+            "direction": "B into A",
+            "loads": fit.loads,
+            "keys": fit.keys,
+            "missing": fit.missing,
+            "unexpected": fit.unexpected,
+            "shape_mismatch": [{"key": key, "a": list(x), "b": list(y)} for key, x, y in fit.mismatched],
+        },
+    }  # fmt: skip
+
+
+def _layer_json(layer: LayerSide | None) -> dict[str, Any] | None:
+    if layer is None:
+        return None
+    return {
+        "name": layer.name,
+        "type": layer.type,
+        "attributes": {key: _jsonable(value) for key, value in layer.attributes},
+        "output_shape": _jsonable(layer.output_shape),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _network_json(net: NetworkCost) -> dict[str, Any]:
     return {
         "label": net.label,
-        "model": net.request.name,
-        "spec": net.request.spec.to_dict(),
-        "input_shape": list(net.request.input_shape),
+        **request_json(net.request),
         "params": net.params,
         "macs": net.macs,
         "macs_conv_linear": net.macs_conv_linear,
@@ -282,8 +413,14 @@ def _network_json(net: NetworkCost) -> dict[str, Any]:
         "engine": net.engine,
         "stages": [
             {
-                "name": s.name, "output_shape": list(s.output_shape) if s.output_shape else None, "blocks": s.blocks,
+                "name": s.name, "output_shape": _jsonable(s.output_shape),
+                "blocks": None if s.blocks is None else len(s.blocks),
                 "params": s.params, "macs": s.macs, "macs_conv_linear": s.macs_conv_linear,
+                "per_block": None if s.blocks is None else [
+                    {"name": blk.name, "type": blk.type, "output_shape": _jsonable(blk.output_shape),
+                     "params": blk.params, "macs": blk.macs, "macs_conv_linear": blk.macs_conv_linear}
+                    for blk in s.blocks
+                ],
             }  # fmt: skip
             for s in net.stages
         ],
@@ -292,12 +429,13 @@ def _network_json(net: NetworkCost) -> dict[str, Any]:
 
 def network_panels(result: NetworkComparison) -> list[BarPanel]:
     """Params and MACs per stage, one bar per network."""
-    names = _stage_names(result)
+    pairs = aligned_stages(result)
+    names = [(sa or sb).name for sa, sb in pairs]
 
     def series(attr: str) -> dict[str, list[float]]:
         return {
-            net.label: [getattr(_stage(net, name), attr, 0) if _stage(net, name) else 0 for name in names]
-            for net in result.networks
+            net.label: [getattr(pair[i], attr) if pair[i] else 0 for pair in pairs]
+            for i, net in enumerate(result.networks)
         }
 
     return [
@@ -306,10 +444,12 @@ def network_panels(result: NetworkComparison) -> list[BarPanel]:
     ]
 
 
-def comparison_output(result: BlockComparison | NetworkComparison) -> tuple[TableData, dict[str, Any], list[BarPanel], str]:
-    """Table, JSON payload, plot panels and plot title for either kind of comparison."""
+def comparison_output(
+    result: BlockComparison | NetworkComparison, depth: int = 2
+) -> tuple[TableData, dict[str, Any], list[BarPanel], str]:
+    """Tables, JSON payload, plot panels and plot title for either kind of comparison (`depth` 2: networks' blocks)."""
     if isinstance(result, BlockComparison):
         a, b = (block_name(c.kind) for c in result.blocks)
         return block_table(result), block_json(result), block_panels(result), f"{a} vs {b}"
     a, b = (net.label for net in result.networks)
-    return network_table(result), network_json(result), network_panels(result), f"{a} vs {b}"
+    return network_table(result, depth), network_json(result), network_panels(result), f"{a} vs {b}"
