@@ -444,6 +444,7 @@ class _OperatorRecorder(TorchDispatchMode):
             new = origins.producer(t) is None and not origins.lookup(t)[0] and t._base is None
             origins.note_function(t, function.index)
             if new:
+                self._credit(self._unclaimed.get(id(t)))  # a dead tensor's id, reused: it was never claimed
                 self._unclaimed[id(t)] = (weakref.ref(t), function, t.numel(), t.numel() * t.element_size())
 
     def claim(self, tensors: list[torch.Tensor]) -> None:
@@ -455,10 +456,16 @@ class _OperatorRecorder(TorchDispatchMode):
 
     def credit_unclaimed(self) -> None:
         """At the end of the pass, tensors no module returned count for the function call that made them."""
-        for _, function, elements, size in self._unclaimed.values():
+        for entry in self._unclaimed.values():
+            self._credit(entry)
+        self._unclaimed.clear()
+
+    @staticmethod
+    def _credit(entry: tuple[weakref.ref, FunctionRecord, int, int] | None) -> None:
+        if entry is not None:
+            _, function, elements, size = entry
             function.output_elements += elements
             function.output_bytes += size
-        self._unclaimed.clear()
 
     def _producer(self, tensor: torch.Tensor) -> int | None:
         ref, order = self._made.get(id(tensor), (None, None))

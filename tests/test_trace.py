@@ -134,3 +134,18 @@ def test_functional_activations_count_once_each():
     relu_out = cat_out = 2 * 4 * 5 * 5 * 4  # new tensors made by torch calls; split gives views, view is free
     assert trace.activation_bytes == conv_out + relu_out + cat_out
     assert [f.output_bytes for f in trace.functions if f.output_bytes] == [relu_out, cat_out]
+
+
+class Chain(nn.Module):
+    """Temporaries that die at once, so their ids are reused by the next ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(5):
+            x = torch.relu(x + 1)
+        return x
+
+
+def test_every_temporary_counts_once_even_when_its_id_is_reused():
+    trace = trace_model(Chain(), make_input((2, 3, 4, 4)))
+    assert trace.activation_bytes == 10 * 2 * 3 * 4 * 4 * 4  # 5 adds + 5 relus, the last returned by the model
+    assert trace.records[0].output_bytes == 2 * 3 * 4 * 4 * 4

@@ -59,10 +59,10 @@ def summary_table(summary: ModelSummary) -> TableData:
         rows=rows,
         footer=footer,
         notes=[
-            "Activations: each tensor a module returns, once; in-place and view outputs: 0.",
+            "Activations: each new tensor, once; views and in-place results: 0.",
             "MACs: fvcore convention, as `resnet-cli flops` (which shows conv + linear too).",
             *([] if summary.coverage == "complete" else [f"MACs are {summary.coverage}."]),
-            *(["Rows in italics are torch calls made in a module's own forward (--ops)."] if summary.functions else []),
+            *(["Type function: a torch call made in a module's own forward (--ops)."] if summary.functions else []),
         ],
         row_styles=[_stage_style(r) for r in summary.rows()],
     )
