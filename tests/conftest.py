@@ -14,3 +14,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def overwrite(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--overwrite"))
+
+
+@pytest.fixture
+def one_thread():
+    """fvcore runs thousands of tiny CPU ops: one thread avoids thread contention on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

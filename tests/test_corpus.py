@@ -14,15 +14,9 @@ from resnet_cli.model import instantiate
 from resnet_cli.trace import make_input
 from resnet_cli.user_model import UserModelRequest, build_user_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # fvcore on CPU: see conftest.py
+
 IDS = [m.id for m in CORPUS]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def request(entry: CorpusModel, device: str = "meta") -> UserModelRequest:

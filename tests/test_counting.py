@@ -22,17 +22,10 @@ from resnet_cli.model import Bottleneck, build_model
 from resnet_cli.spec import PRESETS, request_from_flags
 from resnet_cli.trace import make_input
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # fvcore on CPU: see conftest.py
+
 # fvcore builds a real model, so small inputs keep the reference fast; the counts are exact at any size.
 SMALL_INPUT = {"resnet1202": (1, 3, 8, 8)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """fvcore runs thousands of tiny CPU ops here: one thread avoids thread contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_input(name: str) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from resnet_cli.analysis.diagnosis import ShapeReport
+from resnet_cli.render.summary import function_json
 from resnet_cli.render.table import Column, TableData, format_cell
 from resnet_cli.trace import FunctionRecord, LayerRecord, in_call_order
 
@@ -144,18 +145,7 @@ def debug_json(report: ShapeReport) -> dict[str, Any]:
         "message": NO_PROBLEMS if report.ok else None,
         "problem": problem,
         "layers": [_layer_json(r) for r in report.records],
-        "functions": [_function_json(f) for f in report.functions],
-    }
-
-
-def _function_json(function: FunctionRecord) -> dict[str, Any]:
-    return {
-        "name": function.name,
-        "module": function.module_name,
-        "finished": function.finished,
-        "input_shapes": [list(s) for s in function.input_shapes],
-        "output_shapes": [list(s) for s in function.output_shapes],
-        "change": _change_text(function).plain or None,
+        "functions": [{**function_json(f), "change": _change_text(f).plain or None} for f in report.functions],
     }
 
 

@@ -104,14 +104,15 @@ def summary_json(summary: ModelSummary) -> dict[str, Any]:
 
 
 def function_json(function: FunctionRecord) -> dict[str, Any]:
-    """One functional call as JSON: where it ran, its shapes and MACs."""
+    """One functional call as JSON: where it ran, whether it finished, its shapes and (once counted) MACs."""
     return {
         "name": function.name,
         "module": function.module_name,
         "depth": function.depth,
+        "finished": function.finished,
         "input_shapes": [list(s) for s in function.input_shapes],
         "output_shapes": [list(s) for s in function.output_shapes],
-        "macs": function.extra.get("macs", 0),
+        **({"macs": function.extra["macs"]} if "macs" in function.extra else {}),
     }
 
 
