@@ -34,7 +34,7 @@ class LayerRecord:
 
     name: str  # dotted module path; "" is the model itself
     type: str  # class name
-    depth: int  # 0 for the model, 1 for its children (stem layers, stages), ...
+    depth: int  # 0 for the model, 1 for the calls it makes (stem layers, stages), 2 for theirs, ...
     order: int  # position of this call's start among module calls
     parent: int | None  # `order` of the enclosing call, None for the model
     is_leaf: bool  # has no child modules
@@ -291,7 +291,7 @@ def trace_model(
         record = LayerRecord(
             name=name,
             type=type(module).__name__,
-            depth=0 if module is model else name.count(".") + 1,
+            depth=stack[-1].depth + 1 if stack else 0,  # by calls: blocks in a ModuleList the model loops over are 1
             order=len(records),
             parent=stack[-1].order if stack else None,
             is_leaf=next(module.children(), None) is None,

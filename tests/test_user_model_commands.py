@@ -105,3 +105,22 @@ def test_bad_user_models_exit_2_in_one_line(command, args, message):
     result = run(command, *args)
     assert result.exit_code == 2, result.output
     assert message in one_error_line(result)
+
+
+LOOPED = "tests/models/modulelist_stages.py:looped_resnet"
+
+
+@pytest.mark.parametrize("counter", ["fast", "fvcore"])
+def test_stages_in_a_module_list_are_stages(counter):
+    data = run_json("flops", LOOPED, "--input", "1x3x32x32", "--counter", counter)
+    assert list(data["by_stage"]) == ["stem", "stages.0", "stages.1", "stages.2", "head"]
+    stages = data["by_stage"]
+    assert sum(s["macs"] for s in stages.values()) == data["totals"]["macs"]
+    assert sum(s["params"] for s in stages.values()) == data["totals"]["params"]
+    # stage 1: two blocks of two 3x3 convs, 16 -> 16 channels on 32x32, and no projection
+    assert stages["stages.0"]["macs_conv_linear"] == 2 * 2 * (3 * 3 * 16 * 16 * 32 * 32)
+
+
+def test_summary_depth_follows_calls_not_names():
+    data = run_json("summary", LOOPED, "--input", "1x3x32x32", "--depth", "1")
+    assert [r["name"] for r in data["layers"]] == ["stem", "stem_bn", "stages.0", "stages.1", "stages.2", "head"]

@@ -308,16 +308,21 @@ class StageCount:
 
 
 OWN_FORWARD = "(own forward)"
-_STAGE_NAME = re.compile(r"^(layer|stage|block|res)_?\d+$")
+_STAGE_NAME = re.compile(r"^((layer|stage|block|res)_?\d+|(layers|stages|blocks|features)\.\d+)$")
 
 
 def stage_names(model: nn.Module) -> list[str] | None:
     """The model's stages when it is recognisably stem / stages / head: resnet-cli's own `stage_names`, or at least
-    two top-level children named like layer1, stage2, block3 (torchvision, timm, CIFAR and Wide ResNet code)."""
+    two modules the model calls named like layer1, stage2, block3 (torchvision, timm, CIFAR and Wide ResNet code) or
+    stages.0, stages.1 (an nn.ModuleList the forward loops over)."""
     names = getattr(model, "stage_names", None)
     if names:
         return list(names)
-    found = [name for name, _ in model.named_children() if _STAGE_NAME.match(name)]
+    candidates = [name for name, _ in model.named_children()]
+    for name, child in model.named_children():
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            candidates += [f"{name}.{index}" for index, _ in child.named_children()]
+    found = [name for name in candidates if _STAGE_NAME.match(name)]
     return found if len(found) >= 2 else None
 
 
@@ -329,7 +334,7 @@ def count_by_stage(model: nn.Module, trace: ModelTrace, count: MacCount) -> list
     the model's own parameters always, they form the row OWN_FORWARD.
     """
     stages_of_model = stage_names(model)
-    top = [r for r in trace.records if r.depth == 1]
+    top = [r for r in trace.records if r.depth == 1]  # the calls the model's forward makes itself
     first = next((i for i, r in enumerate(top) if stages_of_model and r.name in stages_of_model), None)
     last = max((i for i, r in enumerate(top) if stages_of_model and r.name in stages_of_model), default=None)
     rows: dict[str, StageCount] = {}

@@ -70,7 +70,7 @@ def check_trace(trace: ModelTrace, request: Any) -> None:
         where = ""
         if failing is not None and failing.input_shapes:
             where = f" in {failing.name or 'the model'} ({failing.type}) on input {_fmt(failing.input_shapes[0])}"
-        message = (str(trace.error).strip().splitlines() or [type(trace.error).__name__])[0]
+        message = (str(trace.error).strip().splitlines() or [type(trace.error).__name__])[0].rstrip(".")
         if "too small" in message.lower():
             hint = "; use a larger H and W"
         else:

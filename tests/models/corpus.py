@@ -176,6 +176,11 @@ CORPUS: list[CorpusModel] = [
         IMAGENET,
         pattern="BiT ResNet-v2: GroupNorm, weight-standardised StdConv2d (var_mean), 1x1-conv head",
     ),
+    CorpusModel(
+        _M + "modulelist_stages.py:looped_resnet",
+        CIFAR,
+        pattern="stages in an nn.ModuleList that forward loops over (the list itself is never called)",
+    ),
 ]
 
 SCRIPTED = CorpusModel("tests/models/jit_submodule.py:scripted_block_resnet", (1, 3, 32, 32))
