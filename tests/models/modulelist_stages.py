@@ -28,7 +28,7 @@ class LoopedResNet(nn.Module):
         self.stem_bn = nn.BatchNorm2d(widths[0])
         self.stages = nn.ModuleList()
         in_planes = widths[0]
-        for index, (depth, width) in enumerate(zip(depths, widths)):
+        for index, (depth, width) in enumerate(zip(depths, widths, strict=True)):
             blocks = [Block(in_planes if i == 0 else width, width, 2 if index and i == 0 else 1) for i in range(depth)]
             self.stages.append(nn.Sequential(*blocks))
             in_planes = width
