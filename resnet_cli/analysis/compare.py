@@ -309,6 +309,7 @@ class StageSide:
     params: int
     macs: int  # fvcore convention
     macs_conv_linear: int
+    modules: list[str] = field(default_factory=list)  # the model's calls grouped here (stem: conv1, bn1, ...)
 
 
 @dataclass(frozen=True)
@@ -504,6 +505,7 @@ def network_cost(label: str, request: Any) -> NetworkCost:
             params=s.params,
             macs=s.macs,
             macs_conv_linear=s.macs_conv_linear,
+            modules=s.modules,
         )
         for s in count_by_stage(model, trace, count)
     ]

@@ -274,7 +274,7 @@ def network_table(result: NetworkComparison, depth: int = 2) -> TableData:
         footer=footer,
         notes=[
             "MACs per stage use fvcore's convention (conv, linear, BN, adaptive avg pool), the same engine and "
-            "numbers as `resnet-cli flops`; stem = conv1, bn1, relu, maxpool; head = avgpool, fc. Totals: B / A."
+            f"numbers as `resnet-cli flops`{_grouping(result)}. Totals: B / A."
             + (" Blocks are each stage's children, paired by position." if depth >= 2 else ""),
             ARCHITECTURE_NOTE,
             *([f"Latency: median of {result.timing.runs} runs after {result.timing.warmup} warm-up runs."]
@@ -453,3 +453,16 @@ def comparison_output(
         return block_table(result), block_json(result), block_panels(result), f"{a} vs {b}"
     a, b = (net.label for net in result.networks)
     return network_table(result, depth), network_json(result), network_panels(result), f"{a} vs {b}"
+
+
+def _grouping(result: NetworkComparison) -> str:
+    """'; stem = conv1, bn1, relu, maxpool; head = avgpool, flatten, fc', per side where the sides differ."""
+    texts = []
+    for net in result.networks:
+        groups = [f"{s.name} = {', '.join(s.modules)}" for s in net.stages if s.name in ("stem", "head") and s.modules]
+        texts.append("; ".join(groups))
+    if not any(texts):
+        return ""
+    if texts[0] == texts[1]:
+        return f"; {texts[0]}"
+    return "".join(f"; {side}: {text}" for side, text in zip("AB", texts, strict=True) if text)
