@@ -329,11 +329,18 @@ have fast C++ meta kernels and keep them, so aliasing stays exactly torch's."""
 
 
 def answer_from_shapes(func: Any, args: tuple, kwargs: dict) -> Any:
-    """The result of `func` on meta tensors computed from shapes, or None when torch's own kernel must answer."""
+    """The result of `func` on meta tensors computed from shapes, or None when torch's own kernel must answer.
+
+    Floating-point operands only: integer and bool arithmetic promotes (`arange(w) / w` is float32), which the
+    handlers do not model.
+    """
     handler = HANDLERS.get(func)
-    if handler is not None and args and (isinstance(args[0], torch.Tensor) or func is aten.cat.default) and _all_meta(args):
-        return handler(*args, **kwargs)
-    return None
+    if handler is None or not args or not _all_meta(args):
+        return None
+    first = args[0][0] if func is aten.cat.default and isinstance(args[0], (list, tuple)) and args[0] else args[0]
+    if not isinstance(first, torch.Tensor) or not first.is_floating_point():
+        return None
+    return handler(*args, **kwargs)
 
 
 class ShapeOnlyMeta(TorchDispatchMode):

@@ -336,9 +336,14 @@ def instantiate(request: Any, device: str | None = None) -> tuple[nn.Module, tor
 
 
 def refuse_untraceable(model: nn.Module, label: str) -> None:
-    """Raise a UserError naming the first TorchScript module: forward hooks, which every command needs, do not run
-    on `torch.jit.ScriptModule`s."""
+    """Raise a UserError naming the first module resnet-cli cannot trace: a TorchScript module (forward hooks, which
+    every command needs, do not run on `torch.jit.ScriptModule`s) or one with uninitialised lazy parameters."""
     for name, module in model.named_modules():
+        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in module.parameters(recurse=False)):
+            raise UserError(
+                f"{label}: {name or 'the model'} ({type(module).__name__}) has lazy parameters that are not initialised "
+                f"yet; give it its sizes (e.g. nn.Linear instead of nn.LazyLinear) or run one forward pass in the factory"
+            )
         if isinstance(module, torch.jit.ScriptModule):
             where = f"its submodule {name}" if name else "the model itself"
             raise UserError(

@@ -47,7 +47,6 @@ class LayerRecord:
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
     input_from: tuple[int | None, ...] = ()  # per input: `order` of the latest module call that returned it, or None
-    input_from_function: tuple[int | None, ...] = ()  # per input: the FunctionRecord that made it after any module did
     output_elements: int = 0  # elements of the tensors this call is first to return (activations; see below)
     output_bytes: int = 0
     finished: bool = False
@@ -287,7 +286,6 @@ def trace_model(
         calls[module] = call_index + 1
         params, trainable = sizes.get(module, (0, 0)) if call_index == 0 else (0, 0)
         tensors = tensors_in(hook_args)
-        producers = [origins.producer(t) for t in tensors]
         record = LayerRecord(
             name=name,
             type=type(module).__name__,
@@ -302,7 +300,6 @@ def trace_model(
             input_dtypes=tuple(_dtype_name(t.dtype) for t in tensors),
             input_devices=tuple(t.device.type for t in tensors),
             input_from=tuple(origins.lookup(t)[1] for t in tensors),
-            input_from_function=tuple(p.index if p is not None and p.kind == "function" else None for p in producers),
         )
         records.append(record)
         stack.append(record)
@@ -535,13 +532,12 @@ def _infos(values: tuple) -> list[TensorInfo]:
 
 
 def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
-    """(parameters, trainable parameters) of every module with its children, in one bottom-up pass."""
+    """(parameters, trainable parameters) of every module with its children, each shared tensor once (a module
+    registered in two containers, tied weights)."""
     counts: dict[nn.Module, tuple[int, int]] = {}
-    for module in reversed(list(model.modules())):  # reversed pre-order: descendants before ancestors
-        own = list(module.parameters(recurse=False))
-        total = sum(p.numel() for p in own) + sum(counts[c][0] for c in module.children())
-        trainable = sum(p.numel() for p in own if p.requires_grad) + sum(counts[c][1] for c in module.children())
-        counts[module] = (total, trainable)
+    for module in model.modules():
+        params = list(module.parameters())  # deduplicated, as model.parameters() is
+        counts[module] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
     return counts
 
 

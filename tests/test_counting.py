@@ -180,3 +180,12 @@ def test_counts_without_function_tracking_are_the_same(spec):
     untracked = count_traced(model, (make_input(shape),), "fast", functions=False)[1]
     assert untracked.by_module_and_operator == tracked.by_module_and_operator
     assert untracked.zero_by_convention == tracked.zero_by_convention
+
+
+def test_channels_last_on_cpu_is_complete_and_equal_to_meta():
+    """On CPU, adaptive pooling of a channels-last map runs as_strided_: data movement, 0 by convention."""
+    model = build_model("resnet18").to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 32, 32).to(memory_format=torch.channels_last)
+    on_cpu = count_macs(model, x, "fast")
+    assert on_cpu.complete, on_cpu.coverage
+    assert on_cpu.by_module_and_operator == count_macs(build_model("resnet18", device="meta"), make_input((1, 3, 32, 32))).by_module_and_operator

@@ -171,3 +171,20 @@ def test_counting_the_corpus_never_imports_dynamo_or_sympy():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+class Coordinates(nn.Module):
+    """Integer arithmetic that promotes (CoordConv-style channels): only floating operands are answered from shapes."""
+
+    def forward(self, x):
+        w = x.shape[-1]
+        ramp = torch.arange(w, device=x.device) / w + torch.arange(w, device=x.device) * 2.5
+        return x + ramp.sqrt().sigmoid()
+
+
+def test_integer_operands_keep_torchs_promotion():
+    with checked_answers():
+        fast = trace_model(Coordinates(), make_input((1, 2, 4, 5)), shape_only=True)
+    slow = trace_model(Coordinates(), make_input((1, 2, 4, 5)), shape_only=False)
+    assert fast.ok and [o.output_dtypes for o in fast.ops] == [o.output_dtypes for o in slow.ops]
+    assert fast.records[0].output_dtypes == ("float32",)

@@ -124,3 +124,49 @@ def test_stages_in_a_module_list_are_stages(counter):
 def test_summary_depth_follows_calls_not_names():
     data = run_json("summary", LOOPED, "--input", "1x3x32x32", "--depth", "1")
     assert [r["name"] for r in data["layers"]] == ["stem", "stem_bn", "stages.0", "stages.1", "stages.2", "head"]
+
+
+@pytest.mark.parametrize("model", [LOOPED, "tests/models/functional_resnet.py:functional_resnet", OPTION_A])
+def test_both_counters_give_the_same_stage_table(model):
+    fast = run_json("flops", model, "--input", "1x3x32x32")
+    reference = run_json("flops", model, "--input", "1x3x32x32", "--counter", "fvcore")
+    assert fast["by_stage"] == reference["by_stage"]
+    assert sum(s["macs"] for s in fast["by_stage"].values()) == fast["totals"]["macs"]
+
+
+SHARED = '''
+from torch import nn
+
+
+class Tied(nn.Module):
+    """One ReLU registered in two containers, and a classifier registered twice (tied)."""
+
+    def __init__(self):
+        super().__init__()
+        act = nn.ReLU()
+        self.a = nn.Sequential(nn.Conv2d(3, 8, 3), act)
+        self.b = nn.Sequential(nn.Conv2d(8, 8, 3), act)
+        self.fc = nn.Linear(8, 10)
+        self.classifier = self.fc
+
+    def forward(self, x):
+        return self.classifier(self.b(self.a(x)).mean((2, 3)))
+
+
+def lazy():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LazyLinear(10))
+'''
+
+
+def test_shared_and_tied_modules_count_their_parameters_once(tmp_path):
+    (tmp_path / "tied.py").write_text(SHARED)
+    data = run_json("summary", f"{tmp_path / 'tied.py'}:Tied", "--input", "1x3x16x16")
+    assert data["totals"]["params"] == (3 * 8 * 9 + 8) + (8 * 8 * 9 + 8) + (8 * 10 + 10)
+    assert {r["name"]: r["params"] for r in data["layers"]}["a"] == 3 * 8 * 9 + 8
+
+
+def test_lazy_modules_are_refused_by_name(tmp_path):
+    (tmp_path / "tied.py").write_text(SHARED)
+    result = run("flops", f"{tmp_path / 'tied.py'}:lazy", "--input", "1x3x16x16")
+    assert result.exit_code == 2
+    assert "2 (LazyLinear) has lazy parameters" in one_error_line(result)

@@ -327,68 +327,46 @@ def stage_names(model: nn.Module) -> list[str] | None:
 
 
 def count_by_stage(model: nn.Module, trace: ModelTrace, count: MacCount) -> list[StageCount]:
-    """MACs and params per stage: stem, stages, head when the model has them, else per top-level child.
+    """MACs and params per stage: stem, stages, head when the model has them, else per module the model calls.
 
-    Top-level calls before the first stage are the stem, after the last the head. Operations in the model's own
-    forward (F.avg_pool2d, torch.flatten, x @ w) join the stem, stage or head they run in; without stages, and
-    the model's own parameters always, they form the row OWN_FORWARD.
+    Calls before the first stage are the stem, after the last the head. What the model's own forward computes
+    outside those calls (F.avg_pool2d, x @ w), and its own parameters, form the row OWN_FORWARD, the same with
+    either counter (fvcore cannot place such operators in time). A call to a module inside another one the model
+    also calls (self.backbone.fc after self.backbone) is part of that one's count, as fvcore attributes by name.
     """
-    stages_of_model = stage_names(model)
-    top = [r for r in trace.records if r.depth == 1]  # the calls the model's forward makes itself
-    first = next((i for i, r in enumerate(top) if stages_of_model and r.name in stages_of_model), None)
-    last = max((i for i, r in enumerate(top) if stages_of_model and r.name in stages_of_model), default=None)
+    stages_of_model = stage_names(model) or []
+    calls = [r for r in trace.records if r.depth == 1]  # the calls the model's forward makes itself
+    called = {r.name for r in calls}
+    calls = [r for r in calls if not any(r.name.startswith(name + ".") for name in called if name)]
+    positions = [i for i, r in enumerate(calls) if r.name in stages_of_model]
     rows: dict[str, StageCount] = {}
-
-    def group(position: int) -> str:
-        """The row of the top-level call at `position` (-1: before any)."""
-        if stages_of_model is None or first is None or last is None:
-            return top[position].name if position >= 0 else OWN_FORWARD
-        if position < first:
-            return "stem"
-        if position > last:
-            return "head"
-        return next(top[i].name for i in range(position, -1, -1) if top[i].name in stages_of_model)
-
-    for position, record in enumerate(top):
-        entry = rows.setdefault(group(position), StageCount(group(position), 0, 0, 0, None))
+    for position, record in enumerate(calls):
+        if not positions:
+            name = record.name
+        elif position < positions[0]:
+            name = "stem"
+        elif position > positions[-1]:
+            name = "head"
+        else:
+            name = next(calls[i].name for i in range(position, -1, -1) if calls[i].name in stages_of_model)
+        entry = rows.setdefault(name, StageCount(name, 0, 0, 0, None))
         if record.call_index == 0:
             entry.params += record.params
             entry.macs += count.by_module.get(record.name, 0)
             entry.macs_conv_linear += count.module_conv_linear_macs(record.name)
             entry.modules.append(record.name)
         entry.output_shape = record.output_shape
-    root = trace.records[0] if trace.records else None
-    if root is not None:
-        _add_own_forward(model, trace, count, root, top, rows, group, stages_of_model is not None)
+    firsts = [r.name for r in calls if r.call_index == 0]
+    own = StageCount(
+        OWN_FORWARD,
+        params=sum(p.numel() for p in model.parameters(recurse=False)),
+        macs=count.macs - sum(count.by_module.get(name, 0) for name in firsts),
+        macs_conv_linear=count.conv_linear_macs - sum(count.module_conv_linear_macs(name) for name in firsts),
+        output_shape=trace.records[0].output_shape if trace.records else None,
+    )
+    if own.params or own.macs:
+        rows[OWN_FORWARD] = own
     return list(rows.values())
-
-
-def _add_own_forward(model, trace, count, root, top, rows, group, grouped) -> None:  # noqa: ANN001
-    own_params = sum(p.numel() for p in model.parameters(recurse=False))
-    if own_params:
-        rows.setdefault(OWN_FORWARD, StageCount(OWN_FORWARD, 0, 0, 0, None)).params += own_params
-    starts = [r.order for r in top]
-    for function in trace.own_functions(root):
-        macs = function.extra.get("macs", 0) if count.engine == "fast" else 0
-        if not macs:
-            continue
-        position = sum(1 for s in starts if s < function.modules_before) - 1
-        name = group(position) if grouped else OWN_FORWARD
-        entry = rows.setdefault(name, StageCount(name, 0, 0, 0, None))
-        entry.macs += macs
-        entry.macs_conv_linear += sum(
-            m for op in trace.ops[function.first_op : function.last_op + 1]
-            if (m := _conv_linear(op, function.name)) is not None
-        )
-    if count.engine != "fast":  # fvcore's count of the model's own operators: the total less its children's
-        rest = count.by_module.get("", 0) - sum(count.by_module.get(r.name, 0) for r in top if r.call_index == 0)
-        if rest:
-            rows.setdefault(OWN_FORWARD, StageCount(OWN_FORWARD, 0, 0, 0, None)).macs += rest
-
-
-def _conv_linear(op: OpRecord, caller: str) -> int | None:
-    counted = operator_macs(op, caller)
-    return counted[1] if counted is not None and counted[0] in CONV_LINEAR_OPS else None
 
 
 @dataclass

@@ -111,8 +111,9 @@ def _adaptive_avg_pool(op: OpRecord, caller: str | None) -> tuple[str, int]:
 
 
 def _mean(op: OpRecord, caller: str | None) -> tuple[str, int] | None:
-    # F.adaptive_avg_pool2d(x, 1) runs as a mean; fvcore counts it, but not a mean the model's code takes itself
-    if caller == "F.adaptive_avg_pool2d":
+    # F.adaptive_avg_pool2d(x, 1) runs as a mean (so does F.interpolate(mode="area") to size 1, through it); fvcore
+    # counts it, but not a mean the model's code takes itself
+    if caller in ("F.adaptive_avg_pool2d", "F.interpolate"):
         return _adaptive_avg_pool(op, caller)
     return None
 
@@ -152,7 +153,8 @@ ZERO_ARITHMETIC = frozenset(
     clamp_min clamp_min_ clamp_max clamp_max_ _softmax softmax _log_softmax log_softmax maximum minimum where
     max_pool2d max_pool2d_with_indices max_pool1d max_pool3d max_pool3d_with_indices avg_pool1d avg_pool2d avg_pool3d
     adaptive_max_pool2d adaptive_max_pool1d adaptive_avg_pool1d mean sum amax amin max min var var_mean std
-    std_mean norm linalg_vector_norm logsumexp cumsum prod
+    std_mean norm linalg_vector_norm logsumexp cumsum prod erf erfinv expm1 log1p celu selu glu log_sigmoid_forward
+    argmax argmin topk sort isnan isinf nan_to_num
     native_dropout dropout feature_dropout alpha_dropout bernoulli bernoulli_
     eq ne lt le gt ge logical_and logical_or logical_not bitwise_and bitwise_or bitwise_not floor floor_divide
     ceil round remainder fmod
@@ -167,7 +169,8 @@ DATA_MOVEMENT = frozenset(
     constant_pad_nd pad reflection_pad2d replication_pad2d clone contiguous copy_ _to_copy to detach alias
     lift_fresh as_strided roll flip index index_select gather masked_fill masked_fill_ scatter
     empty empty_like empty_strided new_empty new_zeros new_ones new_full zeros zeros_like ones ones_like full
-    full_like fill_ zero_ arange normal_ uniform_ rand rand_like randn randn_like
+    full_like fill_ zero_ arange normal_ uniform_ rand rand_like randn randn_like scalar_tensor as_strided_
+    _local_scalar_dense pixel_shuffle pixel_unshuffle index_put_ _index_put_impl_ nonzero masked_select
     """.split()
 )
 """Views, copies, concatenation, padding, indexing and allocation: no arithmetic at all."""
@@ -183,8 +186,3 @@ def operator_macs(op: OpRecord, caller: str | None) -> tuple[str, int] | None:
     """
     rule = RULES.get(op.op)
     return rule(op, caller) if rule is not None else None
-
-
-def has_rule(op: str) -> bool:
-    """Whether the aten operator `op` is counted, or counted as 0 on purpose (`ZERO_BY_CONVENTION`)."""
-    return op in RULES or op in ZERO_BY_CONVENTION
