@@ -116,16 +116,18 @@ def test_factory_arguments_in_brackets_build_the_user_model():
 
 def test_a_divergence_in_a_shortcut_names_the_block_that_projects():
     arch = verdict("resnet50[avg-down]", "resnet50")
-    # ResNet-D pools before the shortcut's 1x1 conv; layer1.0's shortcut has stride 1, so no pool, and matches
-    assert arch["text"] == "different: layer2.0.downsample.0: type AvgPool2d vs Conv2d (in the shortcut, where layer2.0 projects)"
+    # ResNet-D pools (stride 2), then a stride-1 1x1 conv; layer1.0's shortcut has stride 1, so no pool, and matches
+    assert arch["text"] == (
+        "different: layer2.0.downsample.1 vs layer2.0.downsample.0: stride 1 vs 2 (in the shortcut, where layer2.0 projects)"
+    )
     assert arch["divergence"]["in_shortcut_of"] == "layer2.0"
 
 
 def test_a_block_that_calls_its_shortcut_first_matches_one_that_calls_it_last():
     # timm-style features_only: `shortcut = self.downsample(x)` before conv1, and no avgpool or fc after layer4
     arch = verdict("tests/models/features_only.py:resnet18_features", "resnet18")
-    assert arch["text"] == "different: avgpool: A has no more layers, B has AdaptiveAvgPool2d"
-    assert arch["layers_compared"] == [41, 43]  # 20 convs + 20 BNs + maxpool; the preset adds avgpool and fc
+    assert arch["text"] == "different: fc: A has no more layers, B has Linear"
+    assert arch["layers_compared"] == [40, 41]  # 20 convs + 20 BNs, in the same order; the preset adds fc
     assert arch["state_dict"]["unexpected"] == ["fc.weight", "fc.bias"] and arch["state_dict"]["missing"] == []
 
 
@@ -240,3 +242,29 @@ def test_compare_doc_shows_real_output(args, overwrite):
         DOC.write_text(text[: match.start("output")] + actual + text[match.end("output") :])
         return
     assert match["output"] == actual
+
+
+def test_forward_code_outside_layers_is_compared_as_operators(tmp_path):
+    """No residual add in one block, or SiLU for ReLU: the layers are the same, what forward computes is not."""
+    source = (Path("tests/models/torchvision_resnet.py")).read_text()
+    assert "        out += identity\n" in source and "nn.ReLU(inplace=True)" in source
+    (tmp_path / "no_add.py").write_text(source.replace("        out += identity\n", "", 1))
+    (tmp_path / "silu.py").write_text(source.replace("nn.ReLU(inplace=True)", "nn.SiLU(inplace=True)"))
+    no_add = verdict(f"{tmp_path / 'no_add.py'}:resnet18", "resnet18")
+    assert no_add["verdict"] == "different"
+    assert no_add["text"] == "different: layer1.0: aten.add -> 1x64x56x56 calls 0 vs 1"
+    silu = verdict(f"{tmp_path / 'silu.py'}:resnet18", "resnet18")
+    assert silu["text"].startswith("different: conv1 vs relu: ") or silu["text"].startswith("different: relu: ")
+    assert "aten.silu" in silu["text"] and "aten.relu" in silu["text"]
+
+
+def test_functional_pooling_matches_a_pooling_module(tmp_path):
+    source = (Path("tests/models/torchvision_resnet.py")).read_text()
+    stem = "        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))\n"
+    assert stem in source
+    functional = source.replace(stem, "        x = F.max_pool2d(self.relu(self.bn1(self.conv1(x))), 3, 2, 1)\n", 1)
+    (tmp_path / "fpool.py").write_text("import torch.nn.functional as F\n" + functional)
+    assert verdict(f"{tmp_path / 'fpool.py'}:resnet18", "resnet18")["verdict"] == "identical"
+    smaller = functional.replace("F.max_pool2d(self.relu(self.bn1(self.conv1(x))), 3, 2, 1)", "F.max_pool2d(self.relu(self.bn1(self.conv1(x))), 2)")
+    (tmp_path / "fpool2.py").write_text("import torch.nn.functional as F\n" + smaller)
+    assert verdict(f"{tmp_path / 'fpool2.py'}:resnet18", "resnet18")["text"].startswith("different: F.max_pool2d vs maxpool: ")

@@ -335,6 +335,7 @@ class NetworkCost:
     activation_bytes: int
     engine: str
     layers: list[LayerSide] = field(default_factory=list)
+    units: list[OperatorUnit] = field(default_factory=list)  # what each block (or call) computes, in order
     state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state_dict key -> shape
     latency_ms: float | None = None
 
@@ -342,6 +343,82 @@ class NetworkCost:
     def num_blocks(self) -> int | None:
         counts = [len(s.blocks) for s in self.stages if s.blocks is not None]
         return sum(counts) if counts else None
+
+
+@dataclass(frozen=True)
+class OperatorUnit:
+    """The operators one block computes (a stage's child; else one call the model makes, or one torch call in its
+    own forward), as a multiset of (aten operator, output shapes, non-tensor arguments): a residual add, an
+    activation or a pooling window that forward code adds outside any layer shows here. Views and allocations are
+    left out; in-place and out-of-place forms (relu_, relu) are one operator."""
+
+    name: str
+    operators: tuple[tuple[tuple[Any, ...], int], ...]  # sorted (key, calls)
+
+
+# Operators that compute nothing a structure comparison should see: views, copies, allocation.
+_NOT_STRUCTURE = frozenset(
+    """
+    view _unsafe_view reshape view_as flatten unflatten t transpose permute expand expand_as squeeze unsqueeze slice
+    select narrow split split_with_sizes unbind chunk alias detach clone contiguous _to_copy to copy lift_fresh
+    as_strided empty empty_like empty_strided new_empty zeros zeros_like ones ones_like full full_like fill zero
+    scalar_tensor _local_scalar_dense
+    """.split()
+)
+
+
+def operator_units(trace: Any, stages: list[str]) -> list[OperatorUnit]:
+    """The model's blocks (children of stage calls), other calls and own torch calls, each with its operators."""
+    from collections import Counter
+
+    unit_of: dict[int, tuple[str, str]] = {}  # record order -> (unit key, unit name)
+    for record in trace.records:
+        if record.depth <= 1:
+            unit_of[record.order] = (f"m{record.order}", record.name)
+        elif record.depth == 2 and trace.records[record.parent].name in stages:
+            unit_of[record.order] = (f"m{record.order}", record.name)
+        else:
+            unit_of[record.order] = unit_of[record.parent]
+    units: dict[str, tuple[str, Counter]] = {}
+    for op in trace.ops:
+        name = op.op.rstrip("_") if not op.op.startswith("_") else op.op
+        if name in _NOT_STRUCTURE or op.module is None:
+            continue
+        if trace.records[op.module].depth == 0 and op.function is not None:
+            key, unit = f"f{op.function}", trace.functions[op.function].name
+        else:
+            key, unit = unit_of[op.module]
+        settings = tuple(_hashable(a) for a in op.args if not _is_tensor_info(a))
+        units.setdefault(key, (unit, Counter()))[1][(name, op.output_shapes, settings)] += 1
+    return [OperatorUnit(unit, tuple(sorted(ops.items(), key=repr))) for unit, ops in units.values()]
+
+
+def _is_tensor_info(value: Any) -> bool:
+    from resnet_cli.trace import TensorInfo
+
+    return isinstance(value, TensorInfo) or (isinstance(value, tuple) and any(isinstance(v, TensorInfo) for v in value))
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value if isinstance(
+        value, (int, float, bool, str, type(None))) else repr(value)  # fmt: skip
+
+
+def first_operator_divergence(a: list[OperatorUnit], b: list[OperatorUnit]) -> Divergence | None:
+    """The first block (by position) whose operators differ: which operator, on which output shape, how often."""
+    for index in range(max(len(a), len(b))):
+        ua, ub = (side[index] if index < len(side) else None for side in (a, b))
+        ops_a, ops_b = (dict(u.operators) if u else {} for u in (ua, ub))
+        if ops_a == ops_b:
+            continue
+        differences = [
+            (f"aten.{key[0]} -> {'x'.join(map(str, key[1][0])) if key[1] else '()'} calls", ops_a.get(key, 0), ops_b.get(key, 0))
+            for key in sorted(set(ops_a) | set(ops_b), key=repr)
+            if ops_a.get(key, 0) != ops_b.get(key, 0)
+        ]
+        side = lambda u: LayerSide(u.name, "operators", (), None) if u else None  # noqa: E731
+        return Divergence(index, side(ua), side(ub), differences[:2])
+    return None
 
 
 @dataclass
@@ -512,8 +589,8 @@ def network_cost(label: str, request: Any) -> NetworkCost:
     layers = main_path_first([
         LayerSide(r.name, r.type, layer_attributes(modules[r.name]), r.output_shape)
         for r in trace.first_calls()
-        if r.is_leaf and (r.params or "Pool" in r.type)
-    ])  # fmt: skip
+        if r.is_leaf and r.params
+    ])  # fmt: skip  (pooling, activations and adds, module or functional, are compared as operators)
     return NetworkCost(
         label=label,
         request=request,
@@ -524,6 +601,7 @@ def network_cost(label: str, request: Any) -> NetworkCost:
         activation_bytes=trace.activation_bytes,
         engine=count.engine,
         layers=layers,
+        units=operator_units(trace, stages),
         state_shapes={key: tuple(value.shape) for key, value in model.state_dict().items()},
     )
 
@@ -590,7 +668,7 @@ def match_architecture(a: NetworkCost, b: NetworkCost) -> ArchitectureMatch:
     """Identical (same layers, names and shapes; B's state_dict loads into A), renamed (same layers, shapes and MACs,
     different keys) or different (the first divergence)."""
     fit = state_dict_fit(a.state_shapes, b.state_shapes)
-    divergence = first_divergence(a.layers, b.layers)
+    divergence = first_divergence(a.layers, b.layers) or first_operator_divergence(a.units, b.units)
     if divergence is None:
         differences = [(what, x, y) for what, x, y in (("params", a.params, b.params), ("MACs", a.macs, b.macs)) if x != y]
         if differences:

@@ -326,8 +326,9 @@ def divergence_text(divergence: Divergence | None) -> str:
 
 
 ARCHITECTURE_NOTE = (
-    "Layers compared: parameterised leaf modules and pooling layers in call order (a block's shortcut after its "
-    "main path), paired by position; names aside, each pair must agree in type, settings and output shape. B's "
+    "Layers compared: parameterised leaf modules in call order (a block's shortcut after its main path), paired by "
+    "position; names aside, each pair must agree in type, settings and output shape. Then each block's aten "
+    "operators (adds, activations, pooling), with shapes and settings. B's "
     "state_dict is checked against A's keys and shapes as load_state_dict(strict=True) would, on meta models; "
     "missing keys are A's that B lacks, shapes A's vs B's."
 )
