@@ -283,22 +283,46 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+@dataclasses.dataclass
+class StateDictFit:
+    """Whether a state_dict loads strictly into a model: the model's keys it lacks, its keys the model lacks, shapes
+    that differ."""
+
+    keys: int  # entries in the state_dict
+    missing: list[str]  # in the model's state_dict, not in the loaded one
+    unexpected: list[str]  # in the loaded one, not in the model's
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (key, the model's shape, the loaded shape)
+
+    @property
+    def loads(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self) -> str:
+        """One line: missing, unexpected and mis-shaped keys, three of each named; empty if it loads."""
+        shapes = [f"{key} {loaded} vs {own}" for key, own, loaded in self.mismatched]
+        parts = []
+        for label, items in (("missing keys", self.missing), ("unexpected keys", self.unexpected), ("shape mismatch", shapes)):
+            if items:
+                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+                parts.append(f"{label}: {', '.join(items[:3])}{more}")
+        return "; ".join(parts)
+
+
+def state_dict_fit(into: dict[str, tuple[int, ...]], state: dict[str, tuple[int, ...]]) -> StateDictFit:
+    """Whether a state_dict with these key shapes (`state`) loads strictly into a model with `into`'s."""
+    return StateDictFit(
+        keys=len(state),
+        missing=[key for key in into if key not in state],
+        unexpected=[key for key in state if key not in into],
+        mismatched=[(key, shape, state[key]) for key, shape in into.items() if key in state and state[key] != shape],
+    )
+
+
 def state_dict_problems(model: nn.Module, state: dict) -> str:
     """A one-line description of missing, unexpected and mis-shaped keys; empty if `state` fits."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    parts = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)):
-        if items:
-            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
-            parts.append(f"{label}: {', '.join(items[:3])}{more}")
-    return "; ".join(parts)
+    own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    loaded = {key: tuple(value.shape) if hasattr(value, "shape") else () for key, value in state.items()}
+    return state_dict_fit(own, loaded).describe()
 
 
 def resolve_device(device: str) -> torch.device:

@@ -498,3 +498,15 @@ def test_user_model_report_renders_without_running_the_model():
     data = render_json(report)
     assert data["model"] == "lab/nets.py:make_net" and data["factory_kwargs"] == {"depth": "3"}
     assert data["loss"] == OUTPUT_MEAN and "spec" not in data
+
+
+def test_training_a_model_without_trainable_parameters_is_refused_in_one_line(tmp_path):
+    (tmp_path / "pool.py").write_text(
+        "import torch.nn.functional as F\nfrom torch import nn\n\n\nclass Pooling(nn.Module):\n"
+        "    def forward(self, x):\n        return F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1)\n"
+    )
+    result = runner.invoke(app, ["bench", f"{tmp_path / 'pool.py'}:Pooling", "--mode", "train", "--input", "1x3x8x8"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "Error: --mode train: the model has no trainable parameters, so there is no step to time; use --mode infer"
+    )

@@ -268,3 +268,21 @@ def test_functional_pooling_matches_a_pooling_module(tmp_path):
     smaller = functional.replace("F.max_pool2d(self.relu(self.bn1(self.conv1(x))), 3, 2, 1)", "F.max_pool2d(self.relu(self.bn1(self.conv1(x))), 2)")
     (tmp_path / "fpool2.py").write_text("import torch.nn.functional as F\n" + smaller)
     assert verdict(f"{tmp_path / 'fpool2.py'}:resnet18", "resnet18")["text"].startswith("different: F.max_pool2d vs maxpool: ")
+
+
+NO_PARAMETERS = '''
+import torch.nn.functional as F
+from torch import nn
+
+
+class Pooling(nn.Module):
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1)
+'''
+
+
+def test_a_model_without_parameters_compares_without_dividing_by_zero(tmp_path):
+    (tmp_path / "pool.py").write_text(NO_PARAMETERS)
+    data = run_json("compare", f"{tmp_path / 'pool.py'}:Pooling", "resnet18", "--depth", "1")
+    assert data["ratios"]["params"] is None and data["networks"][0]["params"] == 0
+    assert data["architecture"]["verdict"] == "different"

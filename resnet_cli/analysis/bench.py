@@ -314,8 +314,11 @@ def make_step(model: Any, inputs: Any, settings: BenchSettings, loss: TrainLoss 
 
         return infer
 
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise UserError("--mode train: the model has no trainable parameters, so there is no step to time; use --mode infer")
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    optimizer = torch.optim.SGD(trainable, lr=1e-3, momentum=0.9)
     loss_of = loss if loss is not None else TrainLoss()
     # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none
     scaler = torch.amp.GradScaler(device_type) if settings.amp == "fp16" else None

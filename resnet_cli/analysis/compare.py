@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from resnet_cli.errors import SpecError, UserError
+from resnet_cli.model import StateDictFit, state_dict_fit
 from resnet_cli.spec import DEVICES, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
 
 BLOCK_KINDS = ("basic", "bottleneck", "se-basic", "se-bottleneck")
@@ -466,20 +467,6 @@ def main_path_first(layers: list[LayerSide]) -> list[LayerSide]:
 
 
 @dataclass
-class StateDictFit:
-    """Whether B's state_dict would load into A strictly: A's keys B lacks, B's keys A lacks, shapes that differ."""
-
-    keys: int  # entries in B's state_dict
-    missing: list[str]  # in A's state_dict, not in B's
-    unexpected: list[str]  # in B's, not in A's
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (key, A's shape, B's shape)
-
-    @property
-    def loads(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-
-@dataclass
 class ArchitectureMatch:
     """Is A the same network as B: the verdict, the first structural divergence, and B's weights in A."""
 
@@ -652,16 +639,6 @@ def first_divergence(a: list[LayerSide], b: list[LayerSide]) -> Divergence | Non
         if differences:
             return Divergence(index, la, lb, differences)
     return None
-
-
-def state_dict_fit(into: dict[str, tuple[int, ...]], state: dict[str, tuple[int, ...]]) -> StateDictFit:
-    """Whether a state_dict with these key shapes (`state`) loads strictly into a model with `into`'s."""
-    return StateDictFit(
-        keys=len(state),
-        missing=[key for key in into if key not in state],
-        unexpected=[key for key in state if key not in into],
-        mismatched=[(key, shape, state[key]) for key, shape in into.items() if key in state and state[key] != shape],
-    )
 
 
 def match_architecture(a: NetworkCost, b: NetworkCost) -> ArchitectureMatch:

@@ -31,6 +31,11 @@ def ratio_text(new: float, old: float) -> str:
     return f"{new / old:.3g}x" if old else ""
 
 
+def _ratio(new: float, old: float) -> float | None:
+    """new / old, or None (JSON null) when old is 0."""
+    return new / old if old else None
+
+
 def saved_text(new: float, old: float) -> str:
     """'94.1%' saved going from old to new; negative when new costs more; '' when old is 0."""
     return f"{(1 - new / old) * 100:.1f}%" if old else ""
@@ -350,10 +355,10 @@ def network_json(result: NetworkComparison) -> dict[str, Any]:
         "kind": "networks",
         "networks": [_network_json(net) for net in result.networks],
         "ratios": {
-            "params": b.params / a.params,
-            "macs": b.macs / a.macs,
-            "macs_conv_linear": b.macs_conv_linear / a.macs_conv_linear,
-            "activation_bytes": b.activation_bytes / a.activation_bytes,
+            "params": _ratio(b.params, a.params),
+            "macs": _ratio(b.macs, a.macs),
+            "macs_conv_linear": _ratio(b.macs_conv_linear, a.macs_conv_linear),
+            "activation_bytes": _ratio(b.activation_bytes, a.activation_bytes),
             **({"latency": b.latency_ms / a.latency_ms} if a.latency_ms and b.latency_ms is not None else {}),
         },
         "architecture": _architecture_json(result.architecture),
