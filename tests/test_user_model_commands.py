@@ -170,3 +170,13 @@ def test_lazy_modules_are_refused_by_name(tmp_path):
     result = run("flops", f"{tmp_path / 'tied.py'}:lazy", "--input", "1x3x16x16")
     assert result.exit_code == 2
     assert "2 (LazyLinear) has lazy parameters" in one_error_line(result)
+
+
+def test_summary_by_module_path_and_flops_by_file_agree(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    by_module = run_json("summary", "models.se_resnet:se_resnet20", "--input", "1x3x32x32")
+    by_file = run_json("flops", "tests/models/se_resnet.py:se_resnet20", "--input", "1x3x32x32")
+    assert by_module["model"] == "models.se_resnet:se_resnet20"
+    assert by_module["totals"]["params"] == by_file["totals"]["params"]
+    assert by_module["totals"]["macs"] == by_file["totals"]["macs"]
+    assert by_module["macs_coverage"] == by_file["coverage"] == "complete"
