@@ -93,6 +93,31 @@ class ResNetSpec:
         return dataclasses.replace(self, **changes)
 
 
+# Every size is bounded at validation, before anything is built: a bound keeps memory, time and torch's int64
+# sizes in range on any device (meta included), and the message names it.
+LIMITS = {
+    "blocks": 2_000,  # total blocks over all stages (resnet1202 has 600)
+    "stages": 16,
+    "width": 65_536,  # planes of a stage, and channels after expansion
+    "expansion": 64,
+    "groups": 4_096,
+    "width_per_group": 4_096,
+    "num_classes": 1_000_000,
+    "in_channels": 4_096,
+    "se_ratio": 65_536,
+    "batch": 1 << 20,
+    "spatial": 1 << 20,  # input height and width
+    "input_elements": 1 << 40,  # N x C x H x W
+}
+
+
+def _check_limit(text: str, value: int, limit_key: str) -> None:
+    """Raise a SpecError 'TEXT is above the limit of N' when `value` exceeds LIMITS[limit_key]."""
+    limit = LIMITS[limit_key]
+    if value > limit:
+        raise SpecError(f"{text} is above the limit of {limit:,}")
+
+
 def _validate(spec: ResNetSpec) -> None:
     if spec.block not in BLOCKS:
         raise SpecError(f"--block {spec.block!r} is not one of {', '.join(BLOCKS)}")
@@ -153,6 +178,24 @@ def _validate(spec: ResNetSpec) -> None:
         raise SpecError(f"--num-classes {spec.num_classes} must be a positive integer")
     if spec.in_channels < 1:
         raise SpecError(f"--in-channels {spec.in_channels} must be a positive integer")
+    layers = _join(spec.layers)
+    _check_limit(f"--layers {layers}: {spec.num_stages} stages", spec.num_stages, "stages")
+    _check_limit(f"--layers {layers}: {spec.num_blocks:,} blocks in all", spec.num_blocks, "blocks")
+    for w in spec.widths:
+        _check_limit(f"--widths {_join(spec.widths)}: width {w}", w, "width")
+        channels = w * spec.block_expansion
+        _check_limit(f"--widths {_join(spec.widths)}: width {w} x expansion {spec.block_expansion} = {channels:,} channels",
+                     channels, "width")  # fmt: skip
+    _check_limit(f"--expansion {spec.block_expansion}", spec.block_expansion, "expansion")
+    _check_limit(f"--groups {spec.groups}", spec.groups, "groups")
+    _check_limit(f"--width-per-group {spec.width_per_group}", spec.width_per_group, "width_per_group")
+    if spec.block == "bottleneck":
+        inner = max(spec.inner_width(i) for i in range(spec.num_stages))
+        _check_limit(f"--groups {spec.groups} --width-per-group {spec.width_per_group}: {inner:,} inner channels",
+                     inner, "width")  # fmt: skip
+    _check_limit(f"--num-classes {spec.num_classes}", spec.num_classes, "num_classes")
+    _check_limit(f"--in-channels {spec.in_channels}", spec.in_channels, "in_channels")
+    _check_limit(f"--se-ratio {spec.se_ratio}", spec.se_ratio, "se_ratio")
 
 
 def _join(values: tuple[int, ...]) -> str:
@@ -269,6 +312,10 @@ def parse_shape(text: str, in_channels: int | None = None) -> tuple[int, int, in
     for name, value in zip("NCHW", dims, strict=True):
         if value < 1:
             raise SpecError(f"--input {text}: {name}={value}; every dimension must be at least 1")
+    for name, value, key in (("N", dims[0], "batch"), ("C", dims[1], "in_channels"), ("H", dims[2], "spatial"),
+                             ("W", dims[3], "spatial")):  # fmt: skip
+        _check_limit(f"--input {text}: {name}={value}", value, key)
+    _check_limit(f"--input {text}: {math.prod(dims):,} elements", math.prod(dims), "input_elements")
     if in_channels is not None and dims[1] != in_channels:
         raise SpecError(
             f"--input {text} has {dims[1]} channels but the model takes {in_channels}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cli_runner import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -150,3 +151,45 @@ def test_label_round_trips_through_the_operand_syntax(model, **flags):
         return
     name, parsed = parse_model_operand(request.label)
     assert name == model and request_from_flags(name, **parsed).spec == request.spec
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "100000"], "--layers 100000: 100,000 blocks in all is above the limit of 2,000"),
+        (["--layers", "1000000000000"], "blocks in all is above the limit of 2,000"),
+        (["--layers", ",".join(["1"] * 17)], "17 stages is above the limit of 16"),
+        (["--num-classes", "100000000000000000000"], "--num-classes 100000000000000000000 is above the limit of 1,000,000"),
+        (["--groups", "9223372036854775808"], "--groups 9223372036854775808 is above the limit of 4,096"),
+        (["--widths", "1000000000000,128,256,512"], "width 1000000000000 is above the limit of 65,536"),
+        (["--widths", "65536,1,1,1", "--expansion", "4"], "width 65536 x expansion 4 = 262,144 channels is above"),
+        (["--groups", "64", "--width-per-group", "4096"], "2,097,152 inner channels is above the limit of 65,536"),
+        (["--input", "1x3x1000000000000x1000000000000"], "H=1000000000000 is above the limit of 1,048,576"),
+        (["--input", "1024x4096x1024x1024"], "4,398,046,511,104 elements is above the limit of 1,099,511,627,776"),
+        (["--in-channels", "100000"], "--in-channels 100000 is above the limit of 4,096"),
+        (["--device", "cpu", "--input", "1x3x100000x100000"], "GiB, more than the"),
+        (["--device", "cpu", "--num-classes", "1000000", "--widths", "65536,128,256,512", "--expansion", "1"],
+         "use --device meta"),
+    ],
+)  # fmt: skip
+def test_every_size_is_bounded_before_anything_is_built(args, message):
+    result = run("summary", "resnet50", "--depth", "0", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "basic", "bottleneck", "--channels", "100000", "--time"], "--channels 100000 is above the limit"),
+        (["compare", "bottleneck", "basic", "--width-per-group", "2147483648"], "--width-per-group 2147483648 is above"),
+        (["compare", "resnet50[layers=1000000]", "resnet50"], "1,000,000 blocks in all is above the limit"),
+        (["bench", "resnet18", "--threads", "100000", "--input", "1x3x8x8"], "--threads 100000 is above the limit of"),
+        (["table", "--layers", "1000000000000"], "blocks in all is above the limit of 2,000"),
+    ],
+)
+def test_sizes_in_other_commands_are_bounded(args, message):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

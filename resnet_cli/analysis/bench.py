@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -150,6 +151,9 @@ def check_settings(request: BenchRequest, settings: BenchSettings, grid: bool) -
     if settings.threads is not None:
         if settings.threads < 1:
             raise UserError(f"--threads {settings.threads} must be at least 1")
+        most = 4 * (os.cpu_count() or 1)
+        if settings.threads > most:
+            raise UserError(f"--threads {settings.threads} is above the limit of {most} (4 per core on this machine)")
         if request.device != "cpu":
             raise UserError(f"--threads sets CPU threads and applies to --device cpu only, not {request.device}")
     if settings.compile and settings.warmup < 1:

@@ -14,7 +14,7 @@ from typing import Any
 
 from resnet_cli.errors import SpecError, UserError
 from resnet_cli.model import StateDictFit, state_dict_fit
-from resnet_cli.spec import DEVICES, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
+from resnet_cli.spec import DEVICES, LIMITS, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
 
 BLOCK_KINDS = ("basic", "bottleneck", "se-basic", "se-bottleneck")
 WARMUP_RUNS = 3
@@ -50,6 +50,13 @@ class BlockSetup:
                 raise SpecError(f"{flag} {value} must be a positive integer")
         if self.stride not in (1, 2):
             raise SpecError(f"--stride {self.stride} is not valid; use 1 or 2")
+        for flag, value, key in (
+            ("--channels", self.channels, "width"), ("--spatial", self.spatial, "spatial"),
+            ("--expansion", self.expansion, "expansion"), ("--groups", self.groups, "groups"),
+            ("--width-per-group", self.width_per_group, "width_per_group"), ("--se-ratio", self.se_ratio, "se_ratio"),
+        ):  # fmt: skip
+            if value > LIMITS[key]:
+                raise SpecError(f"{flag} {value} is above the limit of {LIMITS[key]:,}")
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -279,6 +286,8 @@ def _timing_device(device: str) -> str:
 def _check_batch(batch: int) -> int:
     if batch < 1:
         raise SpecError(f"--batch {batch} must be a positive integer")
+    if batch > LIMITS["batch"]:
+        raise SpecError(f"--batch {batch} is above the limit of {LIMITS['batch']:,}")
     return batch
 
 

@@ -8,6 +8,7 @@ made inside a module's own forward, which is how residual blocks are recognised 
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import os
 import re
@@ -530,11 +531,16 @@ def _unrecognised(report: ShapeReport) -> Diagnosis:
 
 
 def _smallest_input(model: nn.Module, inputs: torch.Tensor, limit: int = 4096) -> int | None:
-    """The smallest square H = W at which the model runs, by doubling then bisection (a few meta traces)."""
+    """The smallest square H = W at which the model runs, by doubling then bisection: a few traces, always on meta
+    (a meta copy of a model on a real device), so the search allocates nothing at any size."""
     n, c = inputs.shape[:2]
+    if inputs.device.type != "meta":
+        model = _meta_copy(model)
+        if model is None:
+            return None
 
     def runs(size: int) -> bool:
-        return _trace(model, make_input((n, c, size, size), inputs.device, inputs.dtype)).ok
+        return _trace(model, make_input((n, c, size, size), "meta", inputs.dtype)).ok
 
     low = max(inputs.shape[2:])
     high = max(low * 2, 8)
@@ -546,6 +552,19 @@ def _smallest_input(model: nn.Module, inputs: torch.Tensor, limit: int = 4096) -
         middle = (low + high) // 2
         low, high = (low, middle) if runs(middle) else (middle, high)
     return high
+
+
+def _meta_copy(model: nn.Module) -> nn.Module | None:
+    """A copy of `model` whose parameters and buffers are shape-only meta tensors (the weights are not copied);
+    None when the model cannot be copied."""
+    memo: dict[int, Any] = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        meta = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # a module holding something that cannot be copied: no search, only the finding
+        return None
 
 
 def _too_small(module: nn.Module | None, record: LayerRecord | None, message: str) -> bool:

@@ -1,0 +1,125 @@
+"""The promises of docs/reliability.md: exit codes, one-line errors, bounded work, for generated and targeted input."""
+
+from __future__ import annotations
+
+import torch
+from cli_runner import run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from resnet_cli.analysis import diagnosis
+from resnet_cli.trace import make_input
+
+ALWAYS_TOO_SMALL = '''
+import torch.nn.functional as F
+from torch import nn
+
+
+class Fixed(nn.Module):
+    """Pools by a fixed 64x64 window after a stride-32 conv: too small for any input under 2017x2017."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=32, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(F.avg_pool2d(self.conv(x), 64).flatten(1))
+'''
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def test_the_smallest_input_is_searched_on_meta_for_a_model_on_cpu(tmp_path, monkeypatch):
+    (tmp_path / "fixed.py").write_text(ALWAYS_TOO_SMALL)
+    traced = []
+    original = diagnosis._trace
+
+    def recording(model: nn.Module, inputs: torch.Tensor):
+        traced.append((inputs.device.type, next(model.parameters()).device.type, tuple(inputs.shape)))
+        return original(model, inputs)
+
+    monkeypatch.setattr(diagnosis, "_trace", recording)
+    result = run("debug-shapes", f"{tmp_path / 'fixed.py'}:Fixed", "--device", "cpu", "--input", "1x3x32x32")
+    assert result.exit_code == 1
+    assert "at least 2017x2017" in result.stdout.replace("\n", " ")  # 32 x 63 + 1: the closed form of the pool
+    assert traced[0] == ("cpu", "cpu", (1, 3, 32, 32))  # the user's own pass, for real
+    assert len(traced) > 5 and all(entry[:2] == ("meta", "meta") for entry in traced[1:])
+
+
+def test_a_colon_name_in_an_error_is_not_an_emoji():
+    result = run("summary", "mymodels.zoo:cat")
+    assert result.exit_code == 2
+    assert "mymodels.zoo:cat" in one_error_line(result)
+
+
+def test_an_empty_model_name_is_refused():
+    result = run("summary", "")
+    assert result.exit_code == 2
+    assert "MODEL '' is empty" in one_error_line(result)
+
+
+def test_the_users_model_is_not_given_a_meta_input_by_the_search():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
+    before = [p.clone() for p in model.parameters()]
+    report = diagnosis.debug_shapes(model, make_input((1, 3, 2, 2), "cpu"), smallest_input_search=True)
+    assert not report.ok and all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+# Generated command lines: every command, flags drawn from valid and invalid values. Small inputs and the meta
+# device keep each run short; `bench` runs one tiny step on the CPU.
+COMMANDS = ["list", "summary", "flops", "compare", "table", "debug-shapes", "bench", "sweep"]
+MODELS = ["resnet18", "resnet20", "custom", "nope", "", "tests/models/cifar_option_a.py:resnet20",
+          "tests/models/missing.py:net", "tests/models/corpus.py:CORPUS", "resnet18[se=true]", "x:y:z"]  # fmt: skip
+FLAG_VALUES = {
+    "--layers": ["2,2", "0", "1000000000000", "a,b", ""],
+    "--widths": ["8,16", "-1,2", "1000000000000,1"],
+    "--groups": ["2", "0", "9223372036854775808"],
+    "--num-classes": ["10", "0", "100000000000000000000"],
+    "--input": ["1x3x32x32", "32", "0x3x32x32", "1x3x1000000000000x1", "axb", "1x3x2x2"],
+    "--depth": ["0", "1", "-1", "99"],
+    "--format": ["table", "json", "csv", "markdown", "yaml"],
+    "--device": ["meta", "cpu", "cuda", "tpu"],
+    "--dtype": ["float32", "bfloat16", "int8"],
+    "--weights": ["", "/nonexistent.pt", "README.md"],
+    "--se": [None],
+    "--stem": ["cifar", "deep", "round"],
+}
+OPTIONS = list(FLAG_VALUES)
+
+
+@st.composite
+def command_lines(draw) -> list[str]:
+    command = draw(st.sampled_from(COMMANDS))
+    argv = [command]
+    if command in ("summary", "flops", "debug-shapes", "bench"):
+        argv.append(draw(st.sampled_from(MODELS)))
+    elif command == "compare":
+        argv += draw(st.lists(st.sampled_from(MODELS + ["basic", "bottleneck"]), min_size=2, max_size=2))
+    elif command == "sweep":
+        argv += ["resnet20", "--vary", draw(st.sampled_from(["se=off,on", "layers=1,1,1/1000000,1,1", "nope=1"]))]
+    for flag in draw(st.lists(st.sampled_from(OPTIONS), max_size=3, unique=True)):
+        value = draw(st.sampled_from(FLAG_VALUES[flag]))
+        argv += [flag] if value is None else [flag, value]
+    if command == "bench":
+        argv += ["--iters", "1", "--warmup", "0", "--threads", "1"]
+        if "--input" not in argv:
+            argv += ["--input", "1x3x8x8"]
+    return argv
+
+
+@settings(max_examples=int(__import__("os").environ.get("ARGV_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(argv=command_lines())
+def test_generated_command_lines_keep_the_promises(argv):
+    result = run(*argv)
+    text = result.output + (result.stderr or "")
+    assert "Traceback" not in text, (argv, text)
+    assert result.exit_code in (0, 1, 2), (argv, result.exit_code, text)
+    if result.exit_code == 2:
+        assert one_error_line(result)
