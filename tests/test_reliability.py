@@ -123,3 +123,29 @@ def test_generated_command_lines_keep_the_promises(argv):
     assert result.exit_code in (0, 1, 2), (argv, result.exit_code, text)
     if result.exit_code == 2:
         assert one_error_line(result)
+
+
+def test_an_allocation_failure_anywhere_is_one_line(monkeypatch):
+    """Where the size is not known in advance (a timing batch, a user's forward), the allocator's error becomes one
+    line at the CLI's boundary (simulated: a real one would ask this machine for hundreds of GB)."""
+    from resnet_cli.analysis import compare
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 602112000000 bytes.\nmore lines")  # fmt: skip
+
+    monkeypatch.setattr(compare, "median_latencies_ms", fail)
+    result = run("compare", "resnet18", "resnet50", "--time", "--batch", "1000000")
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith("Error: cannot allocate memory ([enforce fail at alloc_cpu.cpp:127]")
+
+
+def test_other_runtime_errors_are_not_disguised_as_memory_errors(monkeypatch):
+    from resnet_cli.analysis import compare
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("an internal bug")
+
+    monkeypatch.setattr(compare, "median_latencies_ms", fail)
+    result = run("compare", "resnet18", "resnet50", "--time")
+    assert result.exit_code != 0 and "cannot allocate" not in (result.stderr or "")

@@ -15,7 +15,6 @@ FlopCounterMode / 2) counts convolutions and matrix products only.
 from __future__ import annotations
 
 import copy
-import os
 import re
 import warnings
 from collections import Counter
@@ -432,15 +431,14 @@ def _annotate_from_count(trace: ModelTrace, count: MacCount) -> None:
 
 
 def _check_fits_in_memory(activation_elements: int, request: Any) -> None:
-    """fvcore runs for real in float32: refuse inputs whose activations alone exceed this machine's RAM."""
+    """fvcore runs for real in float32: refuse inputs whose activations alone exceed this machine's memory."""
+    from resnet_cli.model import device_memory
+
     needed = activation_elements * 4
-    try:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    if needed > available:
+    available = device_memory("cpu")
+    if available is not None and needed > available:
         shape = "x".join(map(str, request.input_shape))
         raise UserError(
             f"--counter fvcore --input {shape} would allocate {needed / 2**30:,.1f} GiB of activations, more than "
-            f"this machine's {available / 2**30:,.1f} GiB; use --counter fast (the same counts, on meta)"
+            f"the {available / 2**30:,.1f} GiB available; use --counter fast (the same counts, on meta)"
         )
