@@ -26,10 +26,31 @@ class OneLineErrorGroup(TyperGroup):
         except UserError as exc:
             _error_line(str(exc))
             sys.exit(2)
+        except (MemoryError, RuntimeError) as exc:  # out of memory where the size was not known in advance
+            if not _is_allocation_failure(exc):
+                raise
+            _error_line(
+                f"cannot allocate memory ({_first_line(exc)}); use --device meta (nothing is allocated), a smaller "
+                f"--input, or a smaller model"
+            )
+            sys.exit(2)
         except typer.Abort:
             _error_line("aborted")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """MemoryError, torch.OutOfMemoryError, or an allocator's RuntimeError ('can't allocate memory', 'out of
+    memory')."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return "allocate" in text and ("memory" in text or "bytes" in text) or "out of memory" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _error_line(message: str) -> None:
