@@ -7,6 +7,11 @@ because checkpoints depend on them. Disabled options are `nn.Identity`, so `forw
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -264,23 +269,85 @@ def build_model(model: str | ResNetSpec | None = None, *, device: str | torch.de
     return ResNet(spec, torch.device(device or "cpu"))
 
 
+SAVED_WITH = "torch.save(model.state_dict(), path)"
+SAVE_WEIGHTS = f"save the weights with {SAVED_WITH}"
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a state dict from `path` strictly; mismatches become a UserError naming the keys."""
+    """Load a state dict from `path` strictly; a file that does not fit is a UserError naming the keys."""
+    state = read_state_dict(path)
+    check_state_dict(model, state, path)
+    model.load_state_dict(state, strict=True)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict saved at `path` (memory-mapped where the format allows), or a one-line UserError saying what
+    the file is instead. Nothing in the file is run: it loads with `weights_only=True`."""
+    if not str(path).strip():
+        raise UserError(f"--weights '': empty path; give the file written by {SAVED_WITH}")
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--weights {path} is a directory; give the file written by {SAVED_WITH}")
     if not path.is_file():
         raise UserError(f"--weights {path}: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for unreadable files
-        raise UserError(f"--weights {path}: not a readable PyTorch state dict ({type(exc).__name__}: {exc})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except OSError as exc:
+        raise UserError(f"--weights {path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    except Exception as exc:  # torch raises many types for unreadable files, with multi-line advice
+        raise UserError(f"--weights {path} {_unloadable_file(path, exc)}; {SAVE_WEIGHTS}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise UserError(f"--weights {path}: expected a state dict (mapping of names to tensors), got {type(state).__name__}")
+        raise UserError(
+            f"--weights {path}: expected a state dict (mapping of names to tensors), got {type(state).__name__}; "
+            f"{SAVE_WEIGHTS}"
+        )
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise UserError(f"--weights {path}: key {key!r} ({type(key).__name__}) is not a parameter name; {SAVE_WEIGHTS}")
+        if not isinstance(value, torch.Tensor):
+            raise UserError(f"--weights {path}: {key} holds a {type(value).__name__}, not a tensor; {SAVE_WEIGHTS}")
+    return state
+
+
+def _unloadable_file(path: Path, exc: Exception) -> str:
+    """What a file torch.load refused is, as the middle of a sentence ('is a text file')."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return f"holds a pickled {found.group(1)}, not only tensors (weights are loaded without running code from the file)"
+    with path.open("rb") as file:
+        head = file.read(4096)
+    if not head:
+        return "is empty, not a readable PyTorch state dict"
+    if head.startswith(b"\x80"):
+        return "is a Python pickle that does not load without running code from the file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not a readable PyTorch state dict (torch.save did not write it)"
+    return "is a text file, not a readable PyTorch state dict"
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Raise a UserError unless `state` loads strictly into `model` (keys, shapes, and floating values for floating
+    tensors). Works on a meta model, so a file is checked before anything is allocated."""
     problems = state_dict_problems(model, state)
     if problems:
         raise UserError(f"--weights {path} does not fit the model: {problems}")
-    model.load_state_dict(state, strict=True)
+    for key, own in model.state_dict().items():
+        if _dtype_kind(state[key].dtype) != _dtype_kind(own.dtype):
+            raise UserError(
+                f"--weights {path}: {key} is {str(state[key].dtype).removeprefix('torch.')} but the model's is "
+                f"{str(own.dtype).removeprefix('torch.')}; load a file with the model's own kinds of dtype, as "
+                f"model.state_dict() gives"
+            )
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    return "complex" if dtype.is_complex else "floating" if dtype.is_floating_point else "integer"
 
 
 @dataclasses.dataclass
@@ -347,16 +414,61 @@ def instantiate(request: Any, device: str | None = None) -> tuple[nn.Module, tor
         request = dataclasses.replace(request, device=device)
     target = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
+    check_fits(request)
     if isinstance(request, UserModelRequest):
         model = build_user_model(request)  # the user's model keeps its own dtypes; the input gets --dtype
-    elif request.weights:
-        model = build_model(request.spec, device="cpu")
-        load_weights(model, request.weights)
-        model = model.to(target).to(dtype)
+    elif request.weights is not None:
+        # Checked on meta first, so a file that does not fit allocates nothing; meta keeps no values to load.
+        model = build_model(request.spec, device="meta").to(dtype)
+        state = read_state_dict(request.weights)
+        check_state_dict(model, state, request.weights)
+        if target.type != "meta":
+            model = model.to_empty(device=target)
+            model.load_state_dict(state, strict=True)
     else:
         model = build_model(request.spec, device=target).to(dtype)
     refuse_untraceable(model, request.label)
     return model, make_input(request.input_shape, target, dtype)
+
+
+def check_fits(request: Any) -> None:
+    """On a real device, refuse before allocating what cannot fit: a preset's parameters (counted on meta) and the
+    input, against the memory this machine (or GPU) has. A user model's size is known only once built; failures to
+    allocate are turned into one line by the CLI."""
+    if request.device == "meta":
+        return
+    size = DTYPE_SIZES.get(request.dtype, 4)
+    needed = math.prod(request.input_shape) * size
+    spec = getattr(request, "spec", None)
+    if spec is not None:
+        needed += sum(p.numel() for p in build_model(spec, device="meta").parameters()) * size
+    available = device_memory(request.device)
+    if available is not None and needed > available:
+        raise UserError(
+            f"--device {request.device}: the parameters and --input {'x'.join(map(str, request.input_shape))} need "
+            f"{needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB available; use --device meta "
+            f"(shapes, counts and memory without allocating), a smaller --input or a smaller model"
+        )
+
+
+DTYPE_SIZES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def device_memory(device: str) -> int | None:
+    """Bytes available for new tensors on `device` (cpu: MemAvailable, else physical memory), None if unknown."""
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def refuse_untraceable(model: nn.Module, label: str) -> None:

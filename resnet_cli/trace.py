@@ -12,6 +12,7 @@ failure is returned in the trace (with the calls that had started and not finish
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -247,6 +248,10 @@ def make_input(shape: Sequence[int], device: str | torch.device = "meta", dtype:
     return torch.zeros(tuple(shape), device=device, dtype=dtype)
 
 
+class ForwardExit(RuntimeError):
+    """The forward pass called sys.exit(): a failure of the model, returned in the trace, not resnet-cli's exit."""
+
+
 def trace_model(
     model: nn.Module,
     inputs: torch.Tensor | tuple[torch.Tensor, ...],
@@ -323,14 +328,20 @@ def trace_model(
     was_training = {m: m.training for m in model.modules()}
     error: BaseException | None = None
     try:
-        for module in model.modules():
+        for module in was_training:
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
-        model.train(train)
-        with torch.no_grad(), _FunctionTracker(operators) if functions else contextlib.nullcontext(), operators:
+            module.training = train  # not model.train(): a user's train() override may have side effects
+        tracker = _FunctionTracker(operators) if functions else contextlib.nullcontext()
+        # The user's print() goes to stderr, so that --format json and csv stay parseable.
+        with contextlib.redirect_stdout(sys.stderr), torch.no_grad(), tracker, operators:
             model(*args)
     except Exception as exc:  # the failure is the finding; the caller decides how to report it
         error = exc
+    except SystemExit as exc:  # sys.exit() in forward must not become resnet-cli's exit code
+        code = "" if exc.code is None else repr(exc.code)
+        error = ForwardExit(f"called sys.exit({code})").with_traceback(exc.__traceback__)
+        error.__cause__ = exc
     finally:
         operators.credit_unclaimed()
         for handle in handles:

@@ -2,8 +2,9 @@
 
 The attribute may be a function returning an `nn.Module`, an `nn.Module` subclass, or a module instance.
 Factories and classes are called under `torch.device(...)`, so nothing is allocated on meta; an instance is
-deep-copied before it is moved, so the user's object keeps its device, mode and hooks. Importing this module does
-not import torch (the CLI parses MODEL before any command runs).
+deep-copied before it is moved, so the user's object keeps its device, mode and hooks; so is a factory's result that
+holds modules the factory did not make (`return healthy`). The user's print() goes to stderr, and sys.exit() in
+their code is a UserError. Importing this module does not import torch (the CLI parses MODEL before any command runs).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,18 +110,29 @@ def user_model_request(
 
 
 def build_user_model(request: UserModelRequest) -> nn.Module:
-    """Build the referenced model on `request.device` (weights loaded if given); the user's objects stay untouched."""
-    import torch
+    """Build the referenced model on `request.device` (weights loaded if given); the user's objects stay untouched.
+
+    With weights, the model is built twice: on meta to check the file, then on the device to load it."""
     from torch import nn
 
-    from resnet_cli.model import load_weights, resolve_device
+    from resnet_cli.model import check_state_dict, read_state_dict, resolve_device
 
     device = resolve_device(request.device)
-    build_device = torch.device("cpu") if request.weights else device
+    if request.weights is not None:
+        # Keys, shapes and dtypes are checked against a meta build, so a file that does not fit allocates nothing;
+        # only then is the model built on the device (meta keeps no values to load).
+        state = read_state_dict(request.weights)
+        model = build_user_model(replace(request, device="meta", weights=None))
+        check_state_dict(model, state, request.weights)
+        if device.type != "meta":
+            model = build_user_model(replace(request, weights=None))
+            model.load_state_dict(state, strict=True)
+        return model
     kwargs = dict(request.kwargs)
     target_text, attr = _split(request.reference)
     folder = _source_folder(target_text)
-    with _on_sys_path(folder):
+    # The user's print() goes to stderr while their code is imported and built: --format json and csv stay parseable.
+    with _on_sys_path(folder), contextlib.redirect_stdout(sys.stderr):
         target = _resolve(request.reference, target_text, attr)
         if isinstance(target, nn.Module):
             if kwargs:
@@ -133,17 +145,14 @@ def build_user_model(request: UserModelRequest) -> nn.Module:
             except Exception as exc:
                 raise UserError(f"{request.reference}: the module instance cannot be copied ({_one_line(exc)}); "
                                 f"point MODEL at a function that builds it") from None
-            model = model.to(build_device)
+            model = model.to(device)
         elif callable(target):
-            model = _call_factory(request.reference, target, kwargs, build_device)
+            model = _call_factory(request.reference, target, kwargs, device)
         else:
             raise UserError(
                 f"{request.reference} is a {type(target).__name__}, not an nn.Module, an nn.Module class "
                 f"or a function returning one"
             )
-    if request.weights:
-        load_weights(model, request.weights)
-        model = model.to(device)
     return model
 
 
@@ -154,22 +163,66 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
     label = f"{reference}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     from resnet_cli.meta_shapes import ShapeOnlyMeta
 
-    try:
-        with device, ShapeOnlyMeta() if device.type == "meta" else contextlib.nullcontext():
-            model = factory(**kwargs)
-    except Exception as exc:
-        if device.type != "meta":
-            raise UserError(f"{label} raised {_one_line(exc)}{_where(exc)}") from None
-        # Some factories need real tensors (loading weights, .item()); build on cpu, then move the result.
+    with _modules_given_state() as built:
         try:
-            with torch.device("cpu"):
+            with device, ShapeOnlyMeta() if device.type == "meta" else contextlib.nullcontext():
                 model = factory(**kwargs)
-        except Exception as cpu_exc:
-            raise UserError(f"{label} raised {_one_line(cpu_exc)}{_where(cpu_exc)}") from None
+        except SystemExit as exc:  # sys.exit() in the factory must not become resnet-cli's exit code
+            raise UserError(f"{label} raised {_one_line(exc)}{_where(exc)}") from None
+        except Exception as exc:
+            if device.type != "meta":
+                raise UserError(f"{label} raised {_one_line(exc)}{_where(exc)}") from None
+            # Some factories need real tensors (loading weights, .item()); build on cpu, then move the result.
+            try:
+                with torch.device("cpu"):
+                    model = factory(**kwargs)
+            except (Exception, SystemExit) as cpu_exc:
+                raise UserError(f"{label} raised {_one_line(cpu_exc)}{_where(cpu_exc)}") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"{label} returned a value of type {type(model).__name__}, not an nn.Module")
+    if any(id(m) not in built and _holds_state(m) for m in model.modules()):
+        # A module made before the call (`return healthy`, `nn.Sequential(backbone, head)`) is the user's: copy it.
+        try:
+            model = copy.deepcopy(model)
+        except Exception as exc:
+            raise UserError(f"{label} returned a module that existed before the call and cannot be copied "
+                            f"({_one_line(exc)}); return a new module") from None
     # Parameters a factory placed explicitly (device="cpu") follow the others, as model.to(device) would move them.
     return model.to(device)
+
+
+@contextlib.contextmanager
+def _modules_given_state() -> Iterator[set[int]]:
+    """The ids of modules that register a parameter, buffer or submodule inside the block: those it builds."""
+    from torch.nn.modules import module as torch_module
+
+    built: set[int] = set()
+
+    def note(module: nn.Module, name: str, value: Any) -> None:
+        built.add(id(module))
+
+    handles = [
+        torch_module.register_module_parameter_registration_hook(note),
+        torch_module.register_module_buffer_registration_hook(note),
+        torch_module.register_module_module_registration_hook(note),
+    ]
+    try:
+        yield built
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _holds_state(module: nn.Module) -> bool:
+    """Has parameters, buffers or submodules of its own (a module without them is not changed by moving it).
+
+    TorchScript modules register theirs in C++, unseen by the hooks; they are refused later anyway."""
+    import torch
+
+    if isinstance(module, torch.jit.ScriptModule):
+        return False
+    own = (module.parameters(recurse=False), module.buffers(recurse=False), module.children())
+    return any(next(items, None) is not None for items in own)
 
 
 def _split(reference: str) -> tuple[str, str]:
@@ -231,7 +284,7 @@ def _import_file(reference: str, path: Path) -> Any:
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise UserError(f"{reference}: importing {path} raised {_one_line(exc)}{_where(exc)}") from None
     return module
@@ -247,7 +300,7 @@ def _import_module(reference: str, name: str) -> Any:
                 f"PYTHONPATH, or give a file path such as path/to/{name.replace('.', '/')}.py:ATTR)"
             ) from None
         raise UserError(f"{reference}: importing {name} raised {_one_line(exc)}{_where(exc)}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise UserError(f"{reference}: importing {name} raised {_one_line(exc)}{_where(exc)}") from None
 
 

@@ -448,3 +448,45 @@ def test_readme_debug_example_is_real_output():
     result = runner.invoke(app, shlex.split(match["args"]), env={"COLUMNS": "100", "NO_COLOR": "1"})
     assert result.exit_code == 1, result.output
     assert match["output"] == "\n".join(line.rstrip() for line in result.stdout.splitlines()) + "\n"
+
+
+EXITS_IN_FORWARD = '''
+import sys
+
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        sys.exit(3)
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, 3, 1), Block())
+'''
+
+
+@pytest.fixture
+def exits_in_forward(tmp_path: Path) -> str:
+    path = tmp_path / "exits_in_forward.py"
+    path.write_text(EXITS_IN_FORWARD)
+    return f"{path}:build"
+
+
+def test_sys_exit_in_forward_is_a_finding_exit_1(exits_in_forward):
+    found = problem(exits_in_forward, "--input", "1x3x8x8")
+    assert (found["kind"], found["module"], found["type"]) == ("sys_exit", "1", "Block")
+    assert found["error"] == "ForwardExit: called sys.exit(3)"
+    assert found["file"].endswith("exits_in_forward.py") and found["line"] == 13
+
+
+@pytest.mark.parametrize("command", [["summary"], ["flops"], ["compare", "resnet18"]])
+def test_sys_exit_in_forward_elsewhere_is_one_line_exit_2(exits_in_forward, command):
+    result = runner.invoke(app, [*command, exits_in_forward, "--input", "1x3x8x8"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "called sys.exit(3)" in lines[0]

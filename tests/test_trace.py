@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
 from resnet_cli import build_model
-from resnet_cli.trace import make_input, trace_model
+from resnet_cli.trace import ForwardExit, make_input, trace_model
 
 
 def hook_counts(model: nn.Module) -> int:
@@ -149,3 +151,60 @@ def test_every_temporary_counts_once_even_when_its_id_is_reused():
     trace = trace_model(Chain(), make_input((2, 3, 4, 4)))
     assert trace.activation_bytes == 10 * 2 * 3 * 4 * 4 * 4  # 5 adds + 5 relus, the last returned by the model
     assert trace.records[0].output_bytes == 2 * 3 * 4 * 4 * 4
+
+
+class ExitsInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sys.exit(3)
+
+
+def test_sys_exit_in_forward_is_returned_as_the_error_not_raised():
+    model = ExitsInForward()
+    trace = trace_model(model, make_input((1, 3, 4, 4)))
+    assert isinstance(trace.error, ForwardExit) and str(trace.error) == "called sys.exit(3)"
+    assert isinstance(trace.error.__cause__, SystemExit)
+    assert [r.name for r in trace.unfinished] == [""]
+    assert hook_counts(model) == 0 and model.training
+
+
+class SideEffectsInTrain(nn.Module):
+    """A train() override that freezes a layer, and a forward that notes the mode it ran in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.modes: list[bool] = []
+
+    def train(self, mode: bool = True) -> SideEffectsInTrain:
+        self.conv.weight.requires_grad_(mode)
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.conv.training)
+        return self.conv(x)
+
+
+def test_modes_are_set_and_restored_without_calling_train():
+    model = SideEffectsInTrain()
+    trace_model(model, make_input((1, 3, 4, 4)))
+    trace_model(model, make_input((1, 3, 4, 4)), train=True)
+    assert model.modes == [False, True]
+    assert model.conv.weight.requires_grad and model.training and model.conv.training
+
+
+def test_print_in_forward_goes_to_stderr(capsys):
+    class Loud(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            print("chatter")
+            return x + 1
+
+    stdout = sys.stdout
+    assert trace_model(Loud(), make_input((1, 3, 4, 4))).ok
+    print("after")
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("after\n", "chatter\n")
+    assert sys.stdout is stdout

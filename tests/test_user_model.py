@@ -209,3 +209,102 @@ def test_reference_syntax():
     assert is_user_model_reference("net.py")
     assert not is_user_model_reference("resnet50")
     assert not is_user_model_reference(None)
+
+
+# --- hostile user code: sys.exit, print, shared modules ---------------------------------------------------------
+
+HOSTILE = '''
+import sys
+
+from torch import nn
+
+print("chatter in import")
+
+
+class Loud(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        print("chatter in forward")
+        return self.conv(x)
+
+
+def loud():
+    print("chatter in the factory")
+    return Loud()
+
+
+def exits():
+    sys.exit(3)
+
+
+healthy = Loud()
+backbone = nn.Linear(4, 4)
+
+
+def shared():
+    return healthy
+
+
+def wrapped():
+    return nn.Sequential(backbone, nn.Linear(4, 2))
+'''
+
+
+@pytest.fixture
+def hostile_file(tmp_path: Path) -> Path:
+    path = tmp_path / "hostile_model.py"
+    path.write_text(HOSTILE)
+    return path
+
+
+def test_sys_exit_in_a_factory_is_one_line_exit_2(hostile_file):
+    result = runner.invoke(app, ["summary", f"{hostile_file}:exits"])
+    assert result.exit_code == 2, result.output
+    *chatter, error = result.stderr.strip().splitlines()
+    assert chatter == ["chatter in import"]  # the user's own print, on stderr
+    assert error.startswith("Error: ") and "exits() raised SystemExit: 3" in error and f"({hostile_file}:" in error
+
+
+def test_sys_exit_while_importing_the_users_file_is_one_line_exit_2(tmp_path):
+    path = tmp_path / "exits_on_import.py"
+    path.write_text("import sys\nsys.exit(3)\n")
+    result = runner.invoke(app, ["summary", f"{path}:make"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "importing" in result.stderr and "SystemExit: 3" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_print_in_user_code_goes_to_stderr_not_into_the_output(hostile_file, fmt):
+    stdout = sys.stdout
+    result = runner.invoke(app, ["summary", f"{hostile_file}:loud", "--input", "1x3x4x4", "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert "chatter" not in result.stdout
+    for where in ("import", "the factory", "forward"):
+        assert f"chatter in {where}" in result.stderr
+    if fmt == "json":
+        assert json.loads(result.stdout)["model"] == f"{hostile_file}:loud"
+    assert sys.stdout is stdout
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_module_the_factory_did_not_make_is_copied_not_moved(hostile_file, device):
+    model = build_user_model(user_model_request(f"{hostile_file}:shared", [], device=device))
+    module = next(m for name, m in sys.modules.items() if name.startswith("resnet_cli_user_hostile_model"))
+    assert model is not module.healthy and {p.device.type for p in model.parameters()} == {device}
+    assert {p.device.type for p in module.healthy.parameters()} == {"cpu"}
+
+    model = build_user_model(user_model_request(f"{hostile_file}:wrapped", [], device=device))
+    assert model[0] is not module.backbone and module.backbone.weight.device.type == "cpu"
+
+
+def test_a_module_the_factory_made_is_not_copied(tiny_file, monkeypatch):
+    import copy
+
+    def refuse(*args):
+        raise AssertionError("copied")
+
+    monkeypatch.setattr(copy, "deepcopy", refuse)
+    assert {p.device.type for p in build_user_model(user_model_request(f"{tiny_file}:make", [])).parameters()} == {"meta"}

@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 from resnet_cli.spec import ModelRequest
 from resnet_cli.trace import (
+    ForwardExit,
     FunctionRecord,
     LayerRecord,
     ModelTrace,
@@ -50,7 +51,7 @@ class Diagnosis:
     """What went wrong in plain words, and a concrete change that fixes it."""
 
     kind: str  # residual_add_mismatch, expansion_mismatch, conv_channels, classifier_mismatch, missing_attribute,
-    #            dtype_mismatch, device_mismatch, input_too_small, needs_real_tensors, unrecognised
+    #            dtype_mismatch, device_mismatch, input_too_small, needs_real_tensors, sys_exit, unrecognised
     summary: str
     fix: str
 
@@ -250,6 +251,8 @@ def _diagnose(
     failing = report.failing
     module = _submodule(model, failing)
     message = str(error)
+    if isinstance(error, ForwardExit):
+        return _sys_exit(report)
 
     zero = next((r for r in records if r.finished and any(len(s) >= 3 and 0 in s[2:] for s in r.output_shapes)), None)
     if zero is not None or _too_small(module, failing, message):
@@ -513,6 +516,17 @@ def _needs_real_tensors(report: ShapeReport) -> Diagnosis:
         f"{module} reads tensor values{where} (.item(), .tolist(), a data-dependent op or a Python `if` on a "
         f"tensor). Meta tensors have shapes but no values, so this cannot run on meta; it is not a shape problem.",
         "Run again with --device cpu (the input is random, so value-dependent branches take one path).",
+    )
+
+
+def _sys_exit(report: ShapeReport) -> Diagnosis:
+    where = f" at {report.location.file}:{report.location.line}" if report.location else ""
+    module = _label(report.failing) if report.failing else "the model"
+    return Diagnosis(
+        "sys_exit",
+        f"{module} calls sys.exit(){where}, which ends whatever program runs the model instead of reporting an "
+        f"error; it is not a shape problem.",
+        "Raise an exception (ValueError, RuntimeError) with the reason instead of calling sys.exit() in forward.",
     )
 
 

@@ -25,6 +25,7 @@ _KIND_TITLES = {
     "device_mismatch": "device mismatch",
     "input_too_small": "input too small",
     "needs_real_tensors": "forward reads tensor values (not a shape problem)",
+    "sys_exit": "forward calls sys.exit() (not a shape problem)",
     "unrecognised": "unrecognised error",
 }
 
