@@ -149,3 +149,32 @@ def test_other_runtime_errors_are_not_disguised_as_memory_errors(monkeypatch):
     monkeypatch.setattr(compare, "median_latencies_ms", fail)
     result = run("compare", "resnet18", "resnet50", "--time")
     assert result.exit_code != 0 and "cannot allocate" not in (result.stderr or "")
+
+
+EXITS_ON_REAL_TENSORS = '''
+import sys
+
+from torch import nn
+
+
+class Exiter(nn.Module):
+    """Traces on meta, then calls sys.exit(3) when it runs for real."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        if not x.is_meta:
+            sys.exit(3)
+        return self.conv(x)
+'''
+
+
+def test_sys_exit_in_a_timed_forward_is_one_line_not_the_exit_code(tmp_path):
+    (tmp_path / "exiter.py").write_text(EXITS_ON_REAL_TENSORS)
+    model = f"{tmp_path / 'exiter.py'}:Exiter"
+    bench = run("bench", model, "--input", "1x3x8x8", "--iters", "1", "--warmup", "0")
+    assert bench.exit_code == 2 and "called sys.exit(3)" in one_error_line(bench)
+    timed = run("compare", model, model, "--time", "--input", "1x3x8x8", "--depth", "1")
+    assert timed.exit_code == 2 and "--time: A's forward pass fails on cpu: called sys.exit(3)" in one_error_line(timed)

@@ -396,6 +396,11 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRe
         ) from None
     except UserError:
         raise
+    except SystemExit as exc:  # the model's own code called sys.exit(); resnet-cli's exit code stays its own
+        raise UserError(
+            f"the {settings.mode} step fails: the model's code called sys.exit({exc.code!r}); raise an exception "
+            f"instead (run `resnet-cli debug-shapes` to find the call)"
+        ) from None
     except Exception as exc:  # any failure of the model run is reported as one line
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if settings.compile and first:

@@ -265,11 +265,24 @@ def median_latencies_ms(modules: list[Any], input_shapes: list[tuple[int, ...]],
             for i, (module, x) in enumerate(zip(modules, inputs, strict=True)):
                 sync()
                 start = time.perf_counter()
-                module(x)
+                _timed_forward(module, x, "AB"[i] if len(modules) == 2 else str(i + 1), timing.device)
                 sync()
                 if run >= timing.warmup:
                     times[i].append(time.perf_counter() - start)
     return [statistics.median(t) * 1000 for t in times]
+
+
+def _timed_forward(module: Any, x: Any, side: str, device: str) -> None:
+    """One timed forward pass; a failure of the model's own code (an exception, a sys.exit) is one line."""
+    try:
+        module(x)
+    except (Exception, SystemExit) as exc:
+        if isinstance(exc, (UserError, MemoryError)) or type(exc).__name__ == "OutOfMemoryError":
+            raise
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else (
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0])  # fmt: skip
+        raise UserError(f"--time: {side}'s forward pass fails on {device}: {what}; run `resnet-cli debug-shapes "
+                        f"MODEL --device {device}` for a diagnosis") from None
 
 
 def _timing_device(device: str) -> str:
