@@ -1,4 +1,4 @@
-"""--plot on compare, table and flops: PNG/SVG files by suffix, and clear errors without them."""
+"""--plot on compare, table, flops and sweep: PNG/SVG files by suffix, and clear errors without them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from resnet_cli.cli import app
-from resnet_cli.render.plots import BarPanel, write_bar_figure
+from resnet_cli.errors import UserError
+from resnet_cli.render.plots import BarPanel, check_plot_path, save_figure, stage_panels, write_bar_figure
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -93,3 +94,81 @@ def test_stacked_panels_write_one_bar_per_category(tmp_path):
     panel = BarPanel("MACs", "MACs", ["a", "b"], {"x": [1.0, 2.0], "y": [3.0, 0.0]}, stacked=True)
     path = write_bar_figure(tmp_path / "stacked.svg", "stacked", [panel])
     assert svg_root(path).findall(".//{http://www.w3.org/2000/svg}g")
+
+
+PLOT_COMMANDS = {
+    "flops": ["flops", "resnet18"],
+    "table": ["table", "resnet18"],
+    "compare": ["compare", "basic", "bottleneck"],
+    "sweep": ["sweep", "resnet18", "--vary", "se=off,on"],
+}
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: a read-only one, or /sys for root (who ignores modes)."""
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    for folder in (read_only, Path("/sys")):
+        try:
+            (folder / "probe").touch()
+        except PermissionError:
+            return folder
+        except OSError:
+            continue
+        (folder / "probe").unlink()
+    pytest.skip("no folder here refuses new files")
+
+
+@pytest.mark.parametrize("command", list(PLOT_COMMANDS))
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("folder", "is a folder; give a file name such as"),
+        ("read-only", "cannot write the file (Permission denied)"),
+        ("name-too-long", "cannot write the file (File name too long)"),
+    ],
+)
+def test_an_unwritable_plot_path_exits_2_in_one_line_before_any_work(tmp_path, command, kind, message):
+    if kind == "folder":
+        path = tmp_path / "plot.png"
+        path.mkdir()
+    elif kind == "read-only":
+        path = unwritable_folder(tmp_path) / "plot.png"
+    else:
+        path = tmp_path / ("x" * 300 + ".png")
+    result = run(*PLOT_COMMANDS[command], "--plot", str(path))
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""  # refused before the work: no table printed
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: --plot {path}: ") and message in line
+
+
+def test_checking_a_plot_path_leaves_the_file_system_as_it_was(tmp_path):
+    existing = tmp_path / "old.png"
+    existing.write_bytes(b"keep me")
+    before = existing.stat().st_mtime_ns
+    check_plot_path(existing)
+    check_plot_path(tmp_path / "new.svg")
+    assert existing.read_bytes() == b"keep me" and existing.stat().st_mtime_ns == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png"]
+
+
+def test_a_failure_to_save_is_one_user_error(tmp_path):
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure()
+    (tmp_path / "taken.png").mkdir()  # appeared after the check
+    with pytest.raises(UserError, match=r"--plot .*taken.png: cannot write the file"):
+        save_figure(figure, tmp_path / "taken.png")
+    assert not plt.fignum_exists(figure.number)
+
+
+def test_counts_above_int64_are_plotted(tmp_path):
+    class Stage:  # a counting.StageCount with MACs no int64 holds
+        def __init__(self, name: str, macs: int) -> None:
+            self.name, self.params, self.macs, self.macs_conv_linear = name, 10**12, macs, macs
+
+    panels = stage_panels([Stage("stem", 2**63 + 1), Stage("layer1", 10**21)])
+    path = write_bar_figure(tmp_path / "huge.svg", "huge", panels)
+    svg_root(path)

@@ -381,3 +381,55 @@ def test_sweep_help_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "--vary" in proc.stdout
     assert proc.stdout.strip().endswith("False"), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("Storage size calculation overflowed with sizes=[1000000000000, 3, 7, 7]\nException raised from ..."),
+        OverflowError("Python int too large to convert to C long"),
+        MemoryError(),
+    ],
+    ids=["torch-runtime-error", "overflow", "memory"],
+)
+def test_a_variant_that_fails_in_any_way_is_skipped_and_the_rest_measured(monkeypatch, error):
+    import resnet_cli.analysis.sweep as sweep_module
+
+    measure = sweep_module.measure_request
+
+    def fail_on_expansion_2(request):
+        if request.spec.expansion == 2:
+            raise error
+        return measure(request)
+
+    monkeypatch.setattr(sweep_module, "measure_request", fail_on_expansion_2)
+    result = run_sweep(request_from_flags("resnet18"), [parse_vary("expansion=1,2,4")], workers=1, sort="order")
+    assert [v.labels["expansion"] for v in result.variants] == ["1", "4"]
+    [skipped] = result.skipped
+    assert skipped.labels == {"expansion": "2"}
+    assert skipped.skipped_reason == {
+        RuntimeError: "RuntimeError: Storage size calculation overflowed with sizes=[1000000000000, 3, 7, 7]",
+        OverflowError: "OverflowError: Python int too large to convert to C long",
+        MemoryError: "MemoryError",
+    }[type(error)]
+
+
+def test_an_impossible_variant_is_listed_as_skipped_and_the_rest_measured():
+    data = sweep_json("resnet18", "--vary", "widths=1000000000000,1,1,1/64,128,256,512")
+    assert [v["values"] for v in data["variants"]] == [{"widths": "64,128,256,512"}]
+    [skipped] = data["skipped"]
+    assert skipped["values"] == {"widths": "1000000000000,1,1,1"}
+    assert "1000000000000" in skipped["reason"] and "\n" not in skipped["reason"]
+
+
+@pytest.mark.parametrize(
+    "vary",
+    ["widths=1000000000000,1,1,1", "groups=2,4"],  # too big for any device; a grouped basic block
+    ids=["impossible-size", "refused-by-the-spec"],
+)
+def test_a_sweep_whose_every_variant_is_skipped_exits_2_in_one_line(vary):
+    result = runner.invoke(app, ["sweep", "resnet18", "--vary", vary, "--format", "json"])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: no variant could be measured: all ") and "#1 " in line

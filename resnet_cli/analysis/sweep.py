@@ -2,7 +2,8 @@
 
 Each variant becomes a validated ModelRequest through `request_from_flags`, then gets params,
 MACs (the counting engine's fast path) and activation memory without allocating activations.
-Combinations the spec refuses are kept as skipped variants with the reason.
+Combinations the spec refuses, and variants whose build or count fails in any way (torch's storage
+overflow, OverflowError, MemoryError), are kept as skipped variants with the reason.
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import select
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnet_cli.errors import SpecError, UserError
+from resnet_cli.errors import UserError
 from resnet_cli.spec import (
     BLOCKS,
     SHORTCUTS,
@@ -221,8 +227,8 @@ def expand_variants(base: ModelRequest, varies: list[Vary]) -> list[tuple[Varian
             request = request_from_flags(
                 base.name, input=f"{batch}x{in_channels}x{height}x{width}", device="meta", dtype=base.dtype, **flags
             )
-        except SpecError as exc:
-            variant.skipped_reason = str(exc)
+        except Exception as exc:  # SpecError, or anything else one impossible variant raises
+            variant.skipped_reason = skip_reason(exc)
             request = None
         out.append((variant, request))
     return out
@@ -267,18 +273,49 @@ def measure_request(request: ModelRequest) -> Measurement:
     )
 
 
+def skip_reason(exc: Exception) -> str:
+    """Why a variant is skipped, in one line: a UserError's message, else the exception's type and first line."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, UserError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _measure_job(job: tuple[int, ModelRequest]) -> tuple[int, Measurement | str]:
     index, request = job
     try:
         return index, measure_request(request)
-    except UserError as exc:
-        return index, str(exc)
+    except Exception as exc:  # one variant torch cannot build or count (RuntimeError, MemoryError, ...) is skipped
+        return index, skip_reason(exc)
 
 
-def _init_worker() -> None:
+def _init_worker(sweep_pid: int) -> None:
     import torch
 
+    # Ctrl-C reaches the whole process group: the parent alone handles it (cancels, shuts the pool down)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with(sweep_pid)
     torch.set_num_threads(1)  # one process per core already; more threads would only contend
+
+
+def _exit_with(pid: int) -> None:
+    """End this worker as soon as process `pid` (the sweep) ends, however it ends (kill -9 included).
+
+    Workers are the forkserver's children, not the sweep's, and they hold the forkserver's liveness pipe
+    open, so neither would notice the sweep's death on its own. Linux 5.3+ (pidfd); elsewhere a no-op.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        return
+
+    def wait_for_exit() -> None:
+        select.select([pidfd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=wait_for_exit, name="exit-with-sweep", daemon=True).start()
 
 
 def default_workers() -> int:
@@ -306,13 +343,14 @@ def run_sweep(
     if workers is None:
         workers = default_workers() if len(jobs) >= MIN_VARIANTS_FOR_POOL else 1
     workers = max(1, min(workers, len(jobs)))
-    for done, (index, outcome) in enumerate(_measure_all(jobs, workers), 1):
-        if isinstance(outcome, str):
-            by_index[index].skipped_reason = outcome
-        else:
-            by_index[index].measurement = outcome
-        if progress:
-            progress(done, len(jobs))
+    with closing(_measure_all(jobs, workers)) as outcomes:  # an interrupt shuts the pool down here, not later
+        for done, (index, outcome) in enumerate(outcomes, 1):
+            if isinstance(outcome, str):
+                by_index[index].skipped_reason = outcome
+            else:
+                by_index[index].measurement = outcome
+            if progress:
+                progress(done, len(jobs))
     measured = [v for v, _ in expanded if v.measurement is not None]
     mark_pareto(measured)
     return SweepResult(
@@ -337,8 +375,30 @@ def _measure_all(jobs: list[tuple[int, ModelRequest]], workers: int) -> Iterator
     if method == "forkserver":
         context.set_forkserver_preload(["torch", "resnet_cli.analysis.counting", __name__])
     chunksize = max(1, min(16, len(jobs) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
+    try:
         yield from pool.map(_measure_job, jobs, chunksize=chunksize)
+    except BrokenProcessPool:
+        raise UserError(
+            "a sweep worker process died (killed, or out of memory) while measuring; "
+            "--workers 1 measures in this process"
+        ) from None
+    except BaseException:  # Ctrl-C, SIGTERM, an error: stop now, not after the chunks in hand
+        _terminate_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((pool._processes or {}).values()):  # earlier versions have no public way
+        process.terminate()
 
 
 def mark_pareto(variants: list[Variant]) -> None:

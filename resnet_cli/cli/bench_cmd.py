@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Annotated, Literal, Optional
 
 import typer
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, with_model_request
+from resnet_cli.cli.options import FormatOption, check_plot, say_plot_written, with_model_request
+from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
 from resnet_cli.user_model import UserModelRequest
 
@@ -100,15 +104,12 @@ def sweep(
 
     from resnet_cli.analysis.sweep import parse_vary, run_sweep
     from resnet_cli.render.bench import progress_bar
-    from resnet_cli.render.sweep import sweep_json, sweep_table, timing_line, write_sweep_plot
+    from resnet_cli.render.sweep import nothing_measured, sweep_json, sweep_table, timing_line, write_sweep_plot
     from resnet_cli.render.table import emit
 
     varies = [parse_vary(text) for text in vary or []]
-    if plot is not None:
-        from resnet_cli.render.plots import check_plot_path
-
-        check_plot_path(plot)
-    with progress_bar(enabled=format == "table", unit="variants") as progress:
+    check_plot(plot)
+    with sigterm_exits(), progress_bar(enabled=format == "table", unit="variants") as progress:
         result = run_sweep(
             request,
             varies,
@@ -116,10 +117,36 @@ def sweep(
             workers=workers,
             progress=(lambda done, total: progress("measuring variants", done, total)) if progress else None,
         )
+    if not result.variants:
+        raise UserError(nothing_measured(result))
     emit(stdout(), format, sweep_table(result), sweep_json(result))
     status = Console(stderr=True, highlight=False)
     if format == "table" and status.is_terminal:
         status.print(timing_line(result), markup=False, style="dim")
     if plot is not None:
-        written = write_sweep_plot(result, plot)
-        status.print(f"Plot written to {written}", markup=False)
+        say_plot_written(write_sweep_plot(result, plot))
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread; not an Exception, so nothing on the way mistakes it for a failure."""
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Within the block, SIGTERM unwinds like Ctrl-C (the worker pool is shut down) and exits 143 (128 + 15)."""
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second kill must not interrupt the shutdown
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    except _Terminated:
+        raise typer.Exit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)

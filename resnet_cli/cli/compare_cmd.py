@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, PlotOption, with_build_flags, write_plot
+from resnet_cli.cli.options import FormatOption, PlotOption, check_plot, with_build_flags, write_plot
 from resnet_cli.errors import UserError
 
 BLOCK = "Block operands (basic, bottleneck, se-basic, se-bottleneck)"
@@ -57,11 +57,9 @@ def compare(
     from resnet_cli.analysis.compare import compare as compare_operands
     from resnet_cli.analysis.compare import is_block_operand
     from resnet_cli.render.compare import comparison_output
-    from resnet_cli.render.plots import check_plot_path
     from resnet_cli.render.table import emit
 
-    if plot is not None:
-        check_plot_path(plot)
+    check_plot(plot)
     setup_flags = dict(
         channels=channels, spatial=spatial, stride=stride, expansion=expansion, groups=groups,
         width_per_group=width_per_group, se_ratio=se_ratio,
@@ -87,12 +85,10 @@ def arch_table(
     """He et al. 2015 Table 1 computed from the specs: layers per stage, output sizes, params and MACs."""
     from resnet_cli.analysis.arch_table import DEFAULT_TABLE_MODELS, architecture_table
     from resnet_cli.render.arch_table import arch_table_data, arch_table_json, arch_table_panels
-    from resnet_cli.render.plots import check_plot_path
     from resnet_cli.render.table import emit
     from resnet_cli.spec import request_from_flags
 
-    if plot is not None:
-        check_plot_path(plot)
+    check_plot(plot)
     names = models or list(DEFAULT_TABLE_MODELS)
     table = architecture_table([(name, request_from_flags(name, **flags)) for name in names])
     emit(stdout(), format, arch_table_data(table), arch_table_json(table))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, PlotOption, with_model_request, write_plot
+from resnet_cli.cli.options import FormatOption, PlotOption, check_plot, with_model_request, write_plot
 
 
 @app.command()
@@ -43,10 +43,7 @@ def flops(
     from resnet_cli.render.flops import flops_json, flops_table
     from resnet_cli.render.table import emit
 
-    if plot is not None:
-        from resnet_cli.render.plots import check_plot_path
-
-        check_plot_path(plot)
+    check_plot(plot)
     report = flops_report(request, counter=counter, optimizer=optimizer, max_depth=depth)
     emit(stdout(), format, flops_table(report, by=by, bars=format == "table"), flops_json(report))
     if plot is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import typer
@@ -97,6 +98,11 @@ def with_model_request(
         def command(**kwargs: Any) -> Any:
             flags = {name: kwargs.pop(name) for name in build_names}
             model = flags.pop("model")
+            if model is not None and not model.strip():
+                raise UserError(
+                    f"MODEL {model!r} is empty; give a preset (see `resnet-cli list`), custom, or your own model as "
+                    f"path/to/file.py:factory"
+                )
             if user_models:
                 from resnet_cli.user_model import is_user_model_reference, user_model_request
 
@@ -148,11 +154,23 @@ PlotOption = Annotated[
 ]
 
 
+def check_plot(path: str | None) -> None:
+    """Before any work: a UserError (exit 2) when the --plot path cannot be written (see check_plot_path)."""
+    if path is not None:
+        from resnet_cli.render.plots import check_plot_path
+
+        check_plot_path(path)
+
+
 def write_plot(path: str, title: str, panels: list) -> None:
     """Write a --plot bar chart and say where on stderr (stdout stays the result, e.g. JSON)."""
-    from rich.console import Console
-
     from resnet_cli.render.plots import write_bar_figure
 
-    written = write_bar_figure(path, title, panels)
-    Console(stderr=True, highlight=False).print(f"Plot written to {written}", markup=False)
+    say_plot_written(write_bar_figure(path, title, panels))
+
+
+def say_plot_written(path: Path) -> None:
+    """'Plot written to PATH' on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, emoji=False).print(f"Plot written to {path}", markup=False)

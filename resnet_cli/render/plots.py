@@ -1,11 +1,13 @@
 """Bar charts written to PNG or SVG with matplotlib (an optional extra, imported only when a plot is asked for).
 
 Callers describe a figure as BarPanels (categories on x, one bar series per model or block); this module
-only draws them. `check_plot_path` runs before any analysis so a bad --plot fails fast.
+only draws them. `check_plot_path` runs before any analysis so a bad --plot fails fast, and `save_figure`
+turns a failure at the end into the same one line.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,16 +31,34 @@ class BarPanel:
 
 
 def check_plot_path(path: str | Path, flag: str = "--plot") -> Path:
-    """The --plot path as a Path, or a UserError for an unsupported suffix, a missing folder or no matplotlib."""
+    """The --plot path as a Path, or a UserError for an unsupported suffix, a missing folder, a path that
+    cannot be written (a folder, no permission, a read-only file system, a name too long) or no matplotlib."""
     path = Path(path)
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise UserError(
             f"{flag} {path}: unsupported file type {path.suffix or '(none)'!r}; use a .png or .svg file name"
         )
-    if not path.parent.is_dir():
-        raise UserError(f"{flag} {path}: folder {path.parent} does not exist")
+    try:
+        if not path.parent.is_dir():
+            raise UserError(f"{flag} {path}: folder {path.parent} does not exist")
+        _probe_writable(path)
+    except IsADirectoryError:
+        raise UserError(f"{flag} {path}: is a folder; give a file name such as {path / 'plot.png'}") from None
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write the file ({exc.strerror or exc})") from None
     require_matplotlib(flag)
     return path
+
+
+def _probe_writable(path: Path) -> None:
+    """Open `path` for writing and leave it as it was: an existing file untouched, a new one removed again."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # O_NONBLOCK: a FIFO without reader fails, not hangs
+        return
+    os.close(fd)
+    os.unlink(path)
 
 
 def require_matplotlib(flag: str = "--plot") -> Any:
@@ -59,36 +79,43 @@ def write_bar_figure(path: str | Path, title: str, panels: list[BarPanel], flag:
     plt = require_matplotlib(flag)
     width = max(6.0, sum(1.2 + 0.55 * len(p.categories) * (1 if p.stacked else max(1, len(p.series))) for p in panels))
     fig, axes = plt.subplots(1, len(panels), figsize=(min(width, 18.0), 4.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        _draw_panel(ax, panel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path, flag)
+
+
+def save_figure(figure: Any, path: Path, flag: str = "--plot") -> Path:
+    """Save the figure in the suffix's format and close it; a failure to write is one UserError line."""
     try:
-        for ax, panel in zip(axes[0], panels, strict=True):
-            _draw_panel(ax, panel)
-        fig.suptitle(title)
-        fig.tight_layout()
-        try:
-            fig.savefig(path, format=path.suffix.lower().lstrip("."), dpi=100)
-        except OSError as exc:
-            raise UserError(f"{flag} {path}: cannot write the file ({exc.strerror or exc})") from None
+        figure.savefig(path, format=path.suffix.lower().lstrip("."), dpi=100)
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write the file ({exc.strerror or exc})") from None
     finally:
-        plt.close(fig)
+        require_matplotlib(flag).close(figure)
     return path
 
 
 def _draw_panel(ax: Any, panel: BarPanel) -> None:
     positions = list(range(len(panel.categories)))
     names = list(panel.series)
+    # floats: matplotlib stores Python ints as int64, which counts above 2**63 (MACs of huge inputs) overflow
+    series = {name: [float(v) for v in values] for name, values in panel.series.items()}
     if panel.stacked:
         bottoms = [0.0] * len(positions)
         for name in names:
-            values = panel.series[name]
-            ax.bar(positions, values, 0.6, bottom=bottoms, label=name)
-            bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+            ax.bar(positions, series[name], 0.6, bottom=bottoms, label=name)
+            bottoms = [b + v for b, v in zip(bottoms, series[name], strict=True)]
     else:
         width = 0.8 / max(1, len(names))
         for i, name in enumerate(names):
             offset = (i - (len(names) - 1) / 2) * width
-            ax.bar([p + offset for p in positions], panel.series[name], width, label=name)
+            ax.bar([p + offset for p in positions], series[name], width, label=name)
     ax.set_xticks(positions)
-    ax.set_xticklabels(panel.categories, rotation=30 if len(positions) > 4 else 0, ha="right" if len(positions) > 4 else "center")
+    ax.set_xticklabels(
+        panel.categories, rotation=30 if len(positions) > 4 else 0, ha="right" if len(positions) > 4 else "center"
+    )
     ax.set_title(panel.title)
     ax.set_ylabel(panel.ylabel)
     if panel.log_scale:

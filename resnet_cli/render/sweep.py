@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_cli.analysis.sweep import SweepResult, Variant
-from resnet_cli.render.plots import check_plot_path, require_matplotlib
+from resnet_cli.render.plots import check_plot_path, require_matplotlib, save_figure
 from resnet_cli.render.table import Column, TableData, format_cell
 
 MIB = 1024 * 1024
@@ -63,6 +63,17 @@ def sweep_table(result: SweepResult) -> TableData:
         footer=footer,
         notes=notes,
         row_styles=["bold" if v.pareto else None for v in result.variants],
+    )
+
+
+def nothing_measured(result: SweepResult) -> str:
+    """The one-line error for a sweep whose every variant was skipped: how many, and the first one's reason."""
+    first = result.skipped[0]
+    count = len(result.skipped)
+    others = f" (and {count - 1} more)" if count > 1 else ""
+    return (
+        f"no variant could be measured: all {count} were skipped; "
+        f"#{first.index + 1} {variant_label(first)}: {first.skipped_reason}{others}"
     )
 
 
@@ -132,6 +143,4 @@ def write_sweep_plot(result: SweepResult, path: str | Path) -> Path:
     axes.grid(True, alpha=0.3)
     axes.legend(loc="upper left")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
