@@ -178,3 +178,10 @@ def test_sys_exit_in_a_timed_forward_is_one_line_not_the_exit_code(tmp_path):
     assert bench.exit_code == 2 and "called sys.exit(3)" in one_error_line(bench)
     timed = run("compare", model, model, "--time", "--input", "1x3x8x8", "--depth", "1")
     assert timed.exit_code == 2 and "--time: A's forward pass fails on cpu: called sys.exit(3)" in one_error_line(timed)
+
+
+def test_empty_operands_and_paths_are_refused_everywhere():
+    compared = run("compare", "", "resnet18")
+    assert compared.exit_code == 2 and "operand '' is empty" in one_error_line(compared)
+    swept = run("sweep", "resnet20", "--vary", "se=off,on", "--weights", "")
+    assert swept.exit_code == 2 and "--weights does not apply to sweep" in one_error_line(swept)

@@ -717,6 +717,12 @@ def compare(
     batch: int | None = None,
 ) -> BlockComparison | NetworkComparison:
     """Compare two blocks (operands basic/bottleneck/se-...) or two networks (MODEL[flag=value,...])."""
+    empty = next((op for op in operands if not op.strip()), None)
+    if empty is not None:
+        raise UserError(
+            f"compare: operand {empty!r} is empty; give two blocks ({', '.join(BLOCK_KINDS)}) or two networks "
+            f"(a preset, 'MODEL[flag=value,...]', or path/to/file.py:factory)"
+        )
     if batch is not None and time_device is None:
         raise UserError(f"--batch {batch} sets the batch of --time; add --time (counts are per image)")
     block_flags = [is_block_operand(op) for op in operands]

@@ -196,7 +196,7 @@ def check_sweep(base: ModelRequest, varies: list[Vary], sort: str, workers: int 
         seen.add(vary.flag.name)
     if base.device != "meta":
         raise UserError(f"--device {base.device}: sweep counts every variant on the meta device; drop --device")
-    if base.weights:
+    if base.weights is not None:
         raise UserError("--weights does not apply to sweep: params and MACs do not depend on weight values")
     if sort not in SORT_KEYS:
         raise UserError(f"--sort {sort!r} is not one of {', '.join(SORT_KEYS)}")
