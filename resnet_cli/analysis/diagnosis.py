@@ -508,9 +508,14 @@ def _needs_data(message: str) -> bool:
                                    "data-independent implementation", "no data!"))
 
 
-def _needs_real_tensors(report: ShapeReport) -> Diagnosis:
+def _place(report: ShapeReport) -> tuple[str, str]:
+    """(' at file:line' or '', the failing module's label) for a diagnosis's text."""
     where = f" at {report.location.file}:{report.location.line}" if report.location else ""
-    module = _label(report.failing) if report.failing else "the model"
+    return where, _label(report.failing) if report.failing else "the model"
+
+
+def _needs_real_tensors(report: ShapeReport) -> Diagnosis:
+    where, module = _place(report)
     return Diagnosis(
         "needs_real_tensors",
         f"{module} reads tensor values{where} (.item(), .tolist(), a data-dependent op or a Python `if` on a "
@@ -520,8 +525,7 @@ def _needs_real_tensors(report: ShapeReport) -> Diagnosis:
 
 
 def _sys_exit(report: ShapeReport) -> Diagnosis:
-    where = f" at {report.location.file}:{report.location.line}" if report.location else ""
-    module = _label(report.failing) if report.failing else "the model"
+    where, module = _place(report)
     return Diagnosis(
         "sys_exit",
         f"{module} calls sys.exit(){where}, which ends whatever program runs the model instead of reporting an "
@@ -531,8 +535,7 @@ def _sys_exit(report: ShapeReport) -> Diagnosis:
 
 
 def _unrecognised(report: ShapeReport) -> Diagnosis:
-    where = f" at {report.location.file}:{report.location.line}" if report.location else ""
-    module = _label(report.failing) if report.failing else "the model"
+    where, module = _place(report)
     return Diagnosis(
         "unrecognised",
         f"resnet-cli does not recognise this error. It was raised inside {module}{where}; the shapes above are what "
