@@ -21,6 +21,7 @@ from torch import nn
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ResNetSpec, resolve_spec
 from resnet_cli.trace import make_input
+from resnet_cli.units import shape_text
 
 Device = torch.device | None
 # Builders pass `device` to every layer instead of building under `with torch.device(...)`: that context mode
@@ -445,7 +446,7 @@ def check_fits(request: Any) -> None:
     available = device_memory(request.device)
     if available is not None and needed > available:
         raise UserError(
-            f"--device {request.device}: the parameters and --input {'x'.join(map(str, request.input_shape))} need "
+            f"--device {request.device}: the parameters and --input {shape_text(request.input_shape)} need "
             f"{needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB available; use --device meta "
             f"(shapes, counts and memory without allocating), a smaller --input or a smaller model"
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
+from resnet_cli.units import first_line, shape_text
 from resnet_cli.user_model import UserModelRequest
 
 MODES = ("infer", "train")
@@ -241,9 +242,9 @@ def prepare_row(
         try:
             model, inputs = instantiate(request)
         except (RuntimeError, MemoryError) as exc:  # out of memory, on either device
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            message = first_line(exc)
             raise UserError(
-                f"--input {_shape(request.input_shape)}: cannot allocate the model and input on {request.device} "
+                f"--input {shape_text(request.input_shape)}: cannot allocate the model and input on {request.device} "
                 f"({message}); use a smaller batch or model"
             ) from None
         if settings.channels_last:
@@ -391,7 +392,7 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRe
         step()
     except torch.cuda.OutOfMemoryError:
         raise UserError(
-            f"--input {_shape(request.input_shape)}: out of memory on {request.device} in {settings.mode} mode; "
+            f"--input {shape_text(request.input_shape)}: out of memory on {request.device} in {settings.mode} mode; "
             f"use a smaller batch"
         ) from None
     except UserError:
@@ -402,14 +403,14 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRe
             f"instead (run `resnet-cli debug-shapes` to find the call)"
         ) from None
     except Exception as exc:  # any failure of the model run is reported as one line
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = first_line(exc)
         if settings.compile and first:
             raise UserError(
                 f"--compile: torch.compile failed on this machine ({message}); run without --compile"
             ) from None
         if "more than 1 value per channel" in message:
             raise UserError(
-                f"--input {_shape(request.input_shape)}: batch norm in train mode needs more than one value per "
+                f"--input {shape_text(request.input_shape)}: batch norm in train mode needs more than one value per "
                 f"channel; use a batch of 2 or more or a larger H and W"
             ) from None
         if isinstance(request, UserModelRequest) and request.dtype != "float32" and "type" in message.lower():
@@ -417,7 +418,7 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRe
                 f"--dtype {request.dtype}: the {settings.mode} step fails: {message}; your own model keeps its "
                 f"parameters' dtypes and --dtype sets the input's only: time mixed precision with --amp instead"
             ) from None
-        raise UserError(f"--input {_shape(request.input_shape)}: the {settings.mode} step fails: {message}") from None
+        raise UserError(f"--input {shape_text(request.input_shape)}: the {settings.mode} step fails: {message}") from None
 
 
 def compile_model(model: Any) -> Any:
@@ -427,7 +428,7 @@ def compile_model(model: Any) -> Any:
     try:
         return torch.compile(model)
     except Exception as exc:  # unsupported Python, missing backend: compile itself refuses
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = first_line(exc)
         raise UserError(f"--compile: torch.compile is unavailable here ({message}); run without --compile") from None
 
 
@@ -502,6 +503,3 @@ def device_name(device: Any) -> str:
                     return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "cpu"
 
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)

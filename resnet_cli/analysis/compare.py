@@ -15,6 +15,7 @@ from typing import Any
 from resnet_cli.errors import SpecError, UserError
 from resnet_cli.model import StateDictFit, state_dict_fit
 from resnet_cli.spec import DEVICES, LIMITS, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
+from resnet_cli.units import first_line
 
 BLOCK_KINDS = ("basic", "bottleneck", "se-basic", "se-bottleneck")
 WARMUP_RUNS = 3
@@ -280,7 +281,7 @@ def _timed_forward(module: Any, x: Any, side: str, device: str) -> None:
         if isinstance(exc, (UserError, MemoryError)) or type(exc).__name__ == "OutOfMemoryError":
             raise
         what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else (
-            (str(exc).strip().splitlines() or [type(exc).__name__])[0])  # fmt: skip
+            first_line(exc))  # fmt: skip
         raise UserError(f"--time: {side}'s forward pass fails on {device}: {what}; run `resnet-cli debug-shapes "
                         f"MODEL --device {device}` for a diagnosis") from None
 

@@ -35,6 +35,7 @@ from resnet_cli.analysis.mac_rules import (
 from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
 from resnet_cli.errors import UserError
 from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, OpRecord, TraceObserver, make_input, trace_model
+from resnet_cli.units import first_line, shape_text
 
 COUNTERS = ("fast", "fvcore")
 __all__ = ["CONV_LINEAR_OPS", "OPERATOR_FORMULAS", "COUNTERS", "MacCount", "count_macs", "count_traced"]
@@ -172,7 +173,7 @@ def _fast_count(
     if check is not None:
         check(trace)
     if not trace.ok:
-        raise UserError(f"the forward pass fails{_where(trace)}: {_first_line(trace.error)}")
+        raise UserError(f"the forward pass fails{_where(trace)}: {first_line(trace.error)}")
     return trace, count_trace(model, trace)
 
 
@@ -186,10 +187,6 @@ def _owners(name: str) -> list[str]:
 def _where(trace: ModelTrace) -> str:
     failing = trace.unfinished[-1] if trace.unfinished else None
     return f" in {failing.name or 'the model'} ({failing.type})" if failing else ""
-
-
-def _first_line(error: BaseException | None) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 # ---------------------------------------------------------------- fvcore engine
@@ -437,7 +434,7 @@ def _check_fits_in_memory(activation_elements: int, request: Any) -> None:
     needed = activation_elements * 4
     available = device_memory("cpu")
     if available is not None and needed > available:
-        shape = "x".join(map(str, request.input_shape))
+        shape = shape_text(request.input_shape)
         raise UserError(
             f"--counter fvcore --input {shape} would allocate {needed / 2**30:,.1f} GiB of activations, more than "
             f"the {available / 2**30:,.1f} GiB available; use --counter fast (the same counts, on meta)"

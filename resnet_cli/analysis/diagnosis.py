@@ -30,6 +30,7 @@ from resnet_cli.trace import (
     tensors_in,
     trace_model,
 )
+from resnet_cli.units import shape_text
 from resnet_cli.user_model import UserModelRequest, build_user_model, innermost_user_frame
 
 Shape = tuple[int, ...]
@@ -116,7 +117,7 @@ class TensorFlowWatcher(TorchFunctionMode):
         self._stack.pop()
         for shape in record.output_shapes:
             if len(shape) >= 3 and 0 in shape[2:]:
-                raise MetaCheckError(f"{record.name or 'the model'} ({record.type}) output has size 0: {_fmt(shape)}")
+                raise MetaCheckError(f"{record.name or 'the model'} ({record.type}) output has size 0: {shape_text(shape)}")
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -301,22 +302,22 @@ def _residual_add_mismatch(block: LayerRecord, residual: dict[str, Any]) -> Diag
     if main[1] != shortcut[1]:
         what.append(f"channels {main[1]} vs {shortcut[1]}")
     if main[2:] != shortcut[2:]:
-        what.append(f"spatial size {_fmt(main[2:])} vs {_fmt(shortcut[2:])}")
+        what.append(f"spatial size {shape_text(main[2:])} vs {shape_text(shortcut[2:])}")
     projection = f"nn.Sequential(nn.Conv2d({in_ch}, {out_ch}, kernel_size=1, stride={stride}, bias=False), nn.BatchNorm2d({out_ch}))"
     if shortcut_from is None:
         summary = (
-            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {_fmt(main)} but the "
-            f"shortcut is the block's input unchanged, {_fmt(shortcut)} ({', '.join(what)}). The block changes "
+            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
+            f"shortcut is the block's input unchanged, {shape_text(shortcut)} ({', '.join(what)}). The block changes "
             f"{_changes(entered, main)}, so an identity shortcut cannot be added; it needs a projection."
         )
         fix = f"Give {where} a projection shortcut and add its output instead of the input: {projection}."
     else:
         summary = (
-            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {_fmt(main)} but the "
-            f"shortcut {shortcut_from} gives {_fmt(shortcut)} ({', '.join(what)})."
+            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
+            f"shortcut {shortcut_from} gives {shape_text(shortcut)} ({', '.join(what)})."
         )
         fix = (
-            f"Build {shortcut_from} to map {_fmt(entered)} to {_fmt(main)}: {projection}"
+            f"Build {shortcut_from} to map {shape_text(entered)} to {shape_text(main)}: {projection}"
             + (f" (its output channels must equal the main branch's {out_ch}, e.g. planes x expansion)"
                if main[1] != shortcut[1] else "")
             + "."
@@ -331,7 +332,7 @@ def _conv_channels(
     block = _producing_block(records, conv_record)
     setter = _channel_setter(records, producer, received) if producer else None
     fixed = _conv_call(conv, in_channels=received)
-    shape = _fmt(conv_record.input_shapes[0])
+    shape = shape_text(conv_record.input_shapes[0])
     if block is not None:
         summary = (
             f"{_label(conv_record)} {_conv_call(conv)} expects {conv.in_channels} input channels but receives "
@@ -365,10 +366,10 @@ def _classifier_mismatch(records: list[LayerRecord], linear_record: LayerRecord,
     shape = linear_record.input_shapes[0]
     arriving = shape[-1]
     source = _producer(records, linear_record) or _feature_source(records, linear_record, arriving)
-    came = f" from {_label(source)} (output {_fmt(source.output_shape or ())})" if source else ""
+    came = f" from {_label(source)} (output {shape_text(source.output_shape or ())})" if source else ""
     summary = (
         f"{_label(linear_record)} Linear(in_features={linear.in_features}, out_features={linear.out_features}) "
-        f"expects {linear.in_features} features but receives {_fmt(shape)}{came}."
+        f"expects {linear.in_features} features but receives {shape_text(shape)}{came}."
     )
     fix = f"Use nn.Linear({arriving}, {linear.out_features}) for {linear_record.name}."
     source_shape = source.output_shape if source else None
@@ -381,7 +382,7 @@ def _classifier_mismatch(records: list[LayerRecord], linear_record: LayerRecord,
     elif source_shape and len(source_shape) == 4 and source_shape[2] * source_shape[3] > 1:
         channels = source_shape[1]
         summary += (
-            f" {arriving} = {channels} x {source_shape[2]} x {source_shape[3]}: the {_fmt(source_shape[2:])} map was "
+            f" {arriving} = {channels} x {source_shape[2]} x {source_shape[3]}: the {shape_text(source_shape[2:])} map was "
             f"flattened without being pooled to 1x1."
         )
         fix = (
@@ -417,7 +418,7 @@ def _missing_attribute(
         entered = failing.input_shapes[0]
         main = _main_branch_shape(entered, children)
         projection = "nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))"
-        here = f"here the main branch maps {_fmt(entered)} to {_fmt(main)}" if main else f"here {_fmt(entered)} enters"
+        here = f"here the main branch maps {shape_text(entered)} to {shape_text(main)}" if main else f"here {shape_text(entered)} enters"
         fix = (
             f"In {owner}.__init__ set self.{attribute}: nn.Identity() when the block keeps the shape (stride 1, "
             f"in_ch == out_ch), else {projection}; {here}"
@@ -437,7 +438,7 @@ def _dtype_mismatch(record: LayerRecord, own: list[torch.Tensor]) -> Diagnosis:
     param_dtype = next(_dtype(p) for p in own if _dtype(p) != record.input_dtypes[0])
     summary = (
         f"{_label(record)} holds {param_dtype} parameters but receives a {record.input_dtypes[0]} input "
-        f"({_fmt(record.input_shapes[0])}); a layer computes in one dtype."
+        f"({shape_text(record.input_shapes[0])}); a layer computes in one dtype."
     )
     fix = (
         f"Cast the model and its input to one dtype: remove the stray .to(torch.{param_dtype})/.{_cast(param_dtype)}() on "
@@ -483,18 +484,18 @@ def _input_too_small(
 ) -> Diagnosis:
     shape = tuple(inputs.shape)
     if record is None:
-        return Diagnosis("input_too_small", f"The input {_fmt(shape)} is too small for this network.", "Use a larger input.")
+        return Diagnosis("input_too_small", f"The input {shape_text(shape)} is too small for this network.", "Use a larger input.")
     entered = record.input_shapes[0] if record.input_shapes else ()
     if record.finished and record.output_shape is not None:
-        where = f"{_label(record)} turns {_fmt(entered)} into {_fmt(record.output_shape)}"
+        where = f"{_label(record)} turns {shape_text(entered)} into {shape_text(record.output_shape)}"
     else:
         kernel = getattr(module, "kernel_size", None)
-        kernel_text = f" (kernel {_fmt(kernel if isinstance(kernel, tuple) else (kernel, kernel))})" if kernel else ""
-        where = f"{_label(record)}{kernel_text} receives {_fmt(entered)}, which leaves no output pixels"
-    summary = f"The input {_fmt(shape)} is too small for this network: {where}; the spatial size reaches zero there."
+        kernel_text = f" (kernel {shape_text(kernel if isinstance(kernel, tuple) else (kernel, kernel))})" if kernel else ""
+        where = f"{_label(record)}{kernel_text} receives {shape_text(entered)}, which leaves no output pixels"
+    summary = f"The input {shape_text(shape)} is too small for this network: {where}; the spatial size reaches zero there."
     smallest = _smallest_input(model, inputs) if search else None
     if smallest is not None:
-        fix = f"Use an input of at least {smallest}x{smallest} (--input {_fmt(shape[:2])}x{smallest}x{smallest})"
+        fix = f"Use an input of at least {smallest}x{smallest} (--input {shape_text(shape[:2])}x{smallest}x{smallest})"
     else:
         fix = "Use a larger input"
     if isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)) and record.name:
@@ -697,7 +698,7 @@ def _changes(entered: Shape, out: Shape) -> str:
     if entered[1] != out[1]:
         parts.append(f"channels {entered[1]} -> {out[1]}")
     if entered[2:] != out[2:]:
-        parts.append(f"spatial size {_fmt(entered[2:])} -> {_fmt(out[2:])}")
+        parts.append(f"spatial size {shape_text(entered[2:])} -> {shape_text(out[2:])}")
     return " and ".join(parts) or "nothing"
 
 
@@ -718,9 +719,6 @@ def _cast(dtype: str) -> str:
 def _dtype(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
-
-def _fmt(shape: Any) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def _param_count(module: nn.Module | None) -> int:

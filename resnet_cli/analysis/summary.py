@@ -10,6 +10,7 @@ from torch import nn
 
 from resnet_cli.errors import SpecError
 from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, in_call_order
+from resnet_cli.units import first_line, shape_text
 
 
 @dataclass
@@ -62,24 +63,21 @@ def check_trace(trace: ModelTrace, request: Any) -> None:
         for shape in record.output_shapes:
             if len(shape) >= 3 and 0 in shape[2:]:
                 raise SpecError(
-                    f"--input {_fmt(request.input_shape)} is too small for this network: "
-                    f"{record.name} ({record.type}) output shrinks to {_fmt(shape)}; use a larger H and W"
+                    f"--input {shape_text(request.input_shape)} is too small for this network: "
+                    f"{record.name} ({record.type}) output shrinks to {shape_text(shape)}; use a larger H and W"
                 )
     if trace.error is not None:
         failing = trace.unfinished[-1] if trace.unfinished else None
         where = ""
         if failing is not None and failing.input_shapes:
-            where = f" in {failing.name or 'the model'} ({failing.type}) on input {_fmt(failing.input_shapes[0])}"
-        message = (str(trace.error).strip().splitlines() or [type(trace.error).__name__])[0].rstrip(".")
+            where = f" in {failing.name or 'the model'} ({failing.type}) on input {shape_text(failing.input_shapes[0])}"
+        message = first_line(trace.error).rstrip(".")
         if "too small" in message.lower():
             hint = "; use a larger H and W"
         else:
             hint = "; run `resnet-cli debug-shapes` with the same flags for a diagnosis"
-        raise SpecError(f"--input {_fmt(request.input_shape)}: the forward pass fails{where}: {message}{hint}")
+        raise SpecError(f"--input {shape_text(request.input_shape)}: the forward pass fails{where}: {message}{hint}")
 
-
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def _shown(record: LayerRecord, max_depth: int | None) -> bool:

@@ -11,6 +11,7 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from resnet_cli.errors import UserError
+from resnet_cli.units import first_line
 
 
 class OneLineErrorGroup(TyperGroup):
@@ -30,7 +31,7 @@ class OneLineErrorGroup(TyperGroup):
             if not _is_allocation_failure(exc):
                 raise
             _error_line(
-                f"cannot allocate memory ({_first_line(exc)}); use --device meta (nothing is allocated), a smaller "
+                f"cannot allocate memory ({first_line(exc)}); use --device meta (nothing is allocated), a smaller "
                 f"--input, or a smaller model"
             )
             sys.exit(2)
@@ -47,10 +48,6 @@ def _is_allocation_failure(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return "allocate" in text and ("memory" in text or "bytes" in text) or "out of memory" in text
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _error_line(message: str) -> None:

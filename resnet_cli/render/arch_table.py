@@ -8,13 +8,10 @@ from typing import Any
 from resnet_cli.analysis.arch_table import HEAD_ROW, POOL_ROW, ArchTable
 from resnet_cli.render.plots import BarPanel
 from resnet_cli.render.table import Column, TableData
+from resnet_cli.units import shape_text
 
 PARAMS_ROW, GMACS_ROW = "params", "MACs x10^9"
 PAPER_GMACS = "1.8, 3.6, 3.8, 7.6, 11.3 x10^9 for resnet18/34/50/101/152"
-
-
-def size_text(size: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in size)
 
 
 def _giga(macs: int) -> str:
@@ -41,7 +38,7 @@ def _cell_width(column: Any) -> int:
 
 def output_size_cell(table: ArchTable, row: str) -> str:
     """The row's output size; models that disagree (e.g. cifar next to imagenet nets) are joined by ' / '."""
-    sizes = [size_text(c.output_sizes[row]) for c in table.columns if row in c.output_sizes and c.cells.get(row)]
+    sizes = [shape_text(c.output_sizes[row]) for c in table.columns if row in c.output_sizes and c.cells.get(row)]
     return " / ".join(dict.fromkeys(sizes))
 
 
@@ -52,7 +49,7 @@ def arch_table_data(table: ArchTable) -> TableData:
         rows.append([row.replace(" + ", "\n+ "), output_size_cell(table, row), *(stacked_cell(c.cells.get(row, ""), _cell_width(c)) for c in table.columns)])
     rows.append([PARAMS_ROW, "", *(f"{c.params / 1e6:.2f} M" for c in table.columns)])
     rows.append([GMACS_ROW, "", *(_giga(c.macs_conv_linear) for c in table.columns)])
-    inputs = " / ".join(dict.fromkeys("x".join(map(str, c.request.input_shape)) for c in table.columns))
+    inputs = " / ".join(dict.fromkeys(shape_text(c.request.input_shape) for c in table.columns))
     placements = sorted({c.downsample_on for c in table.columns if c.downsample_on})
     stride_note = "Downsampling: stride 2 in the first block of every stage after the first" + (
         f"; bottleneck stride on the {' and '.join(placements)} conv (3x3: torchvision / ResNet v1.5; "

@@ -20,6 +20,7 @@ from resnet_cli.analysis.compare import (
 from resnet_cli.render.plots import BarPanel
 from resnet_cli.render.summary import format_bytes
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
+from resnet_cli.units import shape_text
 
 BLOCK_NAMES = {"basic": "BasicBlock", "bottleneck": "Bottleneck", "se-basic": "SE-BasicBlock", "se-bottleneck": "SE-Bottleneck"}
 OP_LABELS = {"batch_norm": "BN", "adaptive_avg_pool2d": "SE pool"}
@@ -52,7 +53,7 @@ LAYER_NAMES = {"downsample.0": "shortcut"}
 def layer_text(layer: BlockLayer) -> str:
     """'conv1: 3x3 256->64 s1 56x56': kernel, in->out channels (groups as 'g32'), stride, output H x W."""
     groups = f" g{layer.groups}" if layer.groups > 1 else ""
-    size = "x".join(str(d) for d in layer.output_shape[2:])
+    size = shape_text(layer.output_shape[2:])
     name = LAYER_NAMES.get(layer.name, layer.name)
     return f"{name}: {layer.kernel[0]}x{layer.kernel[1]} {layer.in_channels}->{layer.out_channels}{groups} s{layer.stride} {size}"
 
@@ -211,7 +212,7 @@ def _stage_key(net: NetworkCost, stage: StageSide) -> str:
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
-    return "x".join(str(d) for d in shape[1:]) if shape else ""
+    return shape_text(shape[1:]) if shape else ""
 
 
 def _pair_rows(a: StageSide | BlockSide | None, b: StageSide | BlockSide | None, indent: str = "") -> list[list[Any]]:

@@ -13,6 +13,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from resnet_cli.units import shape_text
+
 FORMATS = ("table", "json", "csv", "markdown")
 
 
@@ -61,7 +63,7 @@ def format_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
     if isinstance(value, (tuple, list)):
-        return "x".join(str(v) for v in value)
+        return shape_text(value)
     return str(value)
 
 
@@ -120,7 +122,7 @@ def _raw(value: Any) -> Any:
     if isinstance(value, str):
         return one_line(value)
     if isinstance(value, (tuple, list)):
-        return "x".join(str(v) for v in value)
+        return shape_text(value)
     if value is None:
         return ""
     return value
