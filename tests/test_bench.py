@@ -61,7 +61,10 @@ def test_json_report_has_percentiles_throughput_and_memory():
     assert len(row["latencies_ms"]) == 3
     assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
     assert row["images_per_s"] == pytest.approx(1 / (row["median_ms"] / 1000))
-    assert row["peak_memory_bytes"] is None or row["peak_memory_bytes"] >= 0
+    # resident-set growth while the model and input were built and warmed up: at least resnet18's weights (4 bytes
+    # each) whenever the platform reports it (Linux /proc does)
+    if row["peak_memory_bytes"] is not None:
+        assert row["peak_memory_bytes"] >= 11_689_512 * 4 // 2
 
 
 def test_grid_has_baseline_each_knob_and_all_with_speedups():

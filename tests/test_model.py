@@ -10,7 +10,7 @@ from torch import nn
 
 from resnet_cli import ResNetSpec, build_model
 from resnet_cli.errors import UserError
-from resnet_cli.model import load_weights
+from resnet_cli.model import SqueezeExcite, load_weights
 from resnet_cli.spec import PRESETS
 from resnet_cli.trace import make_input, trace_model
 
@@ -99,8 +99,14 @@ def test_resnet50_state_dict_has_no_keys_beyond_torchvision():
     # torchvision resnet50: 53 convs + 53 BNs (x5 entries each) + fc weight/bias = 320 entries
     state = build_model("resnet50", device="meta").state_dict()
     convs = [k for k in state if k.endswith(".weight") and state[k].ndim == 4]
-    assert len(convs) == 53
-    assert all(not k.startswith(("se", "drop_path")) for k in state)
+    assert len(convs) == 53 and len(state) == 53 + 53 * 5 + 2
+    assert not [k for k in state if ".se." in k or "drop_path" in k]
+    # and exactly the keys and shapes of a torchvision-style file written apart from resnet-cli
+    from resnet_cli.model import instantiate
+    from resnet_cli.user_model import UserModelRequest
+
+    reference, _ = instantiate(UserModelRequest("tests/models/torchvision_resnet.py:resnet50", (), (1, 3, 224, 224)))
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in reference.state_dict().items()}
 
 
 def test_weights_round_trip_gives_identical_outputs(tmp_path):
@@ -129,8 +135,9 @@ def test_missing_weights_file_is_a_user_error(tmp_path):
 
 def test_build_model_api_accepts_overrides():
     model = build_model("resnet50", se=True, device="meta")
-    assert isinstance(model.layer1[0].se, nn.Module)
-    assert type(model.layer1[0].se).__name__ == "SqueezeExcite"
+    assert isinstance(model.layer1[0].se, SqueezeExcite)
+    # SE on a 256-channel block: two 1x1 convs 256 -> 16 -> 256 with biases
+    assert sum(p.numel() for p in model.layer1[0].se.parameters()) == 256 * 16 + 16 + 16 * 256 + 256
     assert model.spec == PRESETS["resnet50"].spec.replace(se=True)
 
 

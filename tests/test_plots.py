@@ -90,10 +90,23 @@ def test_without_matplotlib_plot_says_how_to_install(tmp_path, monkeypatch):
     assert "pip install 'resnet-cli[plot]'" in result.stderr
 
 
-def test_stacked_panels_write_one_bar_per_category(tmp_path):
+def test_stacked_panels_write_one_bar_per_category(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    drawn = []
+    original = Axes.bar
+
+    def recording(self, x, height, *args, **kwargs):
+        drawn.append((list(x), list(height), list(kwargs.get("bottom", [0.0] * len(x)))))
+        return original(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", recording)
     panel = BarPanel("MACs", "MACs", ["a", "b"], {"x": [1.0, 2.0], "y": [3.0, 0.0]}, stacked=True)
     path = write_bar_figure(tmp_path / "stacked.svg", "stacked", [panel])
-    assert svg_root(path).findall(".//{http://www.w3.org/2000/svg}g")
+    svg_root(path)
+    # one bar per category and series, the second series stacked on the first
+    assert [(heights, bottoms) for _, heights, bottoms in drawn] == [([1.0, 2.0], [0.0, 0.0]), ([3.0, 0.0], [1.0, 2.0])]
+    assert drawn[0][0] == drawn[1][0] and len(drawn[0][0]) == 2
 
 
 PLOT_COMMANDS = {
