@@ -404,17 +404,6 @@ def test_exit_codes_0_1_2():
     assert run("docs/examples/missing.py:f").exit_code == 2
 
 
-def test_help_does_not_import_torch():
-    import subprocess
-    import sys
-
-    code = ("import sys\nfrom resnet_cli.cli import app\ntry:\n    app(['debug-shapes', '--help'])\n"
-            "except SystemExit:\n    pass\nprint('torch' in sys.modules)")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert "--arg" in proc.stdout
-    assert proc.stdout.strip().endswith("False")
-
-
 # --- docs/debugging.md shows real output ----------------------------------------------------------------------
 
 DOC = REPO / "docs" / "debugging.md"
