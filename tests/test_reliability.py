@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 from cli_runner import run
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from resnet_cli.analysis import diagnosis
+from resnet_cli.render.table import SCHEMA_VERSION
 from resnet_cli.trace import make_input
 
 ALWAYS_TOO_SMALL = '''
@@ -185,3 +189,24 @@ def test_empty_operands_and_paths_are_refused_everywhere():
     assert compared.exit_code == 2 and "operand '' is empty" in one_error_line(compared)
     swept = run("sweep", "resnet20", "--vary", "se=off,on", "--weights", "")
     assert swept.exit_code == 2 and "--weights does not apply to sweep" in one_error_line(swept)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["list"], ["summary", "resnet20"], ["flops", "resnet20"], ["compare", "basic", "bottleneck"], ["table"],
+     ["compare", "resnet20", "resnet32", "--depth", "1"], ["debug-shapes", "resnet20"],
+     ["bench", "resnet20", "--iters", "1", "--warmup", "0", "--threads", "1"], ["sweep", "resnet20", "--vary", "se=off,on"]],
+    ids=lambda argv: " ".join(argv[:2]),
+)  # fmt: skip
+def test_every_json_document_starts_with_its_schema_version(argv):
+    result = run(*argv, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert next(iter(json.loads(result.stdout))) == "schema_version"
+    assert json.loads(result.stdout)["schema_version"] == SCHEMA_VERSION == 2
+
+
+def test_one_name_per_quantity_in_the_json():
+    swept = json.loads(run("sweep", "resnet20", "--vary", "se=off,on", "--format", "json").stdout)
+    table = json.loads(run("table", "resnet18", "--format", "json").stdout)
+    assert {"macs", "macs_conv_linear"} <= set(swept["variants"][0]) and "conv_linear_macs" not in swept["variants"][0]
+    assert table["models"][0]["macs"] == 1_819_065_856 and "macs_fvcore" not in table["models"][0]  # docs/flops.md

@@ -160,7 +160,7 @@ def test_block_by_layers_reproduces_torchvision_params_and_gflops():
     found = {(v["values"]["block"], v["values"]["layers"]): v for v in data["variants"]}
     for key, (params, gflops) in PUBLISHED.items():
         assert found[key]["params"] == params
-        assert round(found[key]["conv_linear_macs"] / 1e9, 2) == gflops
+        assert round(found[key]["macs_conv_linear"] / 1e9, 2) == gflops
     assert found[("bottleneck", "3,4,6,3")]["macs"] == 4_111_512_576  # fvcore's resnet50 count
 
 

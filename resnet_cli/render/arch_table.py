@@ -84,8 +84,8 @@ def arch_table_json(table: ArchTable) -> dict[str, Any]:
                 "cells": {row: c.cells.get(row, "") for row in table.rows},
                 "output_sizes": {row: list(size) for row, size in c.output_sizes.items() if c.cells.get(row)},
                 "params": c.params,
+                "macs": c.macs,
                 "macs_conv_linear": c.macs_conv_linear,
-                "macs_fvcore": c.macs,
                 "row_params": c.row_params,
                 "row_macs_conv_linear": c.row_macs,
             }

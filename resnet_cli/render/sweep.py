@@ -43,7 +43,7 @@ def sweep_table(result: SweepResult) -> TableData:
             ]
         )
     base = result.base
-    title = f"sweep of {base.name}  input {format_cell(base.input_shape)}  ({base.dtype}, sorted by {result.sort})"
+    title = f"sweep of {base.label}  input {format_cell(base.input_shape)}  ({base.dtype}, sorted by {result.sort})"
     measured, skipped = len(result.variants), len(result.skipped)
     footer = [("Variants", f"{measured + skipped} in the grid: {measured} measured, {skipped} skipped")]
     notes = [
@@ -102,7 +102,7 @@ def sweep_json(result: SweepResult) -> dict[str, Any]:
                 "values": v.labels,
                 "params": v.measurement.params,
                 "macs": v.measurement.macs,
-                "conv_linear_macs": v.measurement.conv_linear_macs,
+                "macs_conv_linear": v.measurement.conv_linear_macs,
                 "activation_bytes": v.measurement.activation_bytes,
                 "training_bytes": v.measurement.training_bytes,
                 "pareto": v.pareto,
@@ -137,7 +137,7 @@ def write_sweep_plot(result: SweepResult, path: str | Path) -> Path:
                 fontsize=7, xytext=(4, 4), textcoords="offset points",
             )  # fmt: skip
     base = result.base
-    axes.set_title(f"sweep of {base.name} at {format_cell(base.input_shape)}: {len(result.variants)} variants")
+    axes.set_title(f"sweep of {base.label} at {format_cell(base.input_shape)}: {len(result.variants)} variants")
     axes.set_xlabel("Params (millions)")
     axes.set_ylabel("GMACs (fvcore convention; FLOPs = 2 x MACs)")
     axes.grid(True, alpha=0.3)

@@ -128,8 +128,14 @@ def _raw(value: Any) -> Any:
     return value
 
 
+SCHEMA_VERSION = 2
+"""Version of every command's JSON document; docs/json.md lists what changed between versions."""
+
+
 def to_json(payload: Any) -> str:
-    """Indented JSON with a trailing newline."""
+    """Indented JSON with a trailing newline; an object gets `schema_version` first."""
+    if isinstance(payload, dict):
+        payload = {"schema_version": SCHEMA_VERSION, **payload}
     return json.dumps(payload, indent=2) + "\n"
 
 
