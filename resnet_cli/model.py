@@ -415,34 +415,33 @@ def instantiate(request: Any, device: str | None = None) -> tuple[nn.Module, tor
         request = dataclasses.replace(request, device=device)
     target = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
-    check_fits(request)
     if isinstance(request, UserModelRequest):
+        check_fits(request, params=0)  # its size is known only once built
         model = build_user_model(request)  # the user's model keeps its own dtypes; the input gets --dtype
-    elif request.weights is not None:
-        # Checked on meta first, so a file that does not fit allocates nothing; meta keeps no values to load.
-        model = build_model(request.spec, device="meta").to(dtype)
-        state = read_state_dict(request.weights)
-        check_state_dict(model, state, request.weights)
-        if target.type != "meta":
-            model = model.to_empty(device=target)
-            model.load_state_dict(state, strict=True)
     else:
-        model = build_model(request.spec, device=target).to(dtype)
+        # A preset is built on meta first: its size is checked before anything is allocated, and so is --weights
+        # (meta keeps no values to load).
+        model = build_model(request.spec, device="meta").to(dtype)
+        check_fits(request, params=sum(p.numel() for p in model.parameters()))
+        if request.weights is not None:
+            state = read_state_dict(request.weights)
+            check_state_dict(model, state, request.weights)
+            if target.type != "meta":
+                model = model.to_empty(device=target)
+                model.load_state_dict(state, strict=True)
+        elif target.type != "meta":
+            model = build_model(request.spec, device=target).to(dtype)  # initialised weights, as torchvision's
     refuse_untraceable(model, request.label)
     return model, make_input(request.input_shape, target, dtype)
 
 
-def check_fits(request: Any) -> None:
-    """On a real device, refuse before allocating what cannot fit: a preset's parameters (counted on meta) and the
-    input, against the memory this machine (or GPU) has. A user model's size is known only once built; failures to
-    allocate are turned into one line by the CLI."""
+def check_fits(request: Any, params: int) -> None:
+    """On a real device, refuse before allocating what cannot fit: `params` parameters and the input, in the
+    request's dtype, against the memory this machine (or GPU) has. Failures to allocate what could not be known in
+    advance (a user model's own size) are turned into one line by the CLI."""
     if request.device == "meta":
         return
-    size = DTYPE_SIZES.get(request.dtype, 4)
-    needed = math.prod(request.input_shape) * size
-    spec = getattr(request, "spec", None)
-    if spec is not None:
-        needed += sum(p.numel() for p in build_model(spec, device="meta").parameters()) * size
+    needed = (params + math.prod(request.input_shape)) * getattr(torch, request.dtype).itemsize
     available = device_memory(request.device)
     if available is not None and needed > available:
         raise UserError(
@@ -450,9 +449,6 @@ def check_fits(request: Any) -> None:
             f"{needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB available; use --device meta "
             f"(shapes, counts and memory without allocating), a smaller --input or a smaller model"
         )
-
-
-DTYPE_SIZES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def device_memory(device: str) -> int | None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_cli.errors import UserError
 from resnet_cli.spec import DEVICES, DTYPES, SpecError, parse_shape
+from resnet_cli.units import typed_first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -143,7 +144,7 @@ def build_user_model(request: UserModelRequest) -> nn.Module:
             try:
                 model = copy.deepcopy(target)  # the user's instance is never moved or hooked
             except Exception as exc:
-                raise UserError(f"{request.reference}: the module instance cannot be copied ({_one_line(exc)}); "
+                raise UserError(f"{request.reference}: the module instance cannot be copied ({typed_first_line(exc)}); "
                                 f"point MODEL at a function that builds it") from None
             model = model.to(device)
         elif callable(target):
@@ -168,16 +169,16 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
             with device, ShapeOnlyMeta() if device.type == "meta" else contextlib.nullcontext():
                 model = factory(**kwargs)
         except SystemExit as exc:  # sys.exit() in the factory must not become resnet-cli's exit code
-            raise UserError(f"{label} raised {_one_line(exc)}{_where(exc)}") from None
+            raise UserError(f"{label} raised {typed_first_line(exc)}{_where(exc)}") from None
         except Exception as exc:
             if device.type != "meta":
-                raise UserError(f"{label} raised {_one_line(exc)}{_where(exc)}") from None
+                raise UserError(f"{label} raised {typed_first_line(exc)}{_where(exc)}") from None
             # Some factories need real tensors (loading weights, .item()); build on cpu, then move the result.
             try:
                 with torch.device("cpu"):
                     model = factory(**kwargs)
             except (Exception, SystemExit) as cpu_exc:
-                raise UserError(f"{label} raised {_one_line(cpu_exc)}{_where(cpu_exc)}") from None
+                raise UserError(f"{label} raised {typed_first_line(cpu_exc)}{_where(cpu_exc)}") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"{label} returned a value of type {type(model).__name__}, not an nn.Module")
     if any(id(m) not in built and _holds_state(m) for m in model.modules()):
@@ -186,7 +187,7 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
             model = copy.deepcopy(model)
         except Exception as exc:
             raise UserError(f"{label} returned a module that existed before the call and cannot be copied "
-                            f"({_one_line(exc)}); return a new module") from None
+                            f"({typed_first_line(exc)}); return a new module") from None
     # Parameters a factory placed explicitly (device="cpu") follow the others, as model.to(device) would move them.
     return model.to(device)
 
@@ -286,7 +287,7 @@ def _import_file(reference: str, path: Path) -> Any:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
-        raise UserError(f"{reference}: importing {path} raised {_one_line(exc)}{_where(exc)}") from None
+        raise UserError(f"{reference}: importing {path} raised {typed_first_line(exc)}{_where(exc)}") from None
     return module
 
 
@@ -299,9 +300,9 @@ def _import_module(reference: str, name: str) -> Any:
                 f"{reference}: no module named {exc.name!r} (run from the folder that contains it, add it to "
                 f"PYTHONPATH, or give a file path such as path/to/{name.replace('.', '/')}.py:ATTR)"
             ) from None
-        raise UserError(f"{reference}: importing {name} raised {_one_line(exc)}{_where(exc)}") from None
+        raise UserError(f"{reference}: importing {name} raised {typed_first_line(exc)}{_where(exc)}") from None
     except (Exception, SystemExit) as exc:
-        raise UserError(f"{reference}: importing {name} raised {_one_line(exc)}{_where(exc)}") from None
+        raise UserError(f"{reference}: importing {name} raised {typed_first_line(exc)}{_where(exc)}") from None
 
 
 def _candidates(module: Any) -> list[str]:
@@ -320,11 +321,6 @@ def _candidates(module: Any) -> list[str]:
             if getattr(value, "__module__", None) == module.__name__:
                 found.append(name)
     return found
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _where(exc: BaseException) -> str:

@@ -21,3 +21,10 @@ def run_json(*args: str) -> dict:
     result = run(*args, "--format", "json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def one_error_line(result: Result) -> str:
+    """The single `Error: ...` line a failed command must print on stderr (asserted), returned."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from cli_runner import run
+from cli_runner import one_error_line, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -31,12 +31,6 @@ class Fixed(nn.Module):
     def forward(self, x):
         return self.fc(F.avg_pool2d(self.conv(x), 64).flatten(1))
 '''
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def test_the_smallest_input_is_searched_on_meta_for_a_model_on_cpu(tmp_path, monkeypatch):

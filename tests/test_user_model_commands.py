@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_runner import run, run_json
+from cli_runner import one_error_line, run, run_json
 
 TESTS = Path(__file__).parent
 TORCHVISION_50 = "tests/models/torchvision_resnet.py:resnet50"
@@ -26,12 +26,6 @@ class Scores(nn.Module):
         x = self.conv(x).flatten(2)
         return torch.baddbmm(x[:, :, :8], x, x.transpose(1, 2))
 '''
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def test_summary_of_a_torchvision_style_file_equals_the_preset():

@@ -380,20 +380,11 @@ class OperatorUnit:
     operators: tuple[tuple[tuple[Any, ...], int], ...]  # sorted (key, calls)
 
 
-# Operators that compute nothing a structure comparison should see: views, copies, allocation.
-_NOT_STRUCTURE = frozenset(
-    """
-    view _unsafe_view reshape view_as flatten unflatten t transpose permute expand expand_as squeeze unsqueeze slice
-    select narrow split split_with_sizes unbind chunk alias detach clone contiguous _to_copy to copy lift_fresh
-    as_strided empty empty_like empty_strided new_empty zeros zeros_like ones ones_like full full_like fill zero
-    scalar_tensor _local_scalar_dense
-    """.split()
-)
-
-
 def operator_units(trace: Any, stages: list[str]) -> list[OperatorUnit]:
     """The model's blocks (children of stage calls), other calls and own torch calls, each with its operators."""
     from collections import Counter
+
+    from resnet_cli.analysis.mac_rules import VIEWS_AND_ALLOCATION
 
     unit_of: dict[int, tuple[str, str]] = {}  # record order -> (unit key, unit name)
     for record in trace.records:
@@ -405,9 +396,9 @@ def operator_units(trace: Any, stages: list[str]) -> list[OperatorUnit]:
             unit_of[record.order] = unit_of[record.parent]
     units: dict[str, tuple[str, Counter]] = {}
     for op in trace.ops:
-        name = op.op.rstrip("_") if not op.op.startswith("_") else op.op
-        if name in _NOT_STRUCTURE or op.module is None:
+        if op.op in VIEWS_AND_ALLOCATION or op.module is None:
             continue
+        name = op.op.rstrip("_") if not op.op.startswith("_") else op.op  # relu_ and relu are one operator
         if trace.records[op.module].depth == 0 and op.function is not None:
             key, unit = f"f{op.function}", trace.functions[op.function].name
         else:

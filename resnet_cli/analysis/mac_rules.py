@@ -162,15 +162,21 @@ ZERO_ARITHMETIC = frozenset(
 )
 """Arithmetic that is not a multiply-accumulate with weights (elementwise, activations, pooling, reductions)."""
 
-DATA_MOVEMENT = frozenset(
+VIEWS_AND_ALLOCATION = frozenset(
     """
     view _unsafe_view reshape view_as flatten unflatten t transpose transpose_ permute expand expand_as squeeze
-    squeeze_ unsqueeze unsqueeze_ slice select narrow split split_with_sizes unbind chunk cat stack repeat
-    constant_pad_nd pad reflection_pad2d replication_pad2d clone contiguous copy_ _to_copy to detach alias
-    lift_fresh as_strided roll flip index index_select gather masked_fill masked_fill_ scatter
-    empty empty_like empty_strided new_empty new_zeros new_ones new_full zeros zeros_like ones ones_like full
-    full_like fill_ zero_ arange normal_ uniform_ rand rand_like randn randn_like scalar_tensor as_strided_
-    _local_scalar_dense pixel_shuffle pixel_unshuffle index_put_ _index_put_impl_ nonzero masked_select
+    squeeze_ unsqueeze unsqueeze_ slice select narrow split split_with_sizes unbind chunk clone contiguous copy_
+    _to_copy to detach alias lift_fresh as_strided as_strided_ empty empty_like empty_strided new_empty new_zeros
+    new_ones new_full zeros zeros_like ones ones_like full full_like fill_ zero_ scalar_tensor _local_scalar_dense
+    """.split()
+)
+"""Views, copies and allocation: they compute nothing a model's structure is made of."""
+
+DATA_MOVEMENT = VIEWS_AND_ALLOCATION | frozenset(
+    """
+    cat stack repeat constant_pad_nd pad reflection_pad2d replication_pad2d roll flip index index_select gather
+    masked_fill masked_fill_ scatter arange normal_ uniform_ rand rand_like randn randn_like pixel_shuffle
+    pixel_unshuffle index_put_ _index_put_impl_ nonzero masked_select
     """.split()
 )
 """Views, copies, concatenation, padding, indexing and allocation: no arithmetic at all."""

@@ -34,6 +34,7 @@ from resnet_cli.spec import (
     request_from_flags,
     resolve_spec,
 )
+from resnet_cli.units import first_line, typed_first_line
 
 SORT_KEYS = ("macs", "params", "memory", "order")
 LIST_SEPARATOR = "/"
@@ -275,10 +276,7 @@ def measure_request(request: ModelRequest) -> Measurement:
 
 def skip_reason(exc: Exception) -> str:
     """Why a variant is skipped, in one line: a UserError's message, else the exception's type and first line."""
-    text = (str(exc).strip().splitlines() or [""])[0]
-    if isinstance(exc, UserError):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return first_line(exc) if isinstance(exc, UserError) else typed_first_line(exc)
 
 
 def _measure_job(job: tuple[int, ModelRequest]) -> tuple[int, Measurement | str]:
