@@ -19,27 +19,32 @@ SHORTCUTS = ("A", "B", "C")
 DEFAULT_EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
+def _flag(help: str, default: Any, choices: tuple[str, ...] = ()) -> Any:
+    """A ResNetSpec field that is also a build flag: its help and choices, declared once (see BUILD_FLAGS)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass(frozen=True)
 class ResNetSpec:
-    """Every choice that defines a ResNet; validated on construction."""
+    """Every choice that defines a ResNet; validated on construction. Each field is a build flag (BUILD_FLAGS)."""
 
-    block: str = "bottleneck"
-    layers: tuple[int, ...] = (3, 4, 6, 3)
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    expansion: int | None = None  # None: 1 for basic, 4 for bottleneck
-    groups: int = 1
-    width_per_group: int = 64
-    stem: str = "imagenet"
-    stride_on: str = "3x3"
-    shortcut: str = "B"
-    avg_down: bool = False
-    se: bool = False
-    se_ratio: int = 16
-    dilate_stages: tuple[int, ...] = ()
-    drop_path: float = 0.0
-    zero_init_residual: bool = False
-    num_classes: int = 1000
-    in_channels: int = 3
+    block: str = _flag("Residual block type.", "bottleneck", BLOCKS)
+    layers: tuple[int, ...] = _flag("Blocks per stage, e.g. 3,4,6,3 (any number of stages).", (3, 4, 6, 3))
+    widths: tuple[int, ...] = _flag("Base planes per stage, one per stage, e.g. 64,128,256,512.", (64, 128, 256, 512))
+    expansion: int | None = _flag("Block output channels = planes x N (1 basic, 4 bottleneck).", None)  # None: default
+    groups: int = _flag("ResNeXt cardinality of the 3x3 conv.", 1)
+    width_per_group: int = _flag("Inner width = planes x W/64 x groups (torchvision).", 64)
+    stem: str = _flag("7x7/2 + maxpool; three 3x3 + maxpool; one 3x3/1.", "imagenet", STEMS)
+    stride_on: str = _flag("Bottleneck stride on the 3x3 (v1.5) or first 1x1 (paper).", "3x3", STRIDE_PLACES)
+    shortcut: str = _flag("A zero-pad identity; B project on shape change; C project always.", "B", SHORTCUTS)
+    avg_down: bool = _flag("ResNet-D shortcut: avg-pool then 1x1 conv.", False)
+    se: bool = _flag("Squeeze-excitation on each block's output.", False)
+    se_ratio: int = _flag("SE reduction ratio R (hidden channels C/R).", 16)
+    dilate_stages: tuple[int, ...] = _flag("Stages whose stride becomes dilation, e.g. 3,4.", ())
+    drop_path: float = _flag("Stochastic depth rate, rising 0 -> P over blocks.", 0.0)
+    zero_init_residual: bool = _flag("Start each block's last BN at zero.", False)
+    num_classes: int = _flag("Classifier outputs.", 1000)
+    in_channels: int = _flag("Input channels.", 3)
 
     def __post_init__(self) -> None:
         # Accept lists from Python callers; store tuples so the spec stays hashable.
@@ -93,6 +98,101 @@ class ResNetSpec:
         return dataclasses.replace(self, **changes)
 
 
+# How a field's type reads on the command line: the kind every surface (Typer options, compare operands,
+# sweep --vary, labels, docs) derives its parsing and printing from.
+_KINDS = {"str": "choice", "int": "int", "int | None": "int", "float": "float", "bool": "bool",
+          "tuple[int, ...]": "int-list"}  # fmt: skip
+BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+
+
+@dataclass(frozen=True)
+class BuildFlag:
+    """A ResNetSpec field as a build flag: `field` is also request_from_flags' keyword; `name` is how users write it."""
+
+    field: str
+    kind: str  # "choice" | "int" | "float" | "bool" | "int-list"
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """'width-per-group': the option without its dashes, as compare operands and sweep --vary write it."""
+        return self.field.replace("_", "-")
+
+    @property
+    def option(self) -> str:
+        return f"--{self.name}"
+
+    @property
+    def example(self) -> str:
+        """Two values of this flag as --vary separates them, for messages."""
+        lists = {"layers": "2,2,2,2/3,4,6,3", "widths": "32,64,128,256/64,128,256,512", "dilate_stages": "none/3,4"}
+        examples = {"int": "2,4", "float": "0,0.1", "bool": "off,on", "choice": ",".join(self.choices)}
+        return lists[self.field] if self.kind == "int-list" else examples[self.kind]
+
+    def parse(self, text: str) -> Any:
+        """The value of this flag written as `text`, as request_from_flags takes it (a list stays text, normalised).
+
+        A SpecError says what is wrong with `text` alone; callers prefix where it was written.
+        """
+        part = text.strip()
+        if self.kind == "int-list":
+            if self.field == "dilate_stages" and part.lower() in ("", "none"):
+                return ""
+            return ",".join(str(v) for v in parse_int_list(self.option, part))
+        if not part:
+            raise SpecError("empty value")
+        if self.kind == "int":
+            try:
+                return int(part)
+            except ValueError:
+                raise SpecError(f"{part!r} is not an integer") from None
+        if self.kind == "float":
+            try:
+                return float(part)
+            except ValueError:
+                raise SpecError(f"{part!r} is not a number") from None
+        if self.kind == "bool":
+            if part.lower() in BOOL_WORDS:
+                return BOOL_WORDS[part.lower()]
+            raise SpecError(f"{part!r} is not on or off (true/false, yes/no and 1/0 work too)")
+        if part not in self.choices:
+            raise SpecError(f"{part!r} is not one of {', '.join(self.choices)}")
+        return part
+
+
+BUILD_FLAGS: dict[str, BuildFlag] = {
+    f.name: BuildFlag(f.name, _KINDS[str(f.type)], f.metadata["help"], f.metadata["choices"])
+    for f in dataclasses.fields(ResNetSpec)
+}
+
+
+def flag_text(value: Any) -> str:
+    """A field's value as a build flag writes it: true/false, 3,4,6,3, 0.1."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def changed_flags(spec: ResNetSpec, base: ResNetSpec) -> dict[str, Any]:
+    """The fields of `spec` that differ from `base`, as request_from_flags keywords (lists as text).
+
+    The expansion counts as changed only when it differs from its block's default, so a block change alone
+    does not carry the old block's expansion along.
+    """
+    changed: dict[str, Any] = {}
+    for name in BUILD_FLAGS:
+        value = getattr(spec, name)
+        if name == "expansion":
+            if spec.block_expansion != DEFAULT_EXPANSION[spec.block]:
+                changed[name] = spec.block_expansion
+        elif value != getattr(base, name):
+            changed[name] = flag_text(value) if isinstance(value, tuple) else value
+    return changed
+
+
 # Every size is bounded at validation, before anything is built: a bound keeps memory, time and torch's int64
 # sizes in range on any device (meta included), and the message names it.
 LIMITS = {
@@ -131,15 +231,15 @@ def _validate(spec: ResNetSpec) -> None:
         raise SpecError("--layers needs at least one stage, e.g. 3,4,6,3")
     for i, n in enumerate(spec.layers, 1):
         if not isinstance(n, int) or n < 1:
-            raise SpecError(f"--layers {_join(spec.layers)}: stage {i} has {n} blocks; every stage needs at least 1")
+            raise SpecError(f"--layers {flag_text(spec.layers)}: stage {i} has {n} blocks; every stage needs at least 1")
     if len(spec.widths) != len(spec.layers):
         raise SpecError(
-            f"--widths {_join(spec.widths)} has {len(spec.widths)} values but --layers {_join(spec.layers)} "
+            f"--widths {flag_text(spec.widths)} has {len(spec.widths)} values but --layers {flag_text(spec.layers)} "
             f"has {len(spec.layers)} stages; give one width per stage"
         )
     for i, w in enumerate(spec.widths, 1):
         if not isinstance(w, int) or w < 1:
-            raise SpecError(f"--widths {_join(spec.widths)}: stage {i} width {w} must be a positive integer")
+            raise SpecError(f"--widths {flag_text(spec.widths)}: stage {i} width {w} must be a positive integer")
     if spec.expansion is not None and spec.expansion < 1:
         raise SpecError(f"--expansion {spec.expansion} must be a positive integer")
     if spec.groups < 1:
@@ -169,22 +269,22 @@ def _validate(spec: ResNetSpec) -> None:
     for s in spec.dilate_stages:
         if not 2 <= s <= spec.num_stages:
             raise SpecError(
-                f"--dilate-stages {_join(spec.dilate_stages)}: stage {s} cannot be dilated; "
+                f"--dilate-stages {flag_text(spec.dilate_stages)}: stage {s} cannot be dilated; "
                 f"valid stages are 2..{spec.num_stages} (stage 1 has no stride)"
             )
     if len(set(spec.dilate_stages)) != len(spec.dilate_stages):
-        raise SpecError(f"--dilate-stages {_join(spec.dilate_stages)} names a stage twice")
+        raise SpecError(f"--dilate-stages {flag_text(spec.dilate_stages)} names a stage twice")
     if spec.num_classes < 1:
         raise SpecError(f"--num-classes {spec.num_classes} must be a positive integer")
     if spec.in_channels < 1:
         raise SpecError(f"--in-channels {spec.in_channels} must be a positive integer")
-    layers = _join(spec.layers)
+    layers = flag_text(spec.layers)
     _check_limit(f"--layers {layers}: {spec.num_stages} stages", spec.num_stages, "stages")
     _check_limit(f"--layers {layers}: {spec.num_blocks:,} blocks in all", spec.num_blocks, "blocks")
     for w in spec.widths:
-        _check_limit(f"--widths {_join(spec.widths)}: width {w}", w, "width")
+        _check_limit(f"--widths {flag_text(spec.widths)}: width {w}", w, "width")
         channels = w * spec.block_expansion
-        _check_limit(f"--widths {_join(spec.widths)}: width {w} x expansion {spec.block_expansion} = {channels:,} channels",
+        _check_limit(f"--widths {flag_text(spec.widths)}: width {w} x expansion {spec.block_expansion} = {channels:,} channels",
                      channels, "width")  # fmt: skip
     _check_limit(f"--expansion {spec.block_expansion}", spec.block_expansion, "expansion")
     _check_limit(f"--groups {spec.groups}", spec.groups, "groups")
@@ -196,10 +296,6 @@ def _validate(spec: ResNetSpec) -> None:
     _check_limit(f"--num-classes {spec.num_classes}", spec.num_classes, "num_classes")
     _check_limit(f"--in-channels {spec.in_channels}", spec.in_channels, "in_channels")
     _check_limit(f"--se-ratio {spec.se_ratio}", spec.se_ratio, "se_ratio")
-
-
-def _join(values: tuple[int, ...]) -> str:
-    return ",".join(str(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -343,13 +439,7 @@ class ModelRequest:
     def label(self) -> str:
         """The model as MODEL[flag=value,...]: the preset's name and the fields the build flags changed."""
         base = (PRESETS[self.name] if self.name in PRESETS else PRESETS[DEFAULT_MODEL]).spec
-        changed = [
-            f"{f.name.replace('_', '-')}={_flag_text(getattr(self.spec, f.name))}"
-            for f in dataclasses.fields(ResNetSpec)
-            if f.name != "expansion" and getattr(self.spec, f.name) != getattr(base, f.name)
-        ]
-        if self.spec.block_expansion != DEFAULT_EXPANSION[self.spec.block]:
-            changed.append(f"expansion={self.spec.block_expansion}")
+        changed = [f"{BUILD_FLAGS[k].name}={flag_text(v)}" for k, v in changed_flags(self.spec, base).items()]
         return f"{self.name}[{','.join(changed)}]" if changed else self.name
 
 
@@ -366,12 +456,10 @@ def request_from_flags(
     **fields: Any,
 ) -> ModelRequest:
     """A ModelRequest from raw flag values; None means 'keep the preset's value'."""
-    if layers is not None:
-        fields["layers"] = parse_int_list("--layers", layers)
-    if widths is not None:
-        fields["widths"] = parse_int_list("--widths", widths)
-    if dilate_stages is not None:
-        fields["dilate_stages"] = parse_int_list("--dilate-stages", dilate_stages, allow_empty=True)
+    lists = {"layers": layers, "widths": widths, "dilate_stages": dilate_stages}
+    for name, text in lists.items():
+        if text is not None:
+            fields[name] = parse_int_list(BUILD_FLAGS[name].option, text, allow_empty=name == "dilate_stages")
     if "layers" in fields and "widths" not in fields:
         fields["widths"] = default_widths(model, len(fields["layers"]))
     spec = resolve_spec(model, **fields)
@@ -389,14 +477,6 @@ def request_from_flags(
     )
 
 
-def _flag_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
 def default_widths(model: str | None, num_stages: int) -> tuple[int, ...]:
     """Widths for --layers given without --widths: the preset's, extended by doubling or cut to length."""
     base = list(PRESETS.get(model or DEFAULT_MODEL, PRESETS[DEFAULT_MODEL]).spec.widths)
@@ -406,16 +486,6 @@ def default_widths(model: str | None, num_stages: int) -> tuple[int, ...]:
 
 
 # Network operands for `compare`: MODEL[flag=value,...], e.g. resnet50[se=true,layers=2,2,2,2].
-_OPERAND_LIST_FLAGS = ("layers", "widths", "dilate_stages")
-_OPERAND_FLAGS = {
-    "block": str, "expansion": int, "groups": int, "width_per_group": int, "stem": str, "stride_on": str,
-    "shortcut": str, "avg_down": bool, "se": bool, "se_ratio": int, "drop_path": float,
-    "zero_init_residual": bool, "num_classes": int, "in_channels": int,
-    **{name: str for name in _OPERAND_LIST_FLAGS},
-}  # fmt: skip
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
 def parse_model_operand(text: str) -> tuple[str, dict[str, Any]]:
     """Split 'resnet50[se=true,layers=2,2,2,2]' into the model name and build-flag values for request_from_flags.
 
@@ -435,26 +505,18 @@ def parse_model_operand(text: str) -> tuple[str, dict[str, Any]]:
         if "=" in piece:
             key, _, value = piece.partition("=")
             pairs.append([key.strip().replace("-", "_"), value.strip()])
-        elif pairs and pairs[-1][0] in _OPERAND_LIST_FLAGS:
+        elif pairs and pairs[-1][0] in BUILD_FLAGS and BUILD_FLAGS[pairs[-1][0]].kind == "int-list":
             pairs[-1][1] += "," + piece
         else:
             pairs.append([piece.replace("-", "_"), "true"])
     flags: dict[str, Any] = {}
     for key, value in pairs:
-        if key not in _OPERAND_FLAGS:
-            raise SpecError(f"{text!r}: unknown build flag {key!r}; valid: {', '.join(sorted(_OPERAND_FLAGS))}")
-        flags[key] = _operand_value(text, key, value, _OPERAND_FLAGS[key])
+        flag = BUILD_FLAGS.get(key)
+        if flag is None:
+            valid = ", ".join(f.name for f in BUILD_FLAGS.values())
+            raise SpecError(f"{text!r}: unknown build flag {key.replace('_', '-')!r}; valid: {valid}")
+        try:
+            flags[key] = flag.parse(value)
+        except SpecError as exc:
+            raise SpecError(f"{text!r}: {flag.name}={value}: {exc}") from None
     return name.strip() or CUSTOM, flags
-
-
-def _operand_value(text: str, key: str, value: str, kind: type) -> Any:
-    if kind is bool:
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise SpecError(f"{text!r}: {key}={value} is not a boolean; use {key}=true or {key}=false")
-    try:
-        return kind(value)
-    except ValueError:
-        raise SpecError(f"{text!r}: {key}={value} is not {'an integer' if kind is int else 'a number'}") from None

@@ -22,15 +22,13 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnet_cli.errors import UserError
+from resnet_cli.errors import SpecError, UserError
 from resnet_cli.spec import (
-    BLOCKS,
-    SHORTCUTS,
-    STEMS,
-    STRIDE_PLACES,
+    BUILD_FLAGS,
+    BuildFlag,
     ModelRequest,
+    changed_flags,
     default_widths,
-    parse_int_list,
     request_from_flags,
     resolve_spec,
 )
@@ -45,47 +43,15 @@ MIN_VARIANTS_FOR_POOL = 48
 ProgressCallback = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class VaryFlag:
-    """A build flag that --vary accepts: its name, the request_from_flags keyword and its value type."""
-
-    name: str
-    keyword: str
-    kind: str  # "int" | "float" | "bool" | "choice" | "int-list"
-    choices: tuple[str, ...] = ()
-
-
-VARY_FLAGS: dict[str, VaryFlag] = {
-    f.name: f
-    for f in [
-        VaryFlag("block", "block", "choice", BLOCKS),
-        VaryFlag("layers", "layers", "int-list"),
-        VaryFlag("widths", "widths", "int-list"),
-        VaryFlag("expansion", "expansion", "int"),
-        VaryFlag("groups", "groups", "int"),
-        VaryFlag("width-per-group", "width_per_group", "int"),
-        VaryFlag("stem", "stem", "choice", STEMS),
-        VaryFlag("stride-on", "stride_on", "choice", STRIDE_PLACES),
-        VaryFlag("shortcut", "shortcut", "choice", SHORTCUTS),
-        VaryFlag("avg-down", "avg_down", "bool"),
-        VaryFlag("se", "se", "bool"),
-        VaryFlag("se-ratio", "se_ratio", "int"),
-        VaryFlag("dilate-stages", "dilate_stages", "int-list"),
-        VaryFlag("drop-path", "drop_path", "float"),
-        VaryFlag("zero-init-residual", "zero_init_residual", "bool"),
-        VaryFlag("num-classes", "num_classes", "int"),
-        VaryFlag("in-channels", "in_channels", "int"),
-    ]
-}
-_TRUE = ("on", "true", "yes", "1")
-_FALSE = ("off", "false", "no", "0")
+# --vary takes every build flag, by the name users write (`width-per-group`).
+VARY_FLAGS: dict[str, BuildFlag] = {flag.name: flag for flag in BUILD_FLAGS.values()}
 
 
 @dataclass(frozen=True)
 class Vary:
     """One --vary: the flag and its values, parsed (`values`) and as shown (`labels`)."""
 
-    flag: VaryFlag
+    flag: BuildFlag
     values: tuple[Any, ...]
     labels: tuple[str, ...]
 
@@ -111,43 +77,21 @@ def parse_vary(text: str) -> Vary:
     return Vary(flag=flag, values=tuple(v for v, _ in parsed), labels=tuple(labels))
 
 
-def _parse_value(flag: VaryFlag, part: str, text: str) -> tuple[Any, str]:
+def _parse_value(flag: BuildFlag, part: str, text: str) -> tuple[Any, str]:
     """One value of a --vary flag and its label; a UserError names the flag and what is valid."""
-    where = f"--vary {text}"
-    if flag.kind == "int-list":
-        if flag.name == "dilate-stages" and part.lower() in ("", "none"):
-            return "", "none"
-        if not part:
-            raise UserError(f"{where}: empty value; separate {flag.name} values with '/', e.g. 2,2,2,2/3,4,6,3")
-        values = parse_int_list(f"{where}: --{flag.name}", part)
-        label = ",".join(str(v) for v in values)
-        return label, label
-    if not part:
-        raise UserError(f"{where}: empty value; separate values with ',', e.g. {flag.name}={_example(flag)}")
-    if flag.kind == "int":
-        try:
-            return int(part), part
-        except ValueError:
-            raise UserError(f"{where}: {part!r} is not an integer; e.g. {flag.name}={_example(flag)}") from None
-    if flag.kind == "float":
-        try:
-            return float(part), part
-        except ValueError:
-            raise UserError(f"{where}: {part!r} is not a number; e.g. {flag.name}={_example(flag)}") from None
+    if not part and flag.kind == "int-list" and flag.field != "dilate_stages":
+        raise UserError(f"--vary {text}: empty value; separate {flag.name} values with '/', e.g. {flag.example}")
+    if not part and flag.kind != "int-list":
+        raise UserError(f"--vary {text}: empty value; separate values with ',', e.g. {flag.name}={flag.example}")
+    try:
+        value = flag.parse(part)
+    except SpecError as exc:
+        raise UserError(f"--vary {text}: {exc}; e.g. {flag.name}={flag.example}") from None
     if flag.kind == "bool":
-        lowered = part.lower()
-        if lowered in _TRUE:
-            return True, "on"
-        if lowered in _FALSE:
-            return False, "off"
-        raise UserError(f"{where}: {part!r} is not on or off; e.g. {flag.name}=off,on")
-    if part not in flag.choices:
-        raise UserError(f"{where}: {part!r} is not one of {', '.join(flag.choices)}")
-    return part, part
-
-
-def _example(flag: VaryFlag) -> str:
-    return {"int": "2,4", "float": "0,0.1", "bool": "off,on"}.get(flag.kind, ",".join(flag.choices))
+        return value, "on" if value else "off"
+    if flag.kind == "int-list":
+        return value, value or "none"
+    return value, str(value) if flag.kind == "int" else part
 
 
 @dataclass
@@ -208,7 +152,7 @@ def check_sweep(base: ModelRequest, varies: list[Vary], sort: str, workers: int 
 def expand_variants(base: ModelRequest, varies: list[Vary]) -> list[tuple[Variant, ModelRequest | None]]:
     """Every combination of the varied values, with its validated request or the reason it was skipped."""
     overrides = base_overrides(base)
-    varied_keywords = {vary.flag.keyword for vary in varies}
+    varied_keywords = {vary.flag.field for vary in varies}
     if "layers" in varied_keywords and "widths" not in varied_keywords:
         # widths that only followed the base's --layers must follow each variant's layers instead
         derived = ",".join(map(str, default_widths(base.name, base.spec.num_stages)))
@@ -220,7 +164,7 @@ def expand_variants(base: ModelRequest, varies: list[Vary]) -> list[tuple[Varian
         flags = dict(overrides)
         labels = {}
         for vary, choice in zip(varies, combination, strict=True):
-            flags[vary.flag.keyword] = vary.values[choice]
+            flags[vary.flag.field] = vary.values[choice]
             labels[vary.flag.name] = vary.labels[choice]
         in_channels = flags.get("in_channels", base.spec.in_channels)
         variant = Variant(index=index, labels=labels)
@@ -237,13 +181,7 @@ def expand_variants(base: ModelRequest, varies: list[Vary]) -> list[tuple[Varian
 
 def base_overrides(base: ModelRequest) -> dict[str, Any]:
     """The base's build flags that differ from its preset, as request_from_flags keywords."""
-    preset = resolve_spec(base.name)
-    overrides: dict[str, Any] = {}
-    for name, value in vars(base.spec).items():
-        if value == getattr(preset, name):
-            continue
-        overrides[name] = ",".join(map(str, value)) if isinstance(value, tuple) else value
-    return overrides
+    return changed_flags(base.spec, resolve_spec(base.name))
 
 
 def measure_request(request: ModelRequest) -> Measurement:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from resnet_cli.errors import UserError
-from resnet_cli.spec import request_from_flags
+from resnet_cli.spec import BUILD_FLAGS, DEVICES, DTYPES, BuildFlag, request_from_flags
 
 BUILD = "Build flags (override the preset field by field)"
 RUN = "Model, input and device"
@@ -26,38 +26,33 @@ def _opt(*names: str, help: str, panel: str = BUILD, **kwargs: Any) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=panel, **kwargs)
 
 
+def _build_flag_parameter(flag: BuildFlag) -> inspect.Parameter:
+    """The Typer option of one ResNetSpec field, from its declaration (BUILD_FLAGS); None keeps the preset's value."""
+    names: tuple[str, ...] = (f"{flag.option}/--no-{flag.name}",) if flag.kind == "bool" else ()
+    value_type = {"choice": Literal[flag.choices], "int": int, "float": float, "bool": bool, "int-list": str}[flag.kind]
+    annotation = Annotated[Optional[value_type], _opt(*names, help=flag.help)]
+    return inspect.Parameter(flag.field, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None)
+
+
 def build_parameters(default_device: str) -> list[inspect.Parameter]:
-    """The build flags as keyword parameters, each defaulting to 'keep the preset'."""
-    specs: list[tuple[str, Any, Any]] = [
-        ("model", Annotated[Optional[str], typer.Argument(
-            help="Preset name (see `resnet-cli list`) or 'custom' (= resnet50's spec changed by the flags).",
-            show_default=False, rich_help_panel=RUN)], None),
-        ("block", Annotated[Optional[Literal["basic", "bottleneck"]], _opt(help="Residual block type.")], None),
-        ("layers", Annotated[Optional[str], _opt(help="Blocks per stage, e.g. 3,4,6,3 (any number of stages).")], None),
-        ("widths", Annotated[Optional[str], _opt(help="Base planes per stage, one per stage, e.g. 64,128,256,512.")], None),
-        ("expansion", Annotated[Optional[int], _opt(help="Block output channels = planes x N (1 basic, 4 bottleneck).")], None),
-        ("groups", Annotated[Optional[int], _opt(help="ResNeXt cardinality of the 3x3 conv.")], None),
-        ("width_per_group", Annotated[Optional[int], _opt(help="Inner width = planes x W/64 x groups (torchvision).")], None),
-        ("stem", Annotated[Optional[Literal["imagenet", "deep", "cifar"]], _opt(help="7x7/2 + maxpool; three 3x3 + maxpool; one 3x3/1.")], None),
-        ("stride_on", Annotated[Optional[Literal["3x3", "1x1"]], _opt(help="Bottleneck stride on the 3x3 (v1.5) or first 1x1 (paper).")], None),
-        ("shortcut", Annotated[Optional[Literal["A", "B", "C"]], _opt(help="A zero-pad identity; B project on shape change; C project always.")], None),
-        ("avg_down", Annotated[Optional[bool], _opt("--avg-down/--no-avg-down", help="ResNet-D shortcut: avg-pool then 1x1 conv.")], None),
-        ("se", Annotated[Optional[bool], _opt("--se/--no-se", help="Squeeze-excitation on each block's output.")], None),
-        ("se_ratio", Annotated[Optional[int], _opt(help="SE reduction ratio R (hidden channels C/R).")], None),
-        ("dilate_stages", Annotated[Optional[str], _opt(help="Stages whose stride becomes dilation, e.g. 3,4.")], None),
-        ("drop_path", Annotated[Optional[float], _opt(help="Stochastic depth rate, rising 0 -> P over blocks.")], None),
-        ("zero_init_residual", Annotated[Optional[bool], _opt("--zero-init-residual/--no-zero-init-residual", help="Start each block's last BN at zero.")], None),
-        ("num_classes", Annotated[Optional[int], _opt(help="Classifier outputs.")], None),
-        ("in_channels", Annotated[Optional[int], _opt(help="Input channels.")], None),
+    """MODEL, the build flags (each defaulting to 'keep the preset') and the run options, as keyword parameters."""
+    run_options: list[tuple[str, Any, Any]] = [
         ("input", Annotated[Optional[str], _opt(
             "--input", "-i", help="Input NxCxHxW; 3x224x224 = batch 1; 224 = 1x3x224x224. \\[default: 1x3x224x224; 1x3x32x32 for the cifar stem]",
             panel=RUN)], None),
         ("weights", Annotated[Optional[str], _opt(help="State dict to load strictly into the model.", panel=RUN)], None),
-        ("device", Annotated[Literal["meta", "cpu", "cuda"], _opt(
+        ("device", Annotated[Literal[DEVICES], _opt(
             help="meta computes shapes without allocating; cpu/cuda run for real.", panel=RUN)], default_device),
-        ("dtype", Annotated[Literal["float32", "float16", "bfloat16"], _opt(help="Parameter and input dtype.", panel=RUN)], "float32"),
+        ("dtype", Annotated[Literal[DTYPES], _opt(help="Parameter and input dtype.", panel=RUN)], "float32"),
     ]  # fmt: skip
-    return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in specs]
+    model = Annotated[Optional[str], typer.Argument(
+        help="Preset name (see `resnet-cli list`) or 'custom' (= resnet50's spec changed by the flags).",
+        show_default=False, rich_help_panel=RUN)]  # fmt: skip
+    return [
+        inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, annotation=model, default=None),
+        *(_build_flag_parameter(flag) for flag in BUILD_FLAGS.values()),
+        *(inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in run_options),
+    ]
 
 
 USER_MODEL_HELP = (
@@ -89,7 +84,7 @@ def with_model_request(
                 help=USER_MODEL_HELP, show_default=False, rich_help_panel=RUN)])
             arg_param = inspect.Parameter("arg", inspect.Parameter.KEYWORD_ONLY, annotation=ModelArgOption, default=None)
             dtype_help = _opt(help="Input dtype; a preset's parameters too (your own model keeps its dtypes).", panel=RUN)
-            dtype_annotation = Annotated[Literal["float32", "float16", "bfloat16"], dtype_help]
+            dtype_annotation = Annotated[Literal[DTYPES], dtype_help]
             rest = [p.replace(annotation=dtype_annotation) if p.name == "dtype" else p for p in build[1:]]
             build = [model_param, *rest, arg_param]
         params = [build[0], *own, *build[1:]]
