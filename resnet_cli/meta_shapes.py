@@ -47,8 +47,9 @@ def _pair(value: Any, default: Any = None) -> tuple[int, int] | None:
     return (int(value[0]), int(value[1])) if len(value) == 2 else None
 
 
-def _pool_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
-    """torch's pooling_output_shape."""
+def output_size(size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil_mode: bool = False) -> int:
+    """A convolution's or pooling window's output size along one dimension (torch's pooling_output_shape; without
+    `ceil_mode`, also its convolution formula). Below 1 when the input is too small."""
     out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1
@@ -143,7 +144,7 @@ def _convolution(
     if len(stride) != 2 or len(padding) != 2 or len(dilation) != 2 or min(*stride, *dilation) < 1 or min(padding) < 0:
         return None
     sizes = [
-        (size + 2 * pad - dil * (kernel - 1) - 1) // step + 1
+        output_size(size, kernel, step, pad, dil)
         for size, kernel, step, pad, dil in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True)
     ]
     return _new((x.shape[0], weight.shape[0], *sizes), x)
@@ -173,7 +174,7 @@ def _pool_output(x: torch.Tensor, kernel_size: Any, stride: Any, padding: Any, d
     if min(*kernel, *step, *dil) < 1 or min(pad) < 0 or any(2 * p > k for p, k in zip(pad, kernel, strict=True)):
         return None
     return (x.shape[0], x.shape[1], *(
-        _pool_size(size, k, s, p, d, ceil_mode) for size, k, s, p, d in zip(x.shape[2:], kernel, step, pad, dil, strict=True)
+        output_size(size, k, s, p, d, ceil_mode) for size, k, s, p, d in zip(x.shape[2:], kernel, step, pad, dil, strict=True)
     ))  # fmt: skip
 
 

@@ -20,8 +20,9 @@ from torch import nn
 
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ResNetSpec, resolve_spec
-from resnet_cli.trace import make_input
+from resnet_cli.trace import make_input, parameter_count
 from resnet_cli.units import shape_text
+from resnet_cli.user_model import UserModelRequest, build_user_model
 
 Device = torch.device | None
 # Builders pass `device` to every layer instead of building under `with torch.device(...)`: that context mode
@@ -332,12 +333,20 @@ def _unloadable_file(path: Path, exc: Exception) -> str:
     return "is a text file, not a readable PyTorch state dict"
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+# How a user sets the classifier's outputs and the input channels: the build flags for a preset (the user's own
+# model gets its factory's --arg, when it takes one).
+PRESET_SIZE_FLAGS = {"classes": "--num-classes {}", "channels": "--in-channels {}"}
+
+
+def check_state_dict(
+    model: nn.Module, state: dict[str, torch.Tensor], path: str | Path, size_flags: dict[str, str] = PRESET_SIZE_FLAGS
+) -> None:
     """Raise a UserError unless `state` loads strictly into `model` (keys, shapes, and floating values for floating
-    tensors). Works on a meta model, so a file is checked before anything is allocated."""
+    tensors). Works on a meta model, so a file is checked before anything is allocated. When only the classifier's
+    outputs or the first conv's input channels differ, the message names the `size_flags` entry that fits."""
     problems = state_dict_problems(model, state)
     if problems:
-        raise UserError(f"--weights {path} does not fit the model: {problems}")
+        raise UserError(f"--weights {path} does not fit the model: {problems}{_size_hint(model, state, size_flags)}")
     for key, own in model.state_dict().items():
         if _dtype_kind(state[key].dtype) != _dtype_kind(own.dtype):
             raise UserError(
@@ -386,6 +395,29 @@ def state_dict_fit(into: dict[str, tuple[int, ...]], state: dict[str, tuple[int,
     )
 
 
+def _size_hint(model: nn.Module, state: dict, size_flags: dict[str, str]) -> str:
+    """'; the file has 10 classes: add --num-classes 10' when only those sizes keep the file from fitting."""
+    own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    loaded = {key: tuple(value.shape) for key, value in state.items() if hasattr(value, "shape")}
+    if set(own) != set(loaded):
+        return ""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    sizes: dict[str, int] = {}
+    for key in (k for k in own if own[k] != loaded[k]):
+        owner, differs = key.rpartition(".")[0], [i for i, (a, b) in enumerate(zip(own[key], loaded[key], strict=False)) if a != b]
+        if linears and owner == linears[-1] and differs == [0] and len(own[key]) == len(loaded[key]):
+            sizes["classes"] = loaded[key][0]
+        elif convs and key == f"{convs[0]}.weight" and differs == [1] and len(own[key]) == 4:
+            sizes["channels"] = loaded[key][1]
+        else:
+            return ""
+    said = {"classes": "{} classes", "channels": "{}-channel inputs"}
+    hints = [f"the file has {said[k].format(n)}: " + (f"add {size_flags[k].format(n)}" if k in size_flags
+             else f"build the model for {n}") for k, n in sizes.items()]  # fmt: skip
+    return "; " + "; ".join(hints) if hints else ""
+
+
 def state_dict_problems(model: nn.Module, state: dict) -> str:
     """A one-line description of missing, unexpected and mis-shaped keys; empty if `state` fits."""
     own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
@@ -409,8 +441,6 @@ def instantiate(request: Any, device: str | None = None) -> tuple[nn.Module, tor
     `request` is a preset's ModelRequest or a UserModelRequest (the user's own code, built without touching it).
     A model resnet-cli cannot trace (a TorchScript submodule) is refused here, naming the module.
     """
-    from resnet_cli.user_model import UserModelRequest, build_user_model
-
     if device is not None and device != request.device:
         request = dataclasses.replace(request, device=device)
     target = resolve_device(request.device)
@@ -418,11 +448,14 @@ def instantiate(request: Any, device: str | None = None) -> tuple[nn.Module, tor
     if isinstance(request, UserModelRequest):
         check_fits(request, params=0)  # its size is known only once built
         model = build_user_model(request)  # the user's model keeps its own dtypes; the input gets --dtype
+        refuse_untraceable(model, request.label)  # resnet-cli's own modules are always traceable
     else:
         # A preset is built on meta first: its size is checked before anything is allocated, and so is --weights
         # (meta keeps no values to load).
-        model = build_model(request.spec, device="meta").to(dtype)
-        check_fits(request, params=sum(p.numel() for p in model.parameters()))
+        model = build_model(request.spec, device="meta")
+        if dtype != torch.get_default_dtype():  # a no-op .to() still visits every parameter
+            model = model.to(dtype)
+        check_fits(request, params=parameter_count(model))
         if request.weights is not None:
             state = read_state_dict(request.weights)
             check_state_dict(model, state, request.weights)
@@ -431,7 +464,6 @@ def instantiate(request: Any, device: str | None = None) -> tuple[nn.Module, tor
                 model.load_state_dict(state, strict=True)
         elif target.type != "meta":
             model = build_model(request.spec, device=target).to(dtype)  # initialised weights, as torchvision's
-    refuse_untraceable(model, request.label)
     return model, make_input(request.input_shape, target, dtype)
 
 

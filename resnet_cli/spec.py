@@ -420,6 +420,42 @@ def parse_shape(text: str, in_channels: int | None = None) -> tuple[int, int, in
     return dims  # type: ignore[return-value]
 
 
+MAX_SIZES = 1_000  # sizes one `debug-shapes --sizes` may try
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """Parse --sizes: 'A..B' (every side from A to B), 'A..B:S' (step S), 'A,B,C' (square sides) or 'HxW,HxW'."""
+    usage = "use A..B, A..B:STEP, a list such as 32,64,224, or HxW,HxW such as 224x240,256x256"
+    text = text.strip().lower().replace(" ", "")
+    sizes: list[tuple[int, int]] = []
+    try:
+        if ".." in text:
+            first, _, rest = text.partition("..")
+            last, _, step = rest.partition(":")
+            start, stop, stride = int(first), int(last), int(step) if step else 1
+            if stride < 1 or stop < start:
+                raise SpecError(f"--sizes {text}: give A..B with A <= B and a step of at least 1; {usage}")
+            count = (stop - start) // stride + 1
+            if count > MAX_SIZES:
+                raise SpecError(f"--sizes {text} gives {count:,} sizes; at most {MAX_SIZES:,} (use a step: A..B:STEP)")
+            sizes = [(side, side) for side in range(start, stop + 1, stride)]
+        else:
+            for part in filter(None, text.split(",")):
+                height, _, width = part.partition("x")
+                sizes.append((int(height), int(width or height)))
+    except ValueError:
+        raise SpecError(f"--sizes {text!r} is not a list of sizes; {usage}") from None
+    if not sizes:
+        raise SpecError(f"--sizes {text!r} is empty; {usage}")
+    if len(sizes) > MAX_SIZES:
+        raise SpecError(f"--sizes {text} gives {len(sizes):,} sizes; at most {MAX_SIZES:,}")
+    for height, width in sizes:
+        if height < 1 or width < 1:
+            raise SpecError(f"--sizes {text}: {height}x{width}; every side must be at least 1")
+        _check_limit(f"--sizes {text}: side {max(height, width):,}", max(height, width), "spatial")
+    return tuple(dict.fromkeys(sizes))
+
+
 DEVICES = ("meta", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 

@@ -24,7 +24,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from resnet_cli.errors import SpecError
 from resnet_cli.meta_shapes import answer_from_shapes
+from resnet_cli.units import first_line, shape_text
+from resnet_cli.user_model import is_user_file
 
 Shape = tuple[int, ...]
 
@@ -48,15 +51,30 @@ class LayerRecord:
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
     input_from: tuple[int | None, ...] = ()  # per input: `order` of the latest module call that returned it, or None
+    input_ops: tuple[int | None, ...] = ()  # per input: the OpRecord that made it (see OpRecord.input_from), or None
+    ops_start: int = 0  # this call's operators are ops[ops_start:ops_end]
+    ops_end: int = -1  # -1 while running, and when the call failed (then its operators run to the end of `ops`)
     output_elements: int = 0  # elements of the tensors this call is first to return (activations; see below)
     output_bytes: int = 0
     finished: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # filled by observers and analysis (e.g. MAC counts)
+    macs: int | None = None  # this call's MACs, children included (fvcore convention); None until counted
+    macs_conv_linear: int | None = None  # the same, conv and linear operators only
+    extra: dict[str, Any] = field(default_factory=dict)  # filled by observers (e.g. debug-shapes' residual watcher)
 
     @property
     def output_shape(self) -> Shape | None:
         """The first output tensor's shape, or None when the call did not finish."""
         return self.output_shapes[0] if self.output_shapes else None
+
+    @property
+    def is_disabled_option(self) -> bool:
+        """An `nn.Identity` that ran: a disabled option (SE off, no drop-path, identity shortcut), nothing to show."""
+        return self.type == "Identity" and self.finished
+
+
+def has_zero_size(shape: Shape) -> bool:
+    """A feature map that shrank to nothing: N x C x 0 x W (the input is too small for the network)."""
+    return len(shape) >= 3 and 0 in shape[2:]
 
 
 class TensorInfo(NamedTuple):
@@ -83,7 +101,9 @@ class OpRecord:
     module: int | None  # `order` of the innermost module call it ran in (None: outside the model)
     args: tuple[Any, ...]  # positional arguments; tensors as TensorInfo, lists of tensors as tuples of them
     kwargs: dict[str, Any]
-    input_from: tuple[int | None, ...]  # per tensor argument: `order` of the operator that produced it, or None
+    # per tensor argument: `order` of the operator that produced it; -1 - i for the model's i-th input tensor;
+    # None for parameters, buffers and constants
+    input_from: tuple[int | None, ...]
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
     finished: bool = False
@@ -111,12 +131,14 @@ class FunctionRecord:
     input_shapes: tuple[Shape, ...]
     input_from: tuple[Producer | None, ...]  # per tensor argument: who made it last (module call or function call)
     first_op: int  # `order` of its first OpRecord
+    keywords: tuple[str, ...] = ()  # names of the keyword arguments it was called with (device=, dtype=, ...)
+    location: tuple[str, int] | None = None  # (file, line) of the call in the user's code, with trace_model(locate=True)
     last_op: int = -1  # `order` of its last OpRecord
     output_shapes: tuple[Shape, ...] = ()
     output_elements: int = 0  # elements of the new tensors it returned that no module call returns (activations)
     output_bytes: int = 0
     finished: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # filled by analysis (e.g. MAC counts)
+    macs: int | None = None  # MACs of the operators it ran (fvcore convention); None until counted
 
 
 class Producer(NamedTuple):
@@ -176,6 +198,32 @@ class ModelTrace:
         not inside a leaf layer, whose call is the layer itself."""
         leaves = {r.order for r in self.records if r.is_leaf}
         return [f for f in self.functions if f.module is not None and f.module not in leaves]
+
+    def raise_for_failure(self) -> None:
+        """Raise ForwardPassFailed naming the layer when an output shrank to nothing or the forward pass failed."""
+        given = shape_text(self.input_shapes[0]) if self.input_shapes else "()"
+        for record in self.records:
+            for shape in record.output_shapes:
+                if has_zero_size(shape):
+                    raise ForwardPassFailed(
+                        f"--input {given} is too small for this network: "
+                        f"{record.name} ({record.type}) output shrinks to {shape_text(shape)}; use a larger H and W"
+                    )
+        if self.error is not None:
+            failing = self.unfinished[-1] if self.unfinished else None
+            where = ""
+            if failing is not None and failing.input_shapes:
+                where = f" in {failing.name or 'the model'} ({failing.type}) on input {shape_text(failing.input_shapes[0])}"
+            message = first_line(self.error).rstrip(".")
+            if "too small" in message.lower():
+                hint = "; use a larger H and W"
+            else:
+                hint = "; run `resnet-cli debug-shapes` with the same flags for a diagnosis"
+            raise ForwardPassFailed(f"--input {given}: the forward pass fails{where}: {message}{hint}")
+
+
+class ForwardPassFailed(SpecError):
+    """The traced forward pass failed or an output shrank to nothing (ModelTrace.raise_for_failure): one line."""
 
 
 def in_call_order(
@@ -261,6 +309,7 @@ def trace_model(
     origins: TensorOrigins | None = None,
     shape_only: bool | None = None,
     functions: bool = True,
+    locate: bool = False,
 ) -> ModelTrace:
     """Run `model` once on `inputs` with hooks on every module and operator and return the records.
 
@@ -269,7 +318,8 @@ def trace_model(
     `shape_only` (default: when every input is on meta) answers a ResNet's common operators from shapes alone
     (resnet_cli.meta_shapes), which gives the same records faster. `functions=False` skips the FunctionRecords
     (each operator's `function` is then None): the sweep's many variants of resnet-cli's own ResNets need no
-    functional rows, and tracking every Python-level torch call costs about a third of a trace.
+    functional rows, and tracking every Python-level torch call costs about a third of a trace. `locate` records
+    where in the user's code each function call was made (FunctionRecord.location), for debug-shapes.
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -284,6 +334,7 @@ def trace_model(
         origins.note(t, None)
     calls: dict[nn.Module, int] = {}
     operators = _OperatorRecorder(stack, records, origins, shape_only)
+    operators.mark_inputs(tensors_in(args))
 
     def pre_hook(module: nn.Module, hook_args: tuple) -> None:
         name = names.get(module, type(module).__name__)
@@ -305,6 +356,8 @@ def trace_model(
             input_dtypes=tuple(_dtype_name(t.dtype) for t in tensors),
             input_devices=tuple(t.device.type for t in tensors),
             input_from=tuple(origins.lookup(t)[1] for t in tensors),
+            input_ops=tuple(operators.producer_op(t) for t in tensors),
+            ops_start=len(operators.ops),
         )
         records.append(record)
         stack.append(record)
@@ -320,6 +373,7 @@ def trace_model(
         operators.claim(fresh)
         record.output_elements = sum(t.numel() for t in fresh)
         record.output_bytes = sum(t.numel() * t.element_size() for t in fresh)
+        record.ops_end = len(operators.ops)
         record.finished = True
         for observer in observers:
             observer.on_finish(record, module, hook_args, output)
@@ -332,7 +386,7 @@ def trace_model(
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
             module.training = train  # not model.train(): a user's train() override may have side effects
-        tracker = _FunctionTracker(operators) if functions else contextlib.nullcontext()
+        tracker = _FunctionTracker(operators, locate) if functions else contextlib.nullcontext()
         # The user's print() goes to stderr, so that --format json and csv stay parseable.
         with contextlib.redirect_stdout(sys.stderr), torch.no_grad(), tracker, operators:
             model(*args)
@@ -374,6 +428,7 @@ class _OperatorRecorder(TorchDispatchMode):
         self.ops: list[OpRecord] = []
         self.functions: list[FunctionRecord] = []
         self.pending: tuple[Any, tuple, dict] | None = None  # the running torch call (func, args, kwargs), if any
+        self.location: tuple[str, int] | None = None  # where the user's code made that call (locate=True)
         self.function: FunctionRecord | None = None  # its record, once it ran an operator
         self._made: dict[int, tuple[weakref.ref, int]] = {}  # id(tensor) -> (ref, op order)
         # New tensors returned by function calls, until a module call returns them: id -> (ref, function, elements, bytes)
@@ -396,6 +451,8 @@ class _OperatorRecorder(TorchDispatchMode):
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             input_from=tuple(self.origins.producer(t) for t in tensors),
             first_op=len(self.ops),
+            keywords=tuple(kwargs),
+            location=self.location,
         )
         self.functions.append(function)
         return function
@@ -436,7 +493,7 @@ class _OperatorRecorder(TorchDispatchMode):
     def _info(self, value: Any, producers: list[int | None]) -> Any:
         """A tensor argument as TensorInfo (its producer appended to `producers`); lists of tensors as tuples."""
         if isinstance(value, torch.Tensor):
-            producers.append(self._producer(value))
+            producers.append(self.producer_op(value))
             return TensorInfo(tuple(value.shape), _DTYPE_NAMES.get(value.dtype) or _dtype_name(value.dtype))
         if type(value) in (list, tuple) and value and (
             isinstance(value[0], torch.Tensor) or (value[0] is None and any(isinstance(v, torch.Tensor) for v in value))
@@ -475,7 +532,13 @@ class _OperatorRecorder(TorchDispatchMode):
             function.output_elements += elements
             function.output_bytes += size
 
-    def _producer(self, tensor: torch.Tensor) -> int | None:
+    def mark_inputs(self, inputs: list[torch.Tensor]) -> None:
+        """The model's input tensors, as producer -1 - i (OpRecord.input_from, LayerRecord.input_ops)."""
+        for i, t in enumerate(inputs):
+            self._made[id(t)] = (weakref.ref(t), -1 - i)
+
+    def producer_op(self, tensor: torch.Tensor) -> int | None:
+        """The operator that made `tensor` (-1 - i: the model's i-th input; None: a parameter, buffer or constant)."""
         ref, order = self._made.get(id(tensor), (None, None))
         return order if ref is not None and ref() is tensor else None
 
@@ -483,9 +546,10 @@ class _OperatorRecorder(TorchDispatchMode):
 class _FunctionTracker(TorchFunctionMode):
     """Tells the operator recorder which Python-level torch call is running, and records its result."""
 
-    def __init__(self, recorder: _OperatorRecorder) -> None:
+    def __init__(self, recorder: _OperatorRecorder, locate: bool = False) -> None:
         super().__init__()
         self.recorder = recorder
+        self.locate = locate
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -493,6 +557,7 @@ class _FunctionTracker(TorchFunctionMode):
         if recorder.pending is not None:  # called by a running torch call (a mode re-entered): part of it
             return func(*args, **kwargs)
         recorder.pending = (func, args, kwargs)
+        recorder.location = user_code_location(sys._getframe(1)) if self.locate else None
         try:
             result = func(*args, **kwargs)
         finally:
@@ -532,6 +597,15 @@ def function_name(func: Any) -> str:
     return text
 
 
+def user_code_location(frame: Any) -> tuple[str, int] | None:
+    """(file, line) of the innermost frame in the user's code (user_model.is_user_file), starting at `frame`."""
+    while frame is not None:
+        if is_user_file(frame.f_code.co_filename):
+            return frame.f_code.co_filename, frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
 def _infos(values: tuple) -> list[TensorInfo]:
     found: list[TensorInfo] = []
     for v in values:
@@ -542,14 +616,16 @@ def _infos(values: tuple) -> list[TensorInfo]:
     return found
 
 
+def parameter_count(module: nn.Module, *, recurse: bool = True, trainable: bool = False) -> int:
+    """Parameters of `module` (with its children unless `recurse=False`), each shared tensor once; only those that
+    require grad when `trainable`."""
+    return sum(p.numel() for p in module.parameters(recurse=recurse) if p.requires_grad or not trainable)
+
+
 def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
     """(parameters, trainable parameters) of every module with its children, each shared tensor once (a module
     registered in two containers, tied weights)."""
-    counts: dict[nn.Module, tuple[int, int]] = {}
-    for module in model.modules():
-        params = list(module.parameters())  # deduplicated, as model.parameters() is
-        counts[module] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
-    return counts
+    return {m: (parameter_count(m), parameter_count(m, trainable=True)) for m in model.modules()}
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import functools
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
+import sysconfig
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -42,6 +45,7 @@ class UserModelRequest:
     device: str = "meta"
     dtype: str = "float32"  # the input's dtype; the model keeps its own
     weights: str | None = None
+    default_input: bool = False  # no --input: input_shape is the default 1x3x224x224
 
     @property
     def name(self) -> str:
@@ -107,6 +111,7 @@ def user_model_request(
         device=device,
         dtype=dtype,
         weights=weights,
+        default_input=input is None,
     )
 
 
@@ -124,7 +129,7 @@ def build_user_model(request: UserModelRequest) -> nn.Module:
         # only then is the model built on the device (meta keeps no values to load).
         state = read_state_dict(request.weights)
         model = build_user_model(replace(request, device="meta", weights=None))
-        check_state_dict(model, state, request.weights)
+        check_state_dict(model, state, request.weights, _size_arguments(request))
         if device.type != "meta":
             model = build_user_model(replace(request, weights=None))
             model.load_state_dict(state, strict=True)
@@ -157,6 +162,22 @@ def build_user_model(request: UserModelRequest) -> nn.Module:
     return model
 
 
+# The factory parameters that set a classifier's outputs and the input channels, as common model code names them.
+_SIZE_PARAMETERS = {"classes": ("num_classes", "n_classes", "classes"), "channels": ("in_channels", "in_chans")}
+
+
+def _size_arguments(request: UserModelRequest) -> dict[str, str]:
+    """The --arg forms that set the classes and input channels, for the ones the user's factory takes."""
+    target_text, attr = _split(request.reference)
+    try:
+        with _on_sys_path(_source_folder(target_text)), contextlib.redirect_stdout(sys.stderr):
+            names = set(inspect.signature(_resolve(request.reference, target_text, attr)).parameters)
+    except Exception:  # no signature (a builtin, a module instance): no hint, only the mismatch
+        return {}
+    found = {size: next((n for n in options if n in names), None) for size, options in _SIZE_PARAMETERS.items()}
+    return {size: f"--arg {name}={{}}" for size, name in found.items() if name is not None}
+
+
 def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: Any) -> nn.Module:
     import torch
     from torch import nn
@@ -171,9 +192,10 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
         except SystemExit as exc:  # sys.exit() in the factory must not become resnet-cli's exit code
             raise UserError(f"{label} raised {typed_first_line(exc)}{_where(exc)}") from None
         except Exception as exc:
-            if device.type != "meta":
+            if device.type != "meta" or not _meta_specific(exc):
                 raise UserError(f"{label} raised {typed_first_line(exc)}{_where(exc)}") from None
-            # Some factories need real tensors (loading weights, .item()); build on cpu, then move the result.
+            # Some factories need real tensors (loading weights, .item()); build on cpu, then move the result. Any
+            # other failure would only repeat (and a factory that downloads would download twice).
             try:
                 with torch.device("cpu"):
                     model = factory(**kwargs)
@@ -190,6 +212,16 @@ def _call_factory(reference: str, factory: Any, kwargs: dict[str, Any], device: 
                             f"({typed_first_line(exc)}); return a new module") from None
     # Parameters a factory placed explicitly (device="cpu") follow the others, as model.to(device) would move them.
     return model.to(device)
+
+
+# Messages of errors that only meta tensors cause: the factory reads values, copies data or hits a missing kernel.
+_META_ONLY = ("meta", "item()", "tolist", "data-dependent", "no data", "data_ptr", "storage")
+
+
+def _meta_specific(error: BaseException) -> bool:
+    """Whether building on the CPU could get past `error`: raised because tensors were on meta."""
+    text = str(error).lower()
+    return isinstance(error, NotImplementedError) or any(p in text for p in _META_ONLY)
 
 
 @contextlib.contextmanager
@@ -287,8 +319,22 @@ def _import_file(reference: str, path: Path) -> Any:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
-        raise UserError(f"{reference}: importing {path} raised {typed_first_line(exc)}{_where(exc)}") from None
+        hint = _package_hint(path, reference) if isinstance(exc, ImportError) and "relative import" in str(exc) else ""
+        raise UserError(f"{reference}: importing {path} raised {typed_first_line(exc)}{_where(exc)}{hint}") from None
     return module
+
+
+def _package_hint(path: Path, reference: str) -> str:
+    """'; it is part of the package P: use P.module:attr ...' for a file whose relative imports need its package."""
+    folder, parts = path.resolve().parent, [path.stem]
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1:
+        return ""
+    attr = reference.rpartition(":")[2] if ":" in reference else "ATTR"
+    return (f"; the file uses relative imports, so load it as part of its package: {'.'.join(parts)}:{attr} "
+            f"(run from {folder} or put it on PYTHONPATH)")
 
 
 def _import_module(reference: str, name: str) -> Any:
@@ -307,8 +353,6 @@ def _import_module(reference: str, name: str) -> Any:
 
 def _candidates(module: Any) -> list[str]:
     """Names in `module` that could be built: nn.Module classes, functions and instances defined there."""
-    import inspect
-
     from torch import nn
 
     found = []
@@ -337,12 +381,15 @@ def innermost_user_frame(exc: BaseException) -> traceback.FrameSummary | None:
     """
     frames = traceback.extract_tb(exc.__traceback__)
     for frame in reversed(frames):
-        if _is_user_file(frame.filename):
+        if is_user_file(frame.filename):
             return frame
     return None
 
 
-def _is_user_file(filename: str) -> bool:
+@functools.lru_cache(maxsize=4096)
+def is_user_file(filename: str) -> bool:
+    """Whether a frame's file is the user's code: not torch, the standard library, site-packages or resnet_cli
+    (except its model.py, so that a preset's failure points into the block that raised)."""
     path = Path(filename).resolve()
     package = Path(__file__).resolve().parent
     if path.is_relative_to(package):
@@ -353,8 +400,6 @@ def _is_user_file(filename: str) -> bool:
 
 
 def _library_folders() -> list[Path]:
-    import sysconfig
-
     folders = {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "purelib", "platlib")}
     torch_module = sys.modules.get("torch")
     if torch_module is not None and getattr(torch_module, "__file__", None):

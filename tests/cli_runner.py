@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from typer.testing import CliRunner, Result
 
@@ -11,9 +12,9 @@ from resnet_cli.cli import app
 runner = CliRunner()
 
 
-def run(*args: str) -> Result:
-    """`resnet-cli ARGS`: exit code, stdout and stderr."""
-    return runner.invoke(app, list(args))
+def run(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
+    """`resnet-cli ARGS`: exit code, stdout and stderr. `env` sets variables for the run (None unsets one)."""
+    return runner.invoke(app, list(args), env=env)
 
 
 def run_json(*args: str) -> dict:

@@ -252,12 +252,12 @@ def test_bad_options_exit_2_in_one_line(args, message):
 
 
 def test_running_out_of_memory_while_building_is_one_line(monkeypatch):
-    import resnet_cli.model
+    import resnet_cli.analysis.bench
 
     def out_of_memory(request):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 60211200000 bytes.")
 
-    monkeypatch.setattr(resnet_cli.model, "instantiate", out_of_memory)
+    monkeypatch.setattr(resnet_cli.analysis.bench, "instantiate", out_of_memory)
     result = runner.invoke(app, ["bench", "resnet18", "--input", "100000x3x224x224"])
     assert result.exit_code == 2
     assert "--input 100000x3x224x224: cannot allocate the model and input on cpu (DefaultCPUAllocator" in result.output

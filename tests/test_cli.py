@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from cli_runner import run, run_json, runner
+from cli_runner import run, run_json
 
 from resnet_cli import build_model
 from resnet_cli.cli import app
@@ -165,7 +165,7 @@ def test_summary_dtype_halves_parameter_memory():
 
 
 def test_summary_table_fits_80_columns_and_shows_totals():
-    result = runner.invoke(app, ["summary", "resnet50", "--depth", "3"], env={"COLUMNS": "80"})
+    result = run("summary", "resnet50", "--depth", "3", env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     assert "Total params               25,557,032" in result.stdout
@@ -173,7 +173,7 @@ def test_summary_table_fits_80_columns_and_shows_totals():
 
 
 def test_summary_honours_no_color():
-    result = runner.invoke(app, ["summary", "resnet18", "--depth", "1"], env={"NO_COLOR": "1", "FORCE_COLOR": None})
+    result = run("summary", "resnet18", "--depth", "1", env={"NO_COLOR": "1", "FORCE_COLOR": None})
     assert "\x1b[" not in result.stdout
 
 
@@ -196,8 +196,8 @@ def test_summary_weights_load_strictly(tmp_path):
     assert "does not fit the model: missing keys: layer1.2.conv1.weight" in result.stderr
 
 
-def test_list_shows_every_preset_with_params():
-    data = run_json("list")
+def test_list_shows_every_preset_with_params(preset_list):
+    data = json.loads(preset_list.stdout)
     by_name = {p["name"]: p for p in data["presets"]}
     assert by_name["resnet50"]["params"] == 25_557_032
     assert by_name["resnet110"]["input_shape"] == [1, 3, 32, 32]
@@ -251,15 +251,13 @@ def test_cuda_device_without_gpu_is_a_user_error():
 
 
 def test_input_too_small_names_the_layer():
-    from resnet_cli.analysis.summary import check_trace
     from resnet_cli.errors import SpecError
-    from resnet_cli.spec import request_from_flags
     from resnet_cli.trace import make_input, trace_model
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5), torch.nn.Conv2d(8, 8, 5))
     trace = trace_model(model, make_input((1, 3, 7, 7)))
     with pytest.raises(SpecError, match=r"--input 1x3x7x7: the forward pass fails in 1 \(Conv2d\) on input 1x8x3x3"):
-        check_trace(trace, request_from_flags(None, input="1x3x7x7"))
+        trace.raise_for_failure()
 
 
 def test_every_option_help_survives_rich_markup():
@@ -268,7 +266,7 @@ def test_every_option_help_survives_rich_markup():
 
     group = typer.main.get_command(app)
     for name, command in group.commands.items():
-        shown = runner.invoke(app, [name, "--help"], env={"COLUMNS": "400"}).stdout
+        shown = run(name, "--help", env={"COLUMNS": "400"}).stdout
         shown = " ".join(shown.split())
         for param in command.params:
             text = getattr(param, "help", None) or ""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run, run_json
-from test_readme import run_example
+from golden import check_block, examples
 
 from resnet_cli.analysis.compare import split_user_operand
 
@@ -187,7 +187,7 @@ def test_user_model_comparison_in_csv_and_markdown(fmt):
         assert "- verdict: different: layer2.0.conv1: stride 2 vs 1" in result.stdout
 
 
-def test_time_measures_a_user_model_against_the_preset():
+def test_time_measures_a_user_model_against_the_preset(one_thread):
     data = run_json("compare", TV + "resnet18", "resnet18", "--time", "--input", "1x3x32x32", "--depth", "1")
     mine, reference = data["networks"]
     assert mine["latency_ms"] > 0 and reference["latency_ms"] > 0
@@ -232,16 +232,10 @@ DOC = REPO / "docs" / "compare.md"
 BLOCK = re.compile(r"```console\n\$ resnet-cli (?P<args>compare [^\n]*)\n(?P<output>.*?)```", re.S)
 
 
-@pytest.mark.parametrize("args", [m["args"] for m in BLOCK.finditer(DOC.read_text())])
+@pytest.mark.parametrize("args", examples(DOC, BLOCK))
 def test_compare_doc_shows_real_output(args, overwrite):
     """Regenerate with `python -m pytest tests/test_compare_models.py --overwrite`."""
-    text = DOC.read_text()
-    match = next(m for m in BLOCK.finditer(text) if m["args"] == args)
-    actual = run_example(args)
-    if overwrite:
-        DOC.write_text(text[: match.start("output")] + actual + text[match.end("output") :])
-        return
-    assert match["output"] == actual
+    check_block(DOC, args, overwrite, BLOCK)
 
 
 def test_forward_code_outside_layers_is_compared_as_operators(tmp_path):

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 
+import cli_runner
 import pytest
 import torch
+from golden import check_block, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from typer.testing import CliRunner
+from typer.testing import Result
 
 from resnet_cli import build_model
 from resnet_cli.analysis.diagnosis import debug_shapes
-from resnet_cli.cli import app
 from resnet_cli.spec import ResNetSpec
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "docs" / "examples"
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +28,8 @@ def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)  # examples are named relative to the repository, as the docs name them
 
 
-def run(*args: str, width: int = 100):
-    return runner.invoke(app, ["debug-shapes", *args], env={"COLUMNS": str(width), "NO_COLOR": "1"})
+def run(*args: str, width: int = 100) -> Result:
+    return cli_runner.run("debug-shapes", *args, env={"COLUMNS": str(width), "NO_COLOR": "1"})
 
 
 def problem(*args: str, device: str = "meta") -> dict:
@@ -407,36 +406,18 @@ def test_exit_codes_0_1_2():
 # --- docs/debugging.md shows real output ----------------------------------------------------------------------
 
 DOC = REPO / "docs" / "debugging.md"
-BLOCK = re.compile(r"```console\n\$ resnet-cli (?P<args>[^\n]*)\n(?P<output>.*?)```", re.S)
-
-
-def _doc_examples() -> list[str]:
-    return [m["args"] for m in BLOCK.finditer(DOC.read_text())] if DOC.exists() else []
-
-
-@pytest.mark.parametrize("args", _doc_examples())
-def test_debugging_doc_shows_real_output(args, overwrite):
-    """Regenerate with `python -m pytest tests/test_debug_shapes.py --overwrite`."""
-    text = DOC.read_text()
-    match = next(m for m in BLOCK.finditer(text) if m["args"] == args)
-    result = runner.invoke(app, shlex.split(args), env={"COLUMNS": "100", "NO_COLOR": "1"})
-    assert result.exit_code in (0, 1), result.output
-    actual = "\n".join(line.rstrip() for line in result.stdout.splitlines()) + "\n"
-    if overwrite:
-        DOC.write_text(text[: match.start("output")] + actual + text[match.end("output") :])
-        return
-    assert match["output"] == actual
-
-
 README_BLOCK = re.compile(r"```text\n\$ resnet-cli (?P<args>debug-shapes [^\n]*)\n(?P<output>.*?)```", re.S)
 
 
-def test_readme_debug_example_is_real_output():
-    match = README_BLOCK.search((REPO / "README.md").read_text())
-    assert match is not None
-    result = runner.invoke(app, shlex.split(match["args"]), env={"COLUMNS": "100", "NO_COLOR": "1"})
-    assert result.exit_code == 1, result.output
-    assert match["output"] == "\n".join(line.rstrip() for line in result.stdout.splitlines()) + "\n"
+@pytest.mark.parametrize("args", examples(DOC))
+def test_debugging_doc_shows_real_output(args, overwrite):
+    """Regenerate with `python -m pytest tests/test_debug_shapes.py --overwrite`."""
+    check_block(DOC, args, overwrite, exit_codes=(0, 1))
+
+
+def test_readme_debug_example_is_real_output(overwrite):
+    args = examples(REPO / "README.md", README_BLOCK)[0]
+    check_block(REPO / "README.md", args, overwrite, README_BLOCK, exit_codes=(1,))
 
 
 EXITS_IN_FORWARD = '''
@@ -475,7 +456,6 @@ def test_sys_exit_in_forward_is_a_finding_exit_1(exits_in_forward):
 
 @pytest.mark.parametrize("command", [["summary"], ["flops"], ["compare", "resnet18"]])
 def test_sys_exit_in_forward_elsewhere_is_one_line_exit_2(exits_in_forward, command):
-    result = runner.invoke(app, [*command, exits_in_forward, "--input", "1x3x8x8"])
+    result = cli_runner.run(*command, exits_in_forward, "--input", "1x3x8x8")
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and "called sys.exit(3)" in lines[0]
+    assert "called sys.exit(3)" in cli_runner.one_error_line(result)

@@ -7,11 +7,7 @@ import io
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from resnet_cli.cli import app
-
-runner = CliRunner()
+from cli_runner import one_error_line, run, run_json
 
 # fvcore totals at 1x3x224x224; torchvision's published GFLOPS agree to two decimals.
 FVCORE_MACS_AT_224 = {
@@ -28,25 +24,15 @@ FVCORE_MACS_AT_224 = {
 }
 
 
-def run(*args: str, env: dict | None = None):
-    return runner.invoke(app, ["flops", *args], env=env)
-
-
-def run_json(*args: str) -> dict:
-    result = run(*args, "--format", "json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 @pytest.mark.parametrize(("name", "macs"), list(FVCORE_MACS_AT_224.items()))
 def test_published_fvcore_totals(name, macs):
-    totals = run_json(name)["totals"]
+    totals = run_json("flops", name)["totals"]
     assert totals["macs"] == macs
     assert totals["flops"] == 2 * macs
 
 
 def test_resnet50_conv_linear_convention_is_kept_in_the_json():
-    data = run_json("resnet50")
+    data = run_json("flops", "resnet50")
     assert data["totals"]["macs_conv_linear"] == 4_089_184_256
     assert data["totals"]["flops_conv_linear"] == 2 * 4_089_184_256
     assert data["by_operator"]["conv"] + data["by_operator"]["linear"] == 4_089_184_256
@@ -54,7 +40,7 @@ def test_resnet50_conv_linear_convention_is_kept_in_the_json():
 
 
 def test_json_schema_and_breakdowns_add_up():
-    data = run_json("resnet50")
+    data = run_json("flops", "resnet50")
     assert {"model", "input_shape", "totals", "by_operator", "by_stage", "layers"} <= set(data)
     assert data["model"] == "resnet50" and data["input_shape"] == [1, 3, 224, 224]
     assert data["totals"]["params"] == 25_557_032
@@ -69,9 +55,9 @@ def test_json_schema_and_breakdowns_add_up():
     assert data["counter"] == "fast"
 
 
-def test_fvcore_counter_gives_the_same_json_counts():
+def test_fvcore_counter_gives_the_same_json_counts(one_thread):
     args = ("resnet18", "--se", "--input", "2x3x64x64")
-    fast, reference = run_json(*args, "--counter", "fast"), run_json(*args, "--counter", "fvcore")
+    fast, reference = run_json("flops", *args, "--counter", "fast"), run_json("flops", *args, "--counter", "fvcore")
     assert reference["counter"] == "fvcore"
     for key in ("totals", "by_operator", "by_stage"):
         assert fast[key] == reference[key]
@@ -79,7 +65,7 @@ def test_fvcore_counter_gives_the_same_json_counts():
 
 
 def test_stage_table_shows_percent_bars_units_and_the_legend():
-    result = run("resnet50", env={"COLUMNS": "100"})
+    result = run("flops", "resnet50", env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "% MACs" in out and "Conv+lin MACs" in out and "█" in out
@@ -90,38 +76,38 @@ def test_stage_table_shows_percent_bars_units_and_the_legend():
 
 
 def test_operator_table_names_fvcore_operators_and_formulas():
-    result = run("resnet50", "--by", "operator", env={"COLUMNS": "120"})
+    result = run("flops", "resnet50", "--by", "operator", env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert "batch_norm" in result.stdout and "adaptive_avg_pool2d" in result.stdout
     assert "conv: N x Cout x Cin/groups x kH x kW x Hout x Wout" in result.stdout
 
 
 def test_module_view_respects_depth():
-    data = run_json("resnet18", "--by", "module", "--depth", "2")
+    data = run_json("flops", "resnet18", "--by", "module", "--depth", "2")
     assert {layer["depth"] for layer in data["layers"]} == {1, 2}
-    result = run("resnet18", "--by", "module", "--depth", "2", "--format", "csv")
+    result = run("flops", "resnet18", "--by", "module", "--depth", "2", "--format", "csv")
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["Layer", "Type", "Output shape", "MACs", "% MACs"]
     assert any(row[0].strip() == "layer1.0" for row in rows)
 
 
 def test_markdown_and_csv_have_no_bars():
-    markdown = run("resnet18", "--format", "markdown").stdout
+    markdown = run("flops", "resnet18", "--format", "markdown").stdout
     assert markdown.startswith("**resnet18") and "| Stage |" in markdown and "█" not in markdown
-    rows = list(csv.reader(io.StringIO(run("resnet18", "--format", "csv").stdout)))
+    rows = list(csv.reader(io.StringIO(run("flops", "resnet18", "--format", "csv").stdout)))
     assert rows[0] == ["Stage", "Output shape", "Params", "MACs", "% MACs", "Conv+lin MACs"]
     assert [row[0] for row in rows[1:]] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
     assert sum(int(row[3]) for row in rows[1:]) == FVCORE_MACS_AT_224["resnet18"]
 
 
 def test_huge_inputs_count_instantly_on_meta():
-    data = run_json("resnet50", "--input", "256x3x1024x1024")
-    assert data["totals"]["macs"] == 256 * run_json("resnet50", "--input", "1x3x1024x1024")["totals"]["macs"]
+    data = run_json("flops", "resnet50", "--input", "256x3x1024x1024")
+    assert data["totals"]["macs"] == 256 * run_json("flops", "resnet50", "--input", "1x3x1024x1024")["totals"]["macs"]
 
 
 def test_dtype_and_optimizer_change_only_memory():
-    base = run_json("resnet18")
-    half = run_json("resnet18", "--dtype", "float16", "--optimizer", "adam")
+    base = run_json("flops", "resnet18")
+    half = run_json("flops", "resnet18", "--dtype", "float16", "--optimizer", "adam")
     assert half["totals"] == base["totals"]
     assert half["memory"]["param_bytes"] * 2 == base["memory"]["param_bytes"]
     assert half["memory"]["optimizer_state_bytes"] == base["memory"]["optimizer_state_bytes"]  # 2 x 2 bytes vs 1 x 4
@@ -139,33 +125,27 @@ def test_dtype_and_optimizer_change_only_memory():
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message):
-    result = run("resnet50", *args)
+    result = run("flops", "resnet50", *args)
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ")
-    assert message in lines[0]
+    assert message in one_error_line(result)
 
 
 def test_summary_has_a_macs_column_from_the_same_engine():
-    result = runner.invoke(app, ["summary", "resnet50", "--depth", "1", "--format", "json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = run_json("summary", "resnet50", "--depth", "1")
     assert data["totals"]["macs"] == FVCORE_MACS_AT_224["resnet50"]
     assert sum(layer["macs"] for layer in data["layers"]) == FVCORE_MACS_AT_224["resnet50"]
-    table = runner.invoke(app, ["summary", "resnet50", "--depth", "1"], env={"COLUMNS": "80"}).stdout
+    table = run("summary", "resnet50", "--depth", "1", env={"COLUMNS": "80"}).stdout
     assert "MACs (M)" in table and "1,468.65" in table  # layer3
 
 
-def test_list_shows_macs_at_each_presets_default_input():
-    result = runner.invoke(app, ["list", "--format", "json"])
-    assert result.exit_code == 0, result.output
-    by_name = {p["name"]: p["macs"] for p in json.loads(result.stdout)["presets"]}
+def test_list_shows_macs_at_each_presets_default_input(preset_list):
+    by_name = {p["name"]: p["macs"] for p in json.loads(preset_list.stdout)["presets"]}
     assert {name: by_name[name] for name in FVCORE_MACS_AT_224} == FVCORE_MACS_AT_224
-    assert by_name["resnet20"] == run_json("resnet20")["totals"]["macs"]
+    assert by_name["resnet20"] == run_json("flops", "resnet20")["totals"]["macs"]
 
 
 def test_fvcore_counter_refuses_inputs_that_cannot_fit_in_memory():
-    result = run("resnet50", "--counter", "fvcore", "--input", "100000x3x1024x1024")
+    result = run("flops", "resnet50", "--counter", "fvcore", "--input", "100000x3x1024x1024")
     assert result.exit_code == 2, result.output
     assert "--counter fvcore --input 100000x3x1024x1024 would allocate" in result.stderr
     assert "use --counter fast" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_cli.analysis.counting import flops_report
+from resnet_cli.analysis.flops_report import flops_report
 from resnet_cli.analysis.memory import estimate_memory
 from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags

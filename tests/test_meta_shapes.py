@@ -4,8 +4,10 @@ torch._dynamo."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,9 +21,11 @@ from resnet_cli import meta_shapes, trace
 from resnet_cli.analysis.counting import count_trace
 from resnet_cli.meta_shapes import _broadcast
 from resnet_cli.model import build_model, instantiate
-from resnet_cli.spec import PRESETS, ResNetSpec
+from resnet_cli.spec import PRESETS, ResNetSpec, request_from_flags
 from resnet_cli.trace import make_input, trace_model
 from resnet_cli.user_model import UserModelRequest
+
+TESTS = Path(__file__).resolve().parent
 
 
 def _layout(value):
@@ -50,9 +54,8 @@ def checked_answers():
         trace.answer_from_shapes = original
 
 
-def run_on_meta(spec: ResNetSpec | str, shape: tuple[int, ...], fast: bool, dtype=torch.float32):
-    """Build and trace on meta, with or without shape-only answers; records, MACs and every operator's outputs."""
-    model = build_model(spec, device="meta").to(dtype)
+def run_on_meta(model: nn.Module, shape: tuple[int, ...], fast: bool, dtype=torch.float32):
+    """Trace on meta, with or without shape-only answers; records, MACs and every operator's outputs."""
     traced = trace_model(model, make_input(shape, "meta", dtype), shape_only=fast)
     assert traced.ok, traced.error
     count = count_trace(model, traced)
@@ -61,14 +64,19 @@ def run_on_meta(spec: ResNetSpec | str, shape: tuple[int, ...], fast: bool, dtyp
     return records, ops, count.by_module_and_operator
 
 
-def assert_same_on_meta(spec, shape, dtype=torch.float32):
+def assert_same_on_meta(spec: ResNetSpec | str, shape: tuple[int, ...], dtype=torch.float32):
+    model = build_model(spec, device="meta").to(dtype)  # built once: tracing leaves it as it was
     with checked_answers() as answered:
-        fast = run_on_meta(spec, shape, True, dtype)
+        fast = run_on_meta(model, shape, True, dtype)
     assert answered, "no operator was answered from shapes"
-    assert fast == run_on_meta(spec, shape, False, dtype)
+    assert fast == run_on_meta(model, shape, False, dtype)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize(
+    "name",
+    # resnet1202 is resnet110 with 200 blocks a stage: ~7 s of per-operator work at any input size
+    [pytest.param(name, marks=pytest.mark.slow) if name == "resnet1202" else name for name in sorted(PRESETS)],
+)
 def test_every_preset_traces_identically(name):
     shape = (1, 3, 16, 16) if name == "resnet1202" else (2, 3, 64, 64)
     assert_same_on_meta(name, shape)
@@ -76,6 +84,23 @@ def test_every_preset_traces_identically(name):
 
 def test_bfloat16_and_odd_sizes_trace_identically():
     assert_same_on_meta("resnext50_32x4d", (1, 3, 61, 47), torch.bfloat16)
+
+
+@pytest.mark.parametrize(
+    ("model", "flags"),
+    [
+        ("resnet18", dict(input="1x3x64x64")),
+        ("resnext50_32x4d", dict(input="2x3x96x96", dtype="bfloat16")),
+        ("resnet50", dict(se=True, stem="deep", avg_down=True, dilate_stages="3,4", input="1x3x80x80")),
+        ("resnet20", dict(drop_path=0.1, zero_init_residual=True)),
+        ("resnet50", dict(stride_on="1x1", shortcut="C", input="2x3x61x47")),  # odd sizes: floor
+        ("resnet18", dict(shortcut="A", stem="cifar", input="1x3x33x35")),
+    ],
+)  # fmt: skip
+def test_build_flags_trace_identically(model, flags):
+    """The variants `sweep` and the other commands count from shapes only, as the flags build them."""
+    request = request_from_flags(model, **flags)
+    assert_same_on_meta(request.spec, request.input_shape, getattr(torch, request.dtype))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -118,18 +143,32 @@ def test_invalid_inputs_still_raise(module, shape):
     assert isinstance(traced.error, RuntimeError)
 
 
-def test_flops_on_meta_never_imports_dynamo_or_sympy():
+@pytest.fixture(scope="module")
+def imported_in_a_fresh_process() -> dict[str, list[str]]:
+    """In one fresh interpreter (each one imports torch anew, seconds): `flops` on meta, then counting the corpus;
+    which of dynamo, sympy and symbolic shapes each step left imported."""
     script = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from resnet_cli.cli import app\n"
-        "result = CliRunner().invoke(app, ['flops', 'resnet152', '--input', '64x3x224x224', '--format', 'json'])\n"
-        "assert result.exit_code == 0, result.output\n"
-        "print(sorted(m for m in ('torch._dynamo', 'sympy', 'torch.fx.experimental.symbolic_shapes') if m in sys.modules))\n"
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(TESTS)!r})\n"
+        "def imported(*names):\n"
+        "    return sorted(name for name in names if name in sys.modules)\n"
+        "from cli_runner import run_json\n"
+        "run_json('flops', 'resnet152', '--input', '64x3x224x224')\n"
+        "flops = imported('torch._dynamo', 'sympy', 'torch.fx.experimental.symbolic_shapes')\n"
+        "from models.corpus import CORPUS\n"
+        "from resnet_cli.analysis.counting import count_request\n"
+        "from resnet_cli.user_model import UserModelRequest\n"
+        "for e in CORPUS:\n"
+        "    count_request(UserModelRequest(e.reference, e.kwargs, e.input_shape))\n"
+        "print(json.dumps({'flops': flops, 'corpus': imported('torch._dynamo', 'sympy')}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=TESTS.parent)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_flops_on_meta_never_imports_dynamo_or_sympy(imported_in_a_fresh_process):
+    assert imported_in_a_fresh_process["flops"] == []
 
 
 shapes = st.lists(st.sampled_from([0, 1, 2, 3]), max_size=4).map(tuple)
@@ -157,20 +196,8 @@ def test_corpus_models_trace_identically(entry):
     ]
 
 
-def test_counting_the_corpus_never_imports_dynamo_or_sympy():
-    script = (
-        "import sys\n"
-        "sys.path.insert(0, 'tests')\n"
-        "from models.corpus import CORPUS\n"
-        "from resnet_cli.analysis.counting import count_request\n"
-        "from resnet_cli.user_model import UserModelRequest\n"
-        "for e in CORPUS:\n"
-        "    count_request(UserModelRequest(e.reference, e.kwargs, e.input_shape))\n"
-        "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+def test_counting_the_corpus_never_imports_dynamo_or_sympy(imported_in_a_fresh_process):
+    assert imported_in_a_fresh_process["corpus"] == []
 
 
 class Coordinates(nn.Module):

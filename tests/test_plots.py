@@ -8,18 +8,12 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_runner import run
 
-from resnet_cli.cli import app
 from resnet_cli.errors import UserError
 from resnet_cli.render.plots import BarPanel, check_plot_path, save_figure, stage_panels, write_bar_figure
 
-runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
 
 
 def png_size(path: Path) -> tuple[int, int]:

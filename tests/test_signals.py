@@ -9,10 +9,9 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
+from cli_runner import run
 
 import resnet_cli.analysis.sweep as sweep_module
-from resnet_cli.cli import app
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not os.path.isdir("/proc"), reason="reads processes from /proc"
@@ -134,7 +133,7 @@ def test_sigterm_during_a_measurement_in_process_exits_143(monkeypatch):
 
     monkeypatch.setattr(sweep_module, "measure_request", measure_then_terminate)
     previous = signal.getsignal(signal.SIGTERM)
-    result = CliRunner().invoke(app, ["sweep", "resnet18", "--vary", "num-classes=1,2,3,4", "--workers", "1"])
+    result = run("sweep", "resnet18", "--vary", "num-classes=1,2,3,4", "--workers", "1")
     assert result.exit_code == 143, result.output
     assert len(measured) == 2 and result.stdout == ""
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is the command's only

@@ -1,32 +1,30 @@
-"""`sweep`: --vary parsing, the grid, counts against published figures, skipped variants, output and plots."""
+"""`sweep`: --vary parsing, the grid, counts against published figures, skipped variants, output and plots.
+
+Expected values come from outside the sweep: torchvision's published figures, closed forms, fvcore and a real
+forward pass measured in the test, and `resnet-cli flops` run with the same flags.
+"""
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import json
 import sys
 
 import pytest
+import torch
+from cli_runner import one_error_line, run, run_json
+from fvcore.nn import FlopCountAnalysis
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from torch import nn
 
-from resnet_cli.analysis.sweep import (
-    VARY_FLAGS,
-    Measurement,
-    Variant,
-    mark_pareto,
-    measure_request,
-    parse_vary,
-    run_sweep,
-)
-from resnet_cli.cli import app
+from resnet_cli import build_model
+from resnet_cli.analysis.sweep import Measurement, Variant, mark_pareto, parse_vary, run_sweep
 from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags
-
-runner = CliRunner()
 
 # torchvision's model docs: params and GFLOPS (which are conv + linear MACs, in billions) at 224x224
 PUBLISHED = {
@@ -35,17 +33,61 @@ PUBLISHED = {
     ("bottleneck", "3,4,6,3"): (25_557_032, 4.09),  # resnet50
     ("bottleneck", "3,4,23,3"): (44_549_160, 7.80),  # resnet101
 }
+SE_RESNET50_PARAMS = 28_088_024  # Hu et al. 2018 (28.09M; timm's seresnet50): reduction 16, biased 1x1 convs
 
 
-def sweep_json(*args: str) -> dict:
-    result = runner.invoke(app, ["sweep", *args, "--format", "json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+def se_params(channels: int, ratio: int = 16) -> int:
+    """Squeeze-excitation on `channels`: a 1x1 conv down to channels / ratio and one back up, both with biases."""
+    hidden = channels // ratio
+    return channels * hidden + hidden + hidden * channels + channels
+
+
+def bottleneck_resnet_params(layers: tuple[int, ...], widths: tuple[int, ...], se: bool = False) -> int:
+    """Closed form: 7x7 stem, bottlenecks of expansion 4 (each stage's first one projects), a 1000-class fc."""
+    total, channels = 3 * 64 * 7 * 7 + 2 * 64, 64
+    for blocks, width in zip(layers, widths, strict=True):
+        out = 4 * width
+        for block in range(blocks):
+            total += channels * width + 9 * width * width + width * out + 2 * (width + width + out)  # convs and BNs
+            total += (channels * out + 2 * out if block == 0 else 0) + (se_params(out) if se else 0)
+            channels = out
+    return total + channels * 1000 + 1000
+
+
+def test_the_closed_form_gives_the_published_counts():
+    assert bottleneck_resnet_params((3, 4, 6, 3), (64, 128, 256, 512)) == PUBLISHED[("bottleneck", "3,4,6,3")][0]
+    assert bottleneck_resnet_params((3, 4, 23, 3), (64, 128, 256, 512)) == PUBLISHED[("bottleneck", "3,4,23,3")][0]
+    assert bottleneck_resnet_params((3, 4, 6, 3), (64, 128, 256, 512), se=True) == SE_RESNET50_PARAMS
+
+
+def fvcore_macs(model: nn.Module, inputs: torch.Tensor) -> int:
+    """fvcore's total on CPU: conv, linear, batch norm and adaptive pooling, as MACs."""
+    analysis = FlopCountAnalysis(model.eval(), inputs)
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    return analysis.total()
+
+
+def module_output_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
+    """A real forward pass: bytes of every distinct tensor a module returns (in-place results and views once)."""
+    kept: dict[int, torch.Tensor] = {}  # kept alive, so no address is reused during the pass
+
+    def keep(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        kept.setdefault(output.data_ptr(), output)
+
+    handles = [module.register_forward_hook(keep) for module in model.modules()]
+    try:
+        with torch.no_grad():
+            model.eval()(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    kept.pop(inputs.data_ptr(), None)
+    return sum(t.numel() * t.element_size() for t in kept.values())
 
 
 def test_list_flags_separate_values_with_slashes():
-    vary = parse_vary("layers=2,2,2,2/3,4,6,3/3,4,23,3")
-    assert vary.flag.name == "layers" and vary.labels == ("2,2,2,2", "3,4,6,3", "3,4,23,3")
+    assert parse_vary("layers=2,2,2,2/3,4,6,3/3,4,23,3").labels == ("2,2,2,2", "3,4,6,3", "3,4,23,3")
     assert parse_vary("layers=3,4,6,3").labels == ("3,4,6,3",)  # one value, not four
 
 
@@ -53,8 +95,13 @@ def test_scalar_flags_separate_values_with_commas_or_slashes():
     assert parse_vary("expansion=2,4").values == (2, 4)
     assert parse_vary("--drop-path=0/0.1").values == (0.0, 0.1)
     assert parse_vary("se=off,on").values == (False, True)
-    assert parse_vary("width_per_group=4,8").flag.name == "width-per-group"
     assert parse_vary("dilate-stages=none/4/3,4").labels == ("none", "4", "3,4")
+
+
+def test_flags_are_named_as_users_write_them():
+    data = run_json("sweep", "resnet50", "--input", "1x3x32x32", "--vary", "width_per_group=4,8", "--vary", "--se=on")
+    assert data["vary"] == {"width-per-group": ["4", "8"], "se": ["on"]}
+    assert data["variants"][0]["values"].keys() == {"width-per-group", "se"}
 
 
 @pytest.mark.parametrize(
@@ -95,16 +142,55 @@ def test_layer_lists_round_trip(layer_lists):
     assert vary.labels == tuple(",".join(map(str, ls)) for ls in layer_lists)
 
 
+@functools.cache
+def vary_flags() -> list[str]:
+    """Every flag --vary takes, as `sweep` itself lists them when given one it does not know."""
+    line = one_error_line(run("sweep", "resnet20", "--vary", "nope=1"))
+    assert "valid: " in line, line
+    return line.rpartition("valid: ")[2].split(", ")
+
+
+def test_vary_takes_the_build_flags_of_the_other_commands():
+    assert {"block", "layers", "width-per-group", "dilate-stages", "se"} <= set(vary_flags())
+    shown = run("summary", "--help", env={"COLUMNS": "400"}).stdout
+    assert [flag for flag in vary_flags() if f" --{flag} " not in shown] == []
+
+
 @settings(max_examples=25, deadline=None)
 @given(
-    flag=st.sampled_from(sorted(VARY_FLAGS)),
+    flag=st.deferred(lambda: st.sampled_from(vary_flags())),
     junk=st.text(alphabet="xyz!?", min_size=1, max_size=4),
 )
 def test_junk_values_never_escape_as_other_errors(flag, junk):
     """Junk is refused, naming it: when --vary is parsed, or when no variant can be built from it."""
-    with pytest.raises(UserError) as caught:
-        run_sweep(request_from_flags("resnet20"), [parse_vary(f"{flag}={junk}")], workers=1)
-    assert junk in str(caught.value)
+    result = run("sweep", "resnet20", "--vary", f"{flag}={junk}")
+    assert result.exit_code == 2, result.output
+    assert junk in one_error_line(result)
+
+
+@functools.cache
+def flops_of(flags: tuple[str, ...]) -> tuple[int, ...] | str:
+    """`resnet-cli flops resnet20 FLAGS` at 1x3x32x32: params, both MACs, activation and training bytes, or the
+    error it refuses the flags with."""
+    result = run("flops", "resnet20", "--input", "1x3x32x32", *flags, "--format", "json")
+    if result.exit_code == 2:
+        return one_error_line(result).removeprefix("Error: ")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    totals, memory = data["totals"], data["memory"]
+    return (totals["params"], totals["macs"], totals["macs_conv_linear"],
+            memory["activation_bytes"], memory["training_bytes"])  # fmt: skip
+
+
+def as_flags(labels: dict[str, str]) -> tuple[str, ...]:
+    """A variant's values as the build flags a user would type."""
+    flags: list[str] = []
+    for flag, label in labels.items():
+        if flag == "se":
+            flags.append("--se" if label == "on" else "--no-se")
+        else:
+            flags += [f"--{flag}", "" if label == "none" else label]
+    return tuple(flags)
 
 
 VARY_CHOICES = {
@@ -117,7 +203,6 @@ VARY_CHOICES = {
     "dilate-stages": ["none", "2", "3,4"],
     "shortcut": ["A", "B", "C"],
 }
-FLAG_KEYWORDS = {"dilate-stages": "dilate_stages"}
 
 
 @settings(max_examples=12, deadline=None)
@@ -140,22 +225,17 @@ def test_every_variant_is_measured_as_the_same_flags_would_be_or_skipped_with_th
     result = run_sweep(base, varies, workers=1, sort="order")
     assert len(result.variants) + len(result.skipped) == len([*itertools.product(*grid.values())])
     for variant in [*result.variants, *result.skipped]:
-        flags = {}
-        for flag, label in variant.labels.items():
-            value = {"on": True, "off": False, "none": ""}.get(label, label)
-            if flag in ("expansion", "groups"):
-                value = int(value)
-            flags[FLAG_KEYWORDS.get(flag, flag)] = value
-        try:
-            expected = measure_request(request_from_flags("resnet20", input="1x3x32x32", **flags))
-        except UserError as exc:
-            assert variant.skipped_reason == str(exc)
+        expected = flops_of(as_flags(variant.labels))
+        if variant.measurement is None:
+            assert variant.skipped_reason == expected
         else:
-            assert variant.measurement == expected
+            m = variant.measurement
+            assert (m.params, m.macs, m.conv_linear_macs, m.activation_bytes, m.training_bytes) == expected
 
 
 def test_block_by_layers_reproduces_torchvision_params_and_gflops():
-    data = sweep_json("resnet50", "--vary", "block=basic,bottleneck", "--vary", "layers=2,2,2,2/3,4,6,3/3,4,23,3")
+    layers = "layers=2,2,2,2/3,4,6,3/3,4,23,3"
+    data = run_json("sweep", "resnet50", "--vary", "block=basic,bottleneck", "--vary", layers)
     assert len(data["variants"]) == 6 and data["skipped"] == []
     found = {(v["values"]["block"], v["values"]["layers"]): v for v in data["variants"]}
     for key, (params, gflops) in PUBLISHED.items():
@@ -164,33 +244,19 @@ def test_block_by_layers_reproduces_torchvision_params_and_gflops():
     assert found[("bottleneck", "3,4,6,3")]["macs"] == 4_111_512_576  # fvcore's resnet50 count
 
 
-def test_every_variant_is_counted_at_the_input_without_allocating():
-    data = sweep_json("resnet18", "--input", "2x3x64x64", "--vary", "se=off,on", "--sort", "order")
+def test_every_variant_is_counted_at_the_input_without_allocating(one_thread):
+    data = run_json("sweep", "resnet18", "--input", "2x3x64x64", "--vary", "se=off,on", "--sort", "order")
     plain, with_se = data["variants"]
-    expected = measure_request(request_from_flags("resnet18", input="2x3x64x64", se=True))
-    assert with_se["params"] == expected.params and with_se["macs"] == expected.macs
-    assert with_se["activation_bytes"] == expected.activation_bytes > plain["activation_bytes"]
     assert data["input_shape"] == [2, 3, 64, 64]
-
-
-def test_shape_only_meta_does_not_change_any_count(monkeypatch):
-    from resnet_cli import trace
-
-    requests = [
-        request_from_flags("resnet18", input="1x3x64x64"),
-        request_from_flags("resnext50_32x4d", input="2x3x96x96", dtype="bfloat16"),
-        request_from_flags("resnet50", se=True, stem="deep", avg_down=True, dilate_stages="3,4", input="1x3x80x80"),
-        request_from_flags("resnet20", drop_path=0.1, zero_init_residual=True),
-        request_from_flags("resnet50", stride_on="1x1", shortcut="C", input="2x3x61x47"),  # odd sizes: floor
-        request_from_flags("resnet18", shortcut="A", stem="cifar", input="1x3x33x35"),
-    ]
-    fast = [measure_request(r) for r in requests]
-    monkeypatch.setattr(trace, "answer_from_shapes", lambda func, args, kwargs: None)
-    assert [measure_request(r) for r in requests] == fast
+    # resnet18 has two blocks per stage, each with SE on its output
+    assert with_se["params"] == PUBLISHED[("basic", "2,2,2,2")][0] + 2 * sum(map(se_params, (64, 128, 256, 512)))
+    model, inputs = build_model("resnet18", se=True), torch.zeros(2, 3, 64, 64)
+    assert with_se["macs"] == fvcore_macs(model, inputs)
+    assert with_se["activation_bytes"] == module_output_bytes(model, inputs) > plain["activation_bytes"]
 
 
 def test_invalid_combinations_are_skipped_with_the_reason():
-    data = sweep_json("resnet18", "--vary", "block=basic,bottleneck", "--vary", "groups=1,32", "--sort", "order")
+    data = run_json("sweep", "resnet18", "--vary", "block=basic,bottleneck", "--vary", "groups=1,32", "--sort", "order")
     measured = [v["values"] for v in data["variants"]]
     assert measured == [
         {"block": "basic", "groups": "1"},
@@ -206,36 +272,36 @@ def test_invalid_combinations_are_skipped_with_the_reason():
 
 
 def test_skipped_variants_are_listed_under_the_table():
-    result = runner.invoke(app, ["sweep", "resnet18", "--vary", "groups=1,32"], env={"COLUMNS": "200"})
+    result = run("sweep", "resnet18", "--vary", "groups=1,32", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "1 measured, 1 skipped" in result.stdout
     assert "skipped #2 groups=32: --groups 32 needs --block bottleneck" in result.stdout
 
 
 def test_base_flags_apply_to_every_variant_and_widths_follow_varied_layers():
-    data = sweep_json("resnet50", "--layers", "2,2,2,2,2", "--se", "--vary", "layers=2,2/3,4,6,3", "--sort", "order")
+    data = run_json("sweep", "resnet50", "--layers", "2,2,2,2,2", "--se", "--vary", "layers=2,2/3,4,6,3", "--sort",
+                    "order")  # fmt: skip
     assert data["skipped"] == [] and data["base_spec"]["se"] is True
     two_stage, four_stage = data["variants"]
-    expected = measure_request(request_from_flags("resnet50", layers="2,2", se=True))
-    assert two_stage["params"] == expected.params
-    assert four_stage["params"] == measure_request(request_from_flags("resnet50", se=True)).params
+    assert two_stage["params"] == bottleneck_resnet_params((2, 2), (64, 128), se=True)  # resnet50's first two widths
+    assert four_stage["params"] == SE_RESNET50_PARAMS
 
 
 def test_explicit_widths_that_do_not_fit_skip_the_variant():
-    data = sweep_json("resnet50", "--widths", "32,64,128,256", "--vary", "layers=2,2/3,4,6,3")
+    data = run_json("sweep", "resnet50", "--widths", "32,64,128,256", "--vary", "layers=2,2/3,4,6,3")
     assert [v["values"]["layers"] for v in data["variants"]] == ["3,4,6,3"]
     assert "has 4 values but --layers 2,2 has 2 stages" in data["skipped"][0]["reason"]
 
 
 def test_input_channels_follow_a_varied_in_channels():
-    data = sweep_json("resnet18", "--input", "1x3x64x64", "--vary", "in-channels=1,3", "--sort", "order")
+    data = run_json("sweep", "resnet18", "--input", "1x3x64x64", "--vary", "in-channels=1,3", "--sort", "order")
     one, three = data["variants"]
     assert three["params"] - one["params"] == 2 * 64 * 7 * 7  # the stem conv's extra input channels
 
 
 @pytest.mark.parametrize("sort", ["macs", "params", "memory", "order"])
 def test_rows_are_sorted_by_the_sort_key(sort):
-    data = sweep_json("resnet50", "--vary", "layers=3,4,23,3/2,2,2,2", "--vary", "expansion=4,2", "--sort", sort)
+    data = run_json("sweep", "resnet50", "--vary", "layers=3,4,23,3/2,2,2,2", "--vary", "expansion=4,2", "--sort", sort)
     key = {"macs": "macs", "params": "params", "memory": "activation_bytes", "order": "index"}[sort]
     values = [v[key] for v in data["variants"]]
     assert values == sorted(values)
@@ -252,8 +318,8 @@ def test_pareto_front_keeps_variants_nothing_beats_on_both_axes():
 
 
 def test_pareto_flags_in_the_output_match_the_definition():
-    data = sweep_json(
-        "resnet50", "--vary", "stem=imagenet,cifar,deep", "--vary", "expansion=2,4", "--vary", "se=off,on"
+    data = run_json(
+        "sweep", "resnet18", "--vary", "stem=imagenet,cifar,deep", "--vary", "expansion=2,4", "--vary", "se=off,on"
     )
     points = [(v["macs"], v["params"]) for v in data["variants"]]
     for v in data["variants"]:
@@ -263,7 +329,7 @@ def test_pareto_flags_in_the_output_match_the_definition():
 
 
 def test_csv_has_one_column_per_varied_flag():
-    result = runner.invoke(app, ["sweep", "resnet18", "--vary", "se=off,on", "--vary", "expansion=1,2", "-f", "csv"])
+    result = run("sweep", "resnet18", "--vary", "se=off,on", "--vary", "expansion=1,2", "-f", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["#", "se", "expansion", "Params (M)", "GMACs", "Act. MiB", "Pareto"]
@@ -310,7 +376,7 @@ def test_timing_goes_to_a_separate_line_not_the_table():
 
 
 def test_markdown_output_is_a_table_with_notes():
-    result = runner.invoke(app, ["sweep", "resnet18", "--vary", "se=off,on", "-f", "markdown"])
+    result = run("sweep", "resnet18", "--vary", "se=off,on", "-f", "markdown")
     assert result.exit_code == 0, result.output
     assert "| # | se | Params (M) | GMACs | Act. MiB | Pareto |" in result.stdout
     assert "fvcore convention" in result.stdout
@@ -319,7 +385,7 @@ def test_markdown_output_is_a_table_with_notes():
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
 def test_plot_is_written_in_the_suffix_format(tmp_path, suffix):
     path = tmp_path / f"sweep{suffix}"
-    result = runner.invoke(app, ["sweep", "resnet18", "--vary", "expansion=1,2", "--plot", str(path), "-f", "json"])
+    result = run("sweep", "resnet18", "--vary", "expansion=1,2", "--plot", str(path), "-f", "json")
     assert result.exit_code == 0, result.output
     data = path.read_bytes()
     if suffix == ".png":
@@ -329,14 +395,14 @@ def test_plot_is_written_in_the_suffix_format(tmp_path, suffix):
 
 
 def test_plot_with_an_unsupported_suffix_exits_2(tmp_path):
-    result = runner.invoke(app, ["sweep", "resnet18", "--vary", "se=off,on", "--plot", str(tmp_path / "p.jpg")])
+    result = run("sweep", "resnet18", "--vary", "se=off,on", "--plot", str(tmp_path / "p.jpg"))
     assert result.exit_code == 2
     assert "use a .png or .svg file name" in result.output
 
 
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    result = runner.invoke(app, ["sweep", "resnet18", "--vary", "se=off,on", "--plot", str(tmp_path / "p.png")])
+    result = run("sweep", "resnet18", "--vary", "se=off,on", "--plot", str(tmp_path / "p.png"))
     assert result.exit_code == 2
     assert "pip install 'resnet-cli[plot]'" in result.output
 
@@ -354,7 +420,7 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
     ],
 )  # fmt: skip
 def test_bad_sweep_options_exit_2_in_one_line(args, message):
-    result = runner.invoke(app, ["sweep", "resnet18", *args])
+    result = run("sweep", "resnet18", *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
 
@@ -403,7 +469,7 @@ def test_a_variant_that_fails_in_any_way_is_skipped_and_the_rest_measured(monkey
 
 
 def test_an_impossible_variant_is_listed_as_skipped_and_the_rest_measured():
-    data = sweep_json("resnet18", "--vary", "widths=1000000000000,1,1,1/64,128,256,512")
+    data = run_json("sweep", "resnet18", "--vary", "widths=1000000000000,1,1,1/64,128,256,512")
     assert [v["values"] for v in data["variants"]] == [{"widths": "64,128,256,512"}]
     [skipped] = data["skipped"]
     assert skipped["values"] == {"widths": "1000000000000,1,1,1"}
@@ -416,7 +482,7 @@ def test_an_impossible_variant_is_listed_as_skipped_and_the_rest_measured():
     ids=["impossible-size", "refused-by-the-spec"],
 )
 def test_a_sweep_whose_every_variant_is_skipped_exits_2_in_one_line(vary):
-    result = runner.invoke(app, ["sweep", "resnet18", "--vary", vary, "--format", "json"])
+    result = run("sweep", "resnet18", "--vary", vary, "--format", "json")
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     [line] = result.stderr.splitlines()

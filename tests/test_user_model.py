@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_runner import run
 
-from resnet_cli.cli import app
 from resnet_cli.errors import UserError
 from resnet_cli.user_model import (
     build_user_model,
@@ -20,7 +19,6 @@ from resnet_cli.user_model import (
     user_model_request,
 )
 
-runner = CliRunner()
 TINY = '''
 import torch
 from torch import nn
@@ -60,8 +58,9 @@ instance = Tiny(num_classes=5)
 '''
 
 
-def run(*args: str):
-    return runner.invoke(app, ["debug-shapes", *args, "--format", "json"], env={"COLUMNS": "100"})
+def debug_json(*args: str):
+    """`resnet-cli debug-shapes ARGS --format json`."""
+    return run("debug-shapes", *args, "--format", "json", env={"COLUMNS": "100"})
 
 
 @pytest.fixture
@@ -90,25 +89,25 @@ def output_shape(result) -> list[int]:
 
 
 def test_factory_by_file_path(tiny_file):
-    assert output_shape(run(f"{tiny_file}:make", "--input", "1x3x16x16")) == [1, 10]
+    assert output_shape(debug_json(f"{tiny_file}:make", "--input", "1x3x16x16")) == [1, 10]
 
 
 def test_arg_reaches_the_factory(tiny_file):
-    result = run(f"{tiny_file}:make", "--arg", "num_classes=7", "--arg", "width=4", "--input", "2x3x8x8")
+    result = debug_json(f"{tiny_file}:make", "--arg", "num_classes=7", "--arg", "width=4", "--input", "2x3x8x8")
     assert output_shape(result) == [2, 7]
     conv = json.loads(result.stdout)["layers"][1]
     assert conv["output_shapes"] == [[2, 4, 8, 8]]
 
 
 def test_class_by_module_path(tiny_package):
-    assert output_shape(run(f"{tiny_package}:Tiny", "--arg", "num_classes=3")) == [1, 3]
+    assert output_shape(debug_json(f"{tiny_package}:Tiny", "--arg", "num_classes=3")) == [1, 3]
 
 
 def test_module_path_from_the_working_directory(tmp_path, monkeypatch):
     (tmp_path / "cwd_model_for_debug.py").write_text(TINY)
     monkeypatch.chdir(tmp_path)
     try:
-        assert output_shape(run("cwd_model_for_debug:make")) == [1, 10]
+        assert output_shape(debug_json("cwd_model_for_debug:make")) == [1, 10]
     finally:
         sys.modules.pop("cwd_model_for_debug", None)
     assert str(tmp_path) not in sys.path
@@ -119,7 +118,7 @@ def test_instance_is_copied_not_moved(tiny_package):
 
     original = importlib.import_module(tiny_package).instance
     original.train()
-    assert output_shape(run(f"{tiny_package}:instance")) == [1, 5]
+    assert output_shape(debug_json(f"{tiny_package}:instance")) == [1, 5]
     assert {p.device.type for p in original.parameters()} == {"cpu"}
     assert original.training
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in original.modules())
@@ -167,21 +166,21 @@ def test_weights_are_loaded_into_a_user_model(tiny_file, tmp_path):
 )
 def test_errors_at_the_boundary_exit_2(tiny_file, reference, args, message):
     reference = reference.format(file=tiny_file, dir=tiny_file.parent)
-    result = runner.invoke(app, ["debug-shapes", reference, *args])
+    result = run("debug-shapes", reference, *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_factory_error_names_the_line_in_the_users_file(tiny_file):
-    result = runner.invoke(app, ["debug-shapes", f"{tiny_file}:broken_factory"])
+    result = run("debug-shapes", f"{tiny_file}:broken_factory")
     assert f"({tiny_file}:" in result.stderr
 
 
 def test_import_error_in_the_users_file_exit_2(tmp_path):
     path = tmp_path / "syntax_broken.py"
     path.write_text("def make(:\n    pass\n")
-    result = runner.invoke(app, ["debug-shapes", f"{path}:make"])
+    result = run("debug-shapes", f"{path}:make")
     assert result.exit_code == 2
     assert "importing" in result.stderr and "SyntaxError" in result.stderr and f"{path}:1" in result.stderr
 
@@ -261,7 +260,7 @@ def hostile_file(tmp_path: Path) -> Path:
 
 
 def test_sys_exit_in_a_factory_is_one_line_exit_2(hostile_file):
-    result = runner.invoke(app, ["summary", f"{hostile_file}:exits"])
+    result = run("summary", f"{hostile_file}:exits")
     assert result.exit_code == 2, result.output
     *chatter, error = result.stderr.strip().splitlines()
     assert chatter == ["chatter in import"]  # the user's own print, on stderr
@@ -271,7 +270,7 @@ def test_sys_exit_in_a_factory_is_one_line_exit_2(hostile_file):
 def test_sys_exit_while_importing_the_users_file_is_one_line_exit_2(tmp_path):
     path = tmp_path / "exits_on_import.py"
     path.write_text("import sys\nsys.exit(3)\n")
-    result = runner.invoke(app, ["summary", f"{path}:make"])
+    result = run("summary", f"{path}:make")
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and "importing" in result.stderr and "SystemExit: 3" in result.stderr
 
@@ -279,7 +278,7 @@ def test_sys_exit_while_importing_the_users_file_is_one_line_exit_2(tmp_path):
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 def test_print_in_user_code_goes_to_stderr_not_into_the_output(hostile_file, fmt):
     stdout = sys.stdout
-    result = runner.invoke(app, ["summary", f"{hostile_file}:loud", "--input", "1x3x4x4", "--format", fmt])
+    result = run("summary", f"{hostile_file}:loud", "--input", "1x3x4x4", "--format", fmt)
     assert result.exit_code == 0, result.output
     assert "chatter" not in result.stdout
     for where in ("import", "the factory", "forward"):

@@ -40,7 +40,7 @@ def test_summary_of_a_torchvision_style_file_equals_the_preset():
     ]
 
 
-def test_flops_by_module_path_with_factory_arguments(monkeypatch):
+def test_flops_by_module_path_with_factory_arguments(monkeypatch, one_thread):
     monkeypatch.syspath_prepend(str(TESTS))
     fast = run_json("flops", "models.torchvision_resnet:resnet18", "--arg", "num_classes=10", "--by", "operator")
     reference = run_json(
@@ -105,7 +105,7 @@ LOOPED = "tests/models/modulelist_stages.py:looped_resnet"
 
 
 @pytest.mark.parametrize("counter", ["fast", "fvcore"])
-def test_stages_in_a_module_list_are_stages(counter):
+def test_stages_in_a_module_list_are_stages(counter, one_thread):
     data = run_json("flops", LOOPED, "--input", "1x3x32x32", "--counter", counter)
     assert list(data["by_stage"]) == ["stem", "stages.0", "stages.1", "stages.2", "head"]
     stages = data["by_stage"]
@@ -121,7 +121,7 @@ def test_summary_depth_follows_calls_not_names():
 
 
 @pytest.mark.parametrize("model", [LOOPED, "tests/models/functional_resnet.py:functional_resnet", OPTION_A])
-def test_both_counters_give_the_same_stage_table(model):
+def test_both_counters_give_the_same_stage_table(model, one_thread):
     fast = run_json("flops", model, "--input", "1x3x32x32")
     reference = run_json("flops", model, "--input", "1x3x32x32", "--counter", "fvcore")
     assert fast["by_stage"] == reference["by_stage"]

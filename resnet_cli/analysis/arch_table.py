@@ -8,8 +8,12 @@ the counting engine, in the paper's conv + linear convention.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from torch import nn
+
+from resnet_cli.analysis.counting import build_and_count
+from resnet_cli.analysis.stages import count_by_stage
+from resnet_cli.model import ResNet
 from resnet_cli.spec import ModelRequest
 
 DEFAULT_TABLE_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -45,7 +49,7 @@ class ArchTable:
     columns: list[ArchColumn]
 
 
-def conv_text(conv: Any, show_stride: bool = True) -> str:
+def conv_text(conv: nn.Conv2d, show_stride: bool = True) -> str:
     """A convolution as the paper writes it: '7x7, 64, stride 2'; groups as 'C=32', dilation as 'd=2'."""
     kh, kw = conv.kernel_size
     parts = [f"{kh}x{kw}, {conv.out_channels}"]
@@ -58,18 +62,14 @@ def conv_text(conv: Any, show_stride: bool = True) -> str:
     return ", ".join(parts)
 
 
-def stem_cell(model: Any) -> str:
+def stem_cell(model: ResNet) -> str:
     """The stem convolution(s): '7x7, 64, stride 2' or, for the deep stem, three 3x3 convs joined by '; '."""
-    from torch import nn
-
     convs = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
     return "; ".join(conv_text(c) for c in convs)
 
 
-def pool_cell(model: Any) -> str:
+def pool_cell(model: ResNet) -> str:
     """'3x3 max pool, stride 2', or '' when the stem has no pooling (cifar)."""
-    from torch import nn
-
     pool = model.maxpool
     if not isinstance(pool, nn.MaxPool2d):
         return ""
@@ -79,7 +79,7 @@ def pool_cell(model: Any) -> str:
     return f"{k}x{k} max pool, stride {s}"
 
 
-def stage_cell(stage: Any) -> str:
+def stage_cell(stage: nn.Sequential) -> str:
     """'[1x1, 64; 3x3, 64; 1x1, 256] x 3' from the stage's last block (the first differs only in stride)."""
     block = stage[-1]
     parts = [conv_text(getattr(block, name), show_stride=False) for name in ("conv1", "conv2", "conv3") if hasattr(block, name)]
@@ -89,21 +89,15 @@ def stage_cell(stage: Any) -> str:
     return f"[{'; '.join(parts)}] x {len(stage)}"
 
 
-def head_cell(model: Any) -> str:
+def head_cell(model: ResNet) -> str:
     """'average pool, 1000-d fc'."""
     return f"average pool, {model.fc.out_features}-d fc"
 
 
 def arch_column(label: str, request: ModelRequest) -> ArchColumn:
     """One model's column, built and traced on the meta device."""
-    from resnet_cli.analysis.counting import count_by_stage, count_traced
-    from resnet_cli.analysis.summary import check_trace
-    from resnet_cli.model import build_model
-    from resnet_cli.trace import make_input
-
-    model = build_model(request.spec, device="meta")
-    trace, count = count_traced(model, (make_input(request.input_shape, "meta"),))
-    check_trace(trace, request)
+    built = build_and_count(request)
+    model, trace, count = built.model, built.trace, built.count
     shapes = {r.name: r.output_shape for r in trace.records if r.depth == 1 and r.call_index == 0}
     cells = {STEM_ROW: stem_cell(model), POOL_ROW: pool_cell(model), HEAD_ROW: head_cell(model)}
     sizes = {STEM_ROW: shapes["conv1"][2:], POOL_ROW: shapes["maxpool"][2:], HEAD_ROW: shapes["avgpool"][2:]}

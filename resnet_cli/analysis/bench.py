@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+
 from resnet_cli.errors import UserError
+from resnet_cli.model import instantiate, resolve_device
 from resnet_cli.spec import ModelRequest
+from resnet_cli.trace import tensors_in
 from resnet_cli.units import first_line, shape_text
 from resnet_cli.user_model import UserModelRequest
 
@@ -175,10 +181,6 @@ def run_bench(
     """Time the requested model (a preset or the user's own) under `settings`, or under each grid configuration,
     and report per row."""
     check_settings(request, settings, grid)
-    import torch
-
-    from resnet_cli.model import resolve_device
-
     if request.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
     device = resolve_device(request.device)
@@ -199,7 +201,11 @@ def run_bench(
         )
         configs = grid_settings(settings) if grid else [settings]
         prepared = [prepare_row(request, config, progress) for config in configs]
-        latencies = time_interleaved(prepared, device, settings, request, progress)
+        steps = [functools.partial(run_step, row.step, row.settings, request, first=False) for row in prepared]
+        labels, total = [row.label for row in prepared], settings.warmup + settings.iters
+        after_step = (lambda i, run: progress(labels[i], settings.warmup + run + 1, total)) if progress else None
+        with grad_mode(settings):
+            latencies = time_interleaved(steps, device, settings.iters, after_step=after_step)
         report.rows = [
             BenchRow(
                 label=row.label, settings=row.settings, latencies_ms=times, peak_memory_bytes=row.peak_memory_bytes
@@ -207,7 +213,7 @@ def run_bench(
             for row, times in zip(prepared, latencies, strict=True)
         ]
         report.loss = prepared[0].loss.kind if prepared[0].loss else None
-        del prepared
+        del prepared, steps  # the rows' models
     finally:
         torch.set_num_threads(previous_threads)
         torch.backends.cudnn.benchmark = previous_cudnn_benchmark
@@ -233,10 +239,6 @@ def prepare_row(
     request: BenchRequest, settings: BenchSettings, progress: ProgressCallback | None = None
 ) -> PreparedRow:
     """Build a fresh model for one configuration and run its warm-up steps, measuring peak memory meanwhile."""
-    import torch
-
-    from resnet_cli.model import instantiate
-
     label = settings.label
     with peak_memory(request.device) as memory:
         try:
@@ -278,11 +280,6 @@ class TrainLoss:
         return self._compute(output)
 
     def _pick(self, output: Any) -> Callable[[Any], Any]:
-        import torch
-        import torch.nn.functional as F
-
-        from resnet_cli.trace import tensors_in
-
         if isinstance(output, torch.Tensor) and output.ndim == 2 and output.is_floating_point():
             batch, classes = output.shape
             targets = torch.randint(0, classes, (batch,), device=output.device)
@@ -300,8 +297,6 @@ class TrainLoss:
 def make_step(model: Any, inputs: Any, settings: BenchSettings, loss: TrainLoss | None = None) -> Callable[[], None]:
     """One benchmark step: a forward pass (infer) or forward, `loss` (a new TrainLoss if None), backward and an
     SGD update (train)."""
-    import torch
-
     device_type = inputs.device.type
     amp_dtype = getattr(torch, AMP_DTYPES[settings.amp]) if settings.amp else None
 
@@ -344,50 +339,47 @@ def make_step(model: Any, inputs: Any, settings: BenchSettings, loss: TrainLoss 
 
 
 def time_interleaved(
-    rows: list[PreparedRow],
-    device: Any,
-    settings: BenchSettings,
-    request: BenchRequest,
-    progress: ProgressCallback | None,
+    steps: Sequence[Callable[[], None]],
+    device: str | torch.device,
+    runs: int,
+    *,
+    warmup: int = 0,
+    after_step: Callable[[int, int], None] | None = None,
 ) -> list[list[float]]:
-    """Time `settings.iters` steps of every row, taking the rows in turn, so load that comes and goes
-    hits them alike; milliseconds per step, one list per row."""
-    import torch
-
-    cuda = device.type == "cuda"
+    """Run every step `warmup + runs` times, taking the steps in turn (A, B, A, B, ...) so that load that comes and
+    goes hits them alike; milliseconds of each timed run, one list per step (on CUDA, timed with CUDA events).
+    `after_step(step, run)` is called after each call, warm-up runs included."""
+    cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
-    latencies: list[list[float]] = [[] for _ in rows]
-    with grad_mode(settings):
-        for i in range(settings.iters):
-            for row, times in zip(rows, latencies, strict=True):
-                if cuda:
-                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    run_step(row.step, row.settings, request, first=False)
-                    end.record()
-                    end.synchronize()
-                    times.append(start.elapsed_time(end))
-                else:
-                    started = time.perf_counter()
-                    run_step(row.step, row.settings, request, first=False)
-                    times.append((time.perf_counter() - started) * 1000.0)
-                if progress:
-                    progress(row.label, settings.warmup + i + 1, settings.warmup + settings.iters)
+    latencies: list[list[float]] = [[] for _ in steps]
+    for run in range(warmup + runs):
+        for index, (step, times) in enumerate(zip(steps, latencies, strict=True)):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                step()
+                end.record()
+                end.synchronize()
+                elapsed = start.elapsed_time(end)
+            else:
+                started = time.perf_counter()
+                step()
+                elapsed = (time.perf_counter() - started) * 1000.0
+            if run >= warmup:
+                times.append(elapsed)
+            if after_step is not None:
+                after_step(index, run)
     return latencies
 
 
 def grad_mode(settings: BenchSettings) -> contextlib.AbstractContextManager:
     """torch.inference_mode for infer steps; autograd as usual for train steps."""
-    import torch
-
     return torch.inference_mode() if settings.mode == "infer" else contextlib.nullcontext()
 
 
 def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRequest, *, first: bool) -> None:
     """Run one step, turning a failure into a UserError that names the cause."""
-    import torch
-
     try:
         step()
     except torch.cuda.OutOfMemoryError:
@@ -423,8 +415,6 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRe
 
 def compile_model(model: Any) -> Any:
     """torch.compile the model, or a UserError when this torch or Python cannot compile."""
-    import torch
-
     try:
         return torch.compile(model)
     except Exception as exc:  # unsupported Python, missing backend: compile itself refuses
@@ -441,8 +431,6 @@ class PeakMemory:
 @contextlib.contextmanager
 def peak_memory(device: str) -> Iterator[PeakMemory]:
     """Peak memory added inside the block: CUDA allocator peak, or on the CPU resident-set growth to its peak."""
-    import torch
-
     result = PeakMemory()
     gc.collect()
     if device == "cuda":
@@ -492,8 +480,6 @@ def _release_free_heap() -> None:
 
 def device_name(device: Any) -> str:
     """The GPU's name or the CPU's model name."""
-    import torch
-
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     with contextlib.suppress(OSError):

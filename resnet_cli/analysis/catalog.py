@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resnet_cli.spec import PRESETS, default_input_shape
+from resnet_cli.analysis.counting import build_and_count
+from resnet_cli.spec import PRESETS, ModelRequest, default_input_shape
 
 
 @dataclass
@@ -25,15 +26,11 @@ class PresetInfo:
 
 def preset_catalog() -> list[PresetInfo]:
     """Every preset, built and counted on the meta device (no weights or activations allocated)."""
-    from resnet_cli.analysis.counting import count_macs
-    from resnet_cli.model import build_model
-    from resnet_cli.trace import make_input
-
     rows = []
     for preset in PRESETS.values():
         spec = preset.spec
-        model = build_model(spec, device="meta")
         input_shape = default_input_shape(spec)
+        count = build_and_count(ModelRequest(preset.name, spec, input_shape)).count
         rows.append(
             PresetInfo(
                 name=preset.name,
@@ -43,8 +40,8 @@ def preset_catalog() -> list[PresetInfo]:
                 width_per_group=spec.width_per_group,
                 stem=spec.stem,
                 input_shape=input_shape,
-                params=sum(p.numel() for p in model.parameters()),
-                macs=count_macs(model, make_input(input_shape, "meta"), "fast").macs,
+                params=count.params,
+                macs=count.macs,
                 reference=preset.reference,
             )
         )

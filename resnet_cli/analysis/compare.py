@@ -7,15 +7,25 @@ Blocks are counted per image (batch 1) on the meta device; `--time` runs them fo
 
 from __future__ import annotations
 
+import functools
 import statistics
-import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+from torch import nn
+
+from resnet_cli.analysis.bench import time_interleaved
+from resnet_cli.analysis.counting import build_and_count, count_traced
+from resnet_cli.analysis.mac_rules import VIEWS_AND_ALLOCATION
+from resnet_cli.analysis.stages import count_by_stage, stage_names
 from resnet_cli.errors import SpecError, UserError
-from resnet_cli.model import StateDictFit, state_dict_fit
+from resnet_cli.model import BasicBlock, Bottleneck, StateDictFit, instantiate, resolve_device, state_dict_fit
 from resnet_cli.spec import DEVICES, LIMITS, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
-from resnet_cli.units import first_line
+from resnet_cli.trace import ForwardPassFailed, ModelTrace, TensorInfo, make_input, parameter_count
+from resnet_cli.units import first_line, shape_text
+from resnet_cli.user_model import is_user_model_reference, user_model_request
 
 BLOCK_KINDS = ("basic", "bottleneck", "se-basic", "se-bottleneck")
 WARMUP_RUNS = 3
@@ -82,12 +92,6 @@ class BlockLayer:
     def output_pixels(self) -> int:
         return self.output_shape[2] * self.output_shape[3]
 
-    @property
-    def formula(self) -> str:
-        """The layer's MACs per pixel of its own output: '3x3x256x256' (grouped: '3x3x128x128/32')."""
-        text = f"{self.kernel[0]}x{self.kernel[1]}x{self.in_channels}x{self.out_channels}"
-        return f"{text}/{self.groups}" if self.groups > 1 else text
-
 
 @dataclass
 class BlockCost:
@@ -113,20 +117,6 @@ class BlockCost:
         """Convolution MACs per pixel of the block's output (conv_macs / output H x W)."""
         return self.conv_macs / self.output_pixels
 
-    @property
-    def arithmetic(self) -> str:
-        """The per-pixel figure written out: '3x3x256x256 + 3x3x256x256'; layers at another resolution are scaled."""
-        terms = []
-        for layer in self.layers:
-            scale = layer.output_pixels / self.output_pixels
-            if scale == 1:
-                terms.append(layer.formula)
-            elif scale > 1:
-                terms.append(f"{layer.formula} x {scale:g}")
-            else:
-                terms.append(f"{layer.formula} / {self.output_pixels // layer.output_pixels:g}")
-        return _collapse_repeats(terms)
-
 
 @dataclass
 class Timing:
@@ -145,13 +135,6 @@ class BlockComparison:
     setup: BlockSetup
     blocks: list[BlockCost]
     timing: Timing | None = None
-
-
-def _collapse_repeats(terms: list[str]) -> str:
-    # "3x3x256x256 + 3x3x256x256" reads as "3x3x256x256 x 2", the way the paper's arithmetic is usually shown
-    if len(terms) > 1 and len(set(terms)) == 1 and " " not in terms[0]:
-        return f"{terms[0]} x {len(terms)}"
-    return " + ".join(terms)
 
 
 def block_spec(kind: str, setup: BlockSetup) -> ResNetSpec:
@@ -176,12 +159,8 @@ def block_spec(kind: str, setup: BlockSetup) -> ResNetSpec:
         raise SpecError(f"{kind} block with --channels {setup.channels} --expansion {setup.expansion}: {exc}") from None
 
 
-def build_block(kind: str, setup: BlockSetup, device: str = "meta") -> Any:
+def build_block(kind: str, setup: BlockSetup, device: str = "meta") -> nn.Module:
     """The block `kind` as an nn.Module on `device`, built by the same classes as the networks."""
-    import torch
-
-    from resnet_cli.model import BasicBlock, Bottleneck
-
     spec = block_spec(kind, setup)
     args = dict(in_ch=setup.channels, planes=spec.widths[0], stride=setup.stride, dilation=1, drop_path=0.0)
     with torch.device(device):
@@ -192,11 +171,6 @@ def build_block(kind: str, setup: BlockSetup, device: str = "meta") -> Any:
 
 def block_cost(kind: str, setup: BlockSetup) -> BlockCost:
     """Layers, params, MACs (counting engine, fast, meta device) and activation memory of one block per image."""
-    from torch import nn
-
-    from resnet_cli.analysis.counting import count_traced
-    from resnet_cli.trace import make_input
-
     block = build_block(kind, setup)
     trace, count = count_traced(block, (make_input(setup.input_shape, "meta"),), counter="fast")
     modules = dict(block.named_modules())
@@ -247,33 +221,25 @@ def compare_blocks(
     return BlockComparison(setup=setup, blocks=blocks, timing=timing)
 
 
-def median_latencies_ms(modules: list[Any], input_shapes: list[tuple[int, ...]], timing: Timing) -> list[float]:
+def median_latencies_ms(modules: list[nn.Module], input_shapes: list[tuple[int, ...]], timing: Timing) -> list[float]:
     """Median wall time of one forward pass of each module in ms, eval mode, no autograd.
 
     The modules run in turn (A, B, A, B, ...) after warm-up, so load from other processes hits both alike.
     """
-    import torch
-
-    from resnet_cli.trace import make_input
-
     inputs = [make_input(shape, timing.device) for shape in input_shapes]
-    sync = torch.cuda.synchronize if timing.device == "cuda" else (lambda: None)
-    times: list[list[float]] = [[] for _ in modules]
+    sides = "AB" if len(modules) == 2 else [str(i + 1) for i in range(len(modules))]
     for module in modules:
         module.eval()
+    steps = [
+        functools.partial(_timed_forward, module, x, side, timing.device)
+        for module, x, side in zip(modules, inputs, sides, strict=True)
+    ]
     with torch.no_grad():
-        for run in range(timing.warmup + timing.runs):
-            for i, (module, x) in enumerate(zip(modules, inputs, strict=True)):
-                sync()
-                start = time.perf_counter()
-                _timed_forward(module, x, "AB"[i] if len(modules) == 2 else str(i + 1), timing.device)
-                sync()
-                if run >= timing.warmup:
-                    times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) * 1000 for t in times]
+        times = time_interleaved(steps, timing.device, timing.runs, warmup=timing.warmup)
+    return [statistics.median(t) for t in times]
 
 
-def _timed_forward(module: Any, x: Any, side: str, device: str) -> None:
+def _timed_forward(module: nn.Module, x: torch.Tensor, side: str, device: str) -> None:
     """One timed forward pass; a failure of the model's own code (an exception, a sys.exit) is one line."""
     try:
         module(x)
@@ -291,8 +257,6 @@ def _timing_device(device: str) -> str:
         raise SpecError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
     if device == "meta":
         raise UserError("--time needs a real device: use --device cpu or --device cuda (meta only computes shapes)")
-    from resnet_cli.model import resolve_device
-
     resolve_device(device)
     return device
 
@@ -380,12 +344,8 @@ class OperatorUnit:
     operators: tuple[tuple[tuple[Any, ...], int], ...]  # sorted (key, calls)
 
 
-def operator_units(trace: Any, stages: list[str]) -> list[OperatorUnit]:
+def operator_units(trace: ModelTrace, stages: list[str]) -> list[OperatorUnit]:
     """The model's blocks (children of stage calls), other calls and own torch calls, each with its operators."""
-    from collections import Counter
-
-    from resnet_cli.analysis.mac_rules import VIEWS_AND_ALLOCATION
-
     unit_of: dict[int, tuple[str, str]] = {}  # record order -> (unit key, unit name)
     for record in trace.records:
         if record.depth <= 1:
@@ -409,8 +369,6 @@ def operator_units(trace: Any, stages: list[str]) -> list[OperatorUnit]:
 
 
 def _is_tensor_info(value: Any) -> bool:
-    from resnet_cli.trace import TensorInfo
-
     return isinstance(value, TensorInfo) or (isinstance(value, tuple) and any(isinstance(v, TensorInfo) for v in value))
 
 
@@ -427,7 +385,7 @@ def first_operator_divergence(a: list[OperatorUnit], b: list[OperatorUnit]) -> D
         if ops_a == ops_b:
             continue
         differences = [
-            (f"aten.{key[0]} -> {'x'.join(map(str, key[1][0])) if key[1] else '()'} calls", ops_a.get(key, 0), ops_b.get(key, 0))
+            (f"aten.{key[0]} -> {shape_text(key[1][0]) if key[1] else '()'} calls", ops_a.get(key, 0), ops_b.get(key, 0))
             for key in sorted(set(ops_a) | set(ops_b), key=repr)
             if ops_a.get(key, 0) != ops_b.get(key, 0)
         ]
@@ -502,8 +460,6 @@ class NetworkComparison:
 
 def network_request(operand: str, input_text: str | None = None) -> Any:
     """A request from a preset operand, 'MODEL[flag=value,...]', or a user model, 'file.py:factory[key=value,...]'."""
-    from resnet_cli.user_model import is_user_model_reference, user_model_request
-
     if is_user_model_reference(operand.partition("[")[0].strip()):
         reference, args = split_user_operand(operand)
         return user_model_request(reference, args, input=input_text)
@@ -550,15 +506,11 @@ def _split_top_level(text: str) -> list[str]:
 def network_cost(label: str, request: Any) -> NetworkCost:
     """Per-stage and per-block output shape, params and MACs of one network, its layers in call order and its
     state_dict shapes (counting engine, meta device: no weights allocated)."""
-    from resnet_cli.analysis.counting import count_by_stage, count_traced, stage_names
-    from resnet_cli.analysis.summary import check_trace
-    from resnet_cli.model import instantiate
-
-    model, inputs = instantiate(request, device="meta")
     try:
-        trace, count = count_traced(model, (inputs,), check=lambda t: check_trace(t, request))
-    except UserError as exc:
+        built = build_and_count(request)
+    except ForwardPassFailed as exc:
         raise UserError(f"{label}: {exc}") from None
+    model, trace, count = built.model, built.trace, built.count
     first = {r.name: r for r in trace.first_calls()}
     modules = dict(model.named_modules())
 
@@ -568,7 +520,7 @@ def network_cost(label: str, request: Any) -> NetworkCost:
             name=name,
             type=type(modules[name]).__name__,
             output_shape=record.output_shape if record else None,
-            params=sum(p.numel() for p in modules[name].parameters()),
+            params=parameter_count(modules[name]),
             macs=count.by_module.get(name, 0),
             macs_conv_linear=count.module_conv_linear_macs(name),
         )
@@ -607,11 +559,9 @@ def network_cost(label: str, request: Any) -> NetworkCost:
     )
 
 
-def layer_attributes(module: Any) -> tuple[tuple[str, Any], ...]:
+def layer_attributes(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     """What makes a layer what it is: conv kernel, stride, padding, dilation, channels, groups, bias; BN features;
     Linear features and bias; pooling window; otherwise the shapes of its own parameters."""
-    from torch import nn
-
     convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
     norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
     if isinstance(module, convs):
@@ -689,8 +639,6 @@ def compare_networks(
     networks = [network_cost(op.strip(), request) for op, request in zip(operands, requests, strict=True)]
     timing = None
     if time_device is not None:
-        from resnet_cli.model import instantiate
-
         device = _timing_device(time_device)
         shapes = [n.request.input_shape if batch is None else (_check_batch(batch), *n.request.input_shape[1:]) for n in networks]
         timing = Timing(device=device, batch=shapes[0][0])

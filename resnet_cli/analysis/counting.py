@@ -15,7 +15,6 @@ FlopCounterMode / 2) counts convolutions and matrix products only.
 from __future__ import annotations
 
 import copy
-import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -25,20 +24,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_cli.analysis.mac_rules import (
-    CONV_LINEAR_OPS,
-    MODULE_CALLS,
-    OPERATOR_FORMULAS,
-    ZERO_BY_CONVENTION,
-    operator_macs,
-)
-from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
+from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, MODULE_CALLS, ZERO_BY_CONVENTION, operator_macs
 from resnet_cli.errors import UserError
-from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, OpRecord, TraceObserver, make_input, trace_model
-from resnet_cli.units import first_line, shape_text
+from resnet_cli.model import instantiate
+from resnet_cli.trace import (
+    FunctionRecord,
+    ModelTrace,
+    OpRecord,
+    TraceObserver,
+    make_input,
+    parameter_count,
+    trace_model,
+)
+from resnet_cli.units import first_line
 
 COUNTERS = ("fast", "fvcore")
-__all__ = ["CONV_LINEAR_OPS", "OPERATOR_FORMULAS", "COUNTERS", "MacCount", "count_macs", "count_traced"]
 
 
 @dataclass
@@ -98,12 +98,13 @@ TraceCheck = Callable[[ModelTrace], None]
 
 
 def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
-    """Apply the operator rules to a finished trace: MACs per operator and module; records annotated with "macs"."""
+    """Apply the operator rules to a finished trace: MACs per operator and module; records and function calls get
+    their `macs`."""
     own: dict[int, dict[str, int]] = {}  # module call order -> {operator: MACs} it ran itself
     zero: Counter[str] = Counter()
     uncounted: Counter[str] = Counter()
     for function in trace.functions:
-        function.extra["macs"] = 0
+        function.macs = 0
     for op in trace.ops:
         function = trace.functions[op.function] if op.function is not None else None
         counted = operator_macs(op, _caller(trace, op, function))
@@ -116,7 +117,7 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
         ops = own.setdefault(op.module if op.module is not None else 0, {})
         ops[name] = ops.get(name, 0) + macs
         if function is not None:
-            function.extra["macs"] += macs
+            function.macs += macs
     annotate_records(trace, own)
     by_module_and_operator: dict[str, dict[str, int]] = {name: {} for name, _ in model.named_modules()}
     for order, ops in own.items():
@@ -127,7 +128,7 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
         by_operator=dict(by_module_and_operator[""]),
         by_module={name: sum(ops.values()) for name, ops in by_module_and_operator.items()},
         by_module_and_operator=by_module_and_operator,
-        params=sum(p.numel() for p in model.parameters()),
+        params=parameter_count(model),
         input_shape=trace.input_shapes[0] if trace.input_shapes else (),
         engine="fast",
         zero_by_convention=dict(zero),
@@ -146,15 +147,15 @@ def _caller(trace: ModelTrace, op: OpRecord, function: FunctionRecord | None) ->
 
 
 def annotate_records(trace: ModelTrace, own: dict[int, dict[str, int]]) -> None:
-    """Write each call's MACs, children included, into record.extra["macs"] and ["macs_conv_linear"]."""
+    """Write each call's MACs, children included, into its `macs` and `macs_conv_linear`."""
     totals = {r.order: dict(own.get(r.order, {})) for r in trace.records}
     by_order = {r.order: r for r in trace.records}
     for record in reversed(trace.records):  # children start after their parent
         if record.parent is not None:
             _add(totals[record.parent], totals[record.order])
     for order, ops in totals.items():
-        by_order[order].extra["macs"] = sum(ops.values())
-        by_order[order].extra["macs_conv_linear"] = sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
+        by_order[order].macs = sum(ops.values())
+        by_order[order].macs_conv_linear = sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
 
 
 def _add(into: dict[str, int], ops: dict[str, int]) -> None:
@@ -217,7 +218,7 @@ def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCoun
         by_operator=dict(by_module_and_operator.get("", {})),
         by_module={name: sum(ops.values()) for name, ops in by_module_and_operator.items()},
         by_module_and_operator=by_module_and_operator,
-        params=sum(p.numel() for p in model.parameters()),
+        params=parameter_count(model),
         input_shape=tuple(inputs[0].shape),
         engine="fvcore",
         zero_by_convention={_jit_name(op): n for op, n in unsupported.items() if _jit_name(op) in ZERO_BY_CONVENTION},
@@ -250,9 +251,7 @@ def count_module(module: nn.Module, input_shape: Iterable[int], counter: str = "
 
 def count_request(request: Any, counter: str = "fast") -> MacCount:
     """MACs of the model and input a request describes (a preset's ModelRequest or a UserModelRequest), on meta."""
-    from resnet_cli.model import instantiate
-
-    _check_counter(counter)
+    check_counter(counter)
     model, inputs = instantiate(request, device="meta")
     return count_macs(model, inputs, counter)
 
@@ -267,14 +266,14 @@ def count_traced(
     before_fvcore: TraceCheck | None = None,
     functions: bool = True,
 ) -> tuple[ModelTrace, MacCount]:
-    """The trace (records annotated with "macs") and the MAC count, for callers that show layers too.
+    """The trace (records annotated with their `macs`) and the MAC count, for callers that show layers too.
 
     `observers` ride along on the same trace; `check(trace)` runs before counting and may raise;
     `before_fvcore(trace)` runs only when fvcore is about to count (e.g. to refuse a huge input).
     With the fvcore engine the records carry fvcore's per-module counts. `functions=False` traces without
     FunctionRecords (faster; names matrix products and pooling from torch's module classes instead).
     """
-    _check_counter(counter)
+    check_counter(counter)
     trace, fast = _fast_count(model, inputs, observers, check, functions)
     if counter == "fast":
         return trace, fast
@@ -285,157 +284,47 @@ def count_traced(
     return trace, count
 
 
-def _check_counter(counter: str) -> None:
+def check_counter(counter: str) -> None:
+    """Raise a UserError unless `counter` is one of COUNTERS."""
     if counter not in COUNTERS:
         raise UserError(f"--counter {counter!r} is not one of {', '.join(COUNTERS)}")
-
-
-@dataclass
-class StageCount:
-    """One stage of a ResNet (stem, layer1..N, head), a top-level child of another model, or the model's own
-    forward (functional operations and parameters of the model itself, when not inside a stem or head)."""
-
-    name: str
-    params: int
-    macs: int
-    macs_conv_linear: int
-    output_shape: tuple[int, ...] | None
-    modules: list[str] = field(default_factory=list)
-
-
-OWN_FORWARD = "(own forward)"
-_STAGE_NAME = re.compile(r"^((layer|stage|block|res)_?\d+|(layers|stages|blocks|features)\.\d+)$")
-
-
-def stage_names(model: nn.Module) -> list[str] | None:
-    """The model's stages when it is recognisably stem / stages / head: resnet-cli's own `stage_names`, or at least
-    two modules the model calls named like layer1, stage2, block3 (torchvision, timm, CIFAR and Wide ResNet code) or
-    stages.0, stages.1 (an nn.ModuleList the forward loops over)."""
-    names = getattr(model, "stage_names", None)
-    if names:
-        return list(names)
-    candidates = [name for name, _ in model.named_children()]
-    for name, child in model.named_children():
-        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
-            candidates += [f"{name}.{index}" for index, _ in child.named_children()]
-    found = [name for name in candidates if _STAGE_NAME.match(name)]
-    return found if len(found) >= 2 else None
-
-
-def count_by_stage(model: nn.Module, trace: ModelTrace, count: MacCount) -> list[StageCount]:
-    """MACs and params per stage: stem, stages, head when the model has them, else per module the model calls.
-
-    Calls before the first stage are the stem, after the last the head. What the model's own forward computes
-    outside those calls (F.avg_pool2d, x @ w), and its own parameters, form the row OWN_FORWARD, the same with
-    either counter (fvcore cannot place such operators in time). A call to a module inside another one the model
-    also calls (self.backbone.fc after self.backbone) is part of that one's count, as fvcore attributes by name.
-    """
-    stages_of_model = stage_names(model) or []
-    calls = [r for r in trace.records if r.depth == 1]  # the calls the model's forward makes itself
-    called = {r.name for r in calls}
-    calls = [r for r in calls if not any(r.name.startswith(name + ".") for name in called if name)]
-    positions = [i for i, r in enumerate(calls) if r.name in stages_of_model]
-    rows: dict[str, StageCount] = {}
-    for position, record in enumerate(calls):
-        if not positions:
-            name = record.name
-        elif position < positions[0]:
-            name = "stem"
-        elif position > positions[-1]:
-            name = "head"
-        else:
-            name = next(calls[i].name for i in range(position, -1, -1) if calls[i].name in stages_of_model)
-        entry = rows.setdefault(name, StageCount(name, 0, 0, 0, None))
-        if record.call_index == 0:
-            entry.params += record.params
-            entry.macs += count.by_module.get(record.name, 0)
-            entry.macs_conv_linear += count.module_conv_linear_macs(record.name)
-            entry.modules.append(record.name)
-        entry.output_shape = record.output_shape
-    firsts = [r.name for r in calls if r.call_index == 0]
-    own = StageCount(
-        OWN_FORWARD,
-        params=sum(p.numel() for p in model.parameters(recurse=False)),
-        macs=count.macs - sum(count.by_module.get(name, 0) for name in firsts),
-        macs_conv_linear=count.conv_linear_macs - sum(count.module_conv_linear_macs(name) for name in firsts),
-        output_shape=trace.records[0].output_shape if trace.records else None,
-    )
-    if own.params or own.macs:
-        rows[OWN_FORWARD] = own
-    return list(rows.values())
-
-
-@dataclass
-class FlopsReport:
-    """What `flops` reports: totals in both conventions, per operator, stage and module, and memory."""
-
-    request: Any  # ModelRequest or UserModelRequest
-    count: MacCount
-    layers: list[LayerRecord]  # module calls at depth >= 1, annotated with "macs"
-    stages: list[StageCount]
-    memory: MemoryEstimate
-    max_depth: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def flops_report(request: Any, counter: str = "fast", optimizer: str = "sgd", max_depth: int | None = None) -> FlopsReport:
-    """Build the requested model (preset or the user's own), count its MACs with `counter` and estimate its memory."""
-    from resnet_cli.analysis.summary import check_trace
-    from resnet_cli.model import instantiate
-
-    _check_counter(counter)
-    check_optimizer(optimizer)
-    if max_depth is not None and max_depth < 1:
-        raise UserError(f"--depth {max_depth} must be >= 1 (1 = stem layers and stages, 2 = blocks, 3 = layers)")
-    model, inputs = instantiate(request)
-    trace, count = count_traced(
-        model,
-        (inputs,),
-        counter,
-        check=lambda t: check_trace(t, request),
-        before_fvcore=lambda t: _check_fits_in_memory(t.activation_elements, request),
-    )
-    params = list(model.parameters())
-    memory = estimate_memory(
-        params=sum(p.numel() for p in params),
-        trainable_params=sum(p.numel() for p in params if p.requires_grad),
-        input_elements=inputs.numel(),
-        activation_elements=trace.activation_elements,
-        dtype=request.dtype,
-        optimizer=optimizer,
-    )
-    # Disabled options are nn.Identity (0 MACs, nothing to show), as in `summary`.
-    layers = [
-        r
-        for r in trace.records
-        if r.depth >= 1 and r.type != "Identity" and (max_depth is None or r.depth <= max_depth)
-    ]
-    return FlopsReport(
-        request=request,
-        count=count,
-        layers=layers,
-        stages=count_by_stage(model, trace, count),
-        memory=memory,
-        max_depth=max_depth,
-    )
 
 
 def _annotate_from_count(trace: ModelTrace, count: MacCount) -> None:
     for record in trace.records:
         ops = count.by_module_and_operator.get(record.name, {}) if record.call_index == 0 else {}
-        record.extra["macs"] = sum(ops.values())
-        record.extra["macs_conv_linear"] = sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
+        record.macs = sum(ops.values())
+        record.macs_conv_linear = sum(ops.get(op, 0) for op in CONV_LINEAR_OPS)
 
 
-def _check_fits_in_memory(activation_elements: int, request: Any) -> None:
-    """fvcore runs for real in float32: refuse inputs whose activations alone exceed this machine's memory."""
-    from resnet_cli.model import device_memory
+@dataclass
+class BuiltCount:
+    """A model built from a request, its input, its one traced forward pass and its MAC count."""
 
-    needed = activation_elements * 4
-    available = device_memory("cpu")
-    if available is not None and needed > available:
-        shape = shape_text(request.input_shape)
-        raise UserError(
-            f"--counter fvcore --input {shape} would allocate {needed / 2**30:,.1f} GiB of activations, more than "
-            f"the {available / 2**30:,.1f} GiB available; use --counter fast (the same counts, on meta)"
-        )
+    model: nn.Module
+    inputs: torch.Tensor
+    trace: ModelTrace
+    count: MacCount
+
+
+def build_and_count(
+    request: Any,
+    device: str | None = "meta",
+    *,
+    counter: str = "fast",
+    functions: bool = True,
+    before_fvcore: TraceCheck | None = None,
+) -> BuiltCount:
+    """Build the model a request describes (a preset's ModelRequest or a UserModelRequest) on `device` (meta by
+    default; None: the request's own), trace it once and count its MACs with `counter`. A pass that fails or shrinks
+    to nothing raises ForwardPassFailed naming the layer; `functions` and `before_fvcore` are count_traced's."""
+    model, inputs = instantiate(request, device=device)
+    trace, count = count_traced(
+        model,
+        (inputs,),
+        counter,
+        check=ModelTrace.raise_for_failure,
+        before_fvcore=before_fvcore,
+        functions=functions,
+    )
+    return BuiltCount(model, inputs, trace, count)

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_cli.errors import SpecError
-from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, in_call_order
-from resnet_cli.units import first_line, shape_text
+from resnet_cli.analysis.counting import build_and_count
+from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, in_call_order, parameter_count
 
 
 @dataclass
@@ -47,59 +46,28 @@ class ModelSummary:
 
 def model_totals(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> SummaryTotals:
     """Parameter counts and memory for one traced forward pass."""
-    params = list(model.parameters())
     return SummaryTotals(
-        params=sum(p.numel() for p in params),
-        trainable_params=sum(p.numel() for p in params if p.requires_grad),
-        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        params=parameter_count(model),
+        trainable_params=parameter_count(model, trainable=True),
+        param_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
         input_bytes=inputs.numel() * inputs.element_size(),
         activation_bytes=trace.activation_bytes,
     )
 
 
-def check_trace(trace: ModelTrace, request: Any) -> None:
-    """Raise a SpecError naming the layer when the input is too small or the forward pass failed."""
-    for record in trace.records:
-        for shape in record.output_shapes:
-            if len(shape) >= 3 and 0 in shape[2:]:
-                raise SpecError(
-                    f"--input {shape_text(request.input_shape)} is too small for this network: "
-                    f"{record.name} ({record.type}) output shrinks to {shape_text(shape)}; use a larger H and W"
-                )
-    if trace.error is not None:
-        failing = trace.unfinished[-1] if trace.unfinished else None
-        where = ""
-        if failing is not None and failing.input_shapes:
-            where = f" in {failing.name or 'the model'} ({failing.type}) on input {shape_text(failing.input_shapes[0])}"
-        message = first_line(trace.error).rstrip(".")
-        if "too small" in message.lower():
-            hint = "; use a larger H and W"
-        else:
-            hint = "; run `resnet-cli debug-shapes` with the same flags for a diagnosis"
-        raise SpecError(f"--input {shape_text(request.input_shape)}: the forward pass fails{where}: {message}{hint}")
-
-
-
 def _shown(record: LayerRecord, max_depth: int | None) -> bool:
-    # Disabled options (SE off, no drop-path, identity shortcut) are nn.Identity: nothing to show.
-    if record.type == "Identity" or record.depth < 1:
+    if record.is_disabled_option or record.depth < 1:
         return False
     return max_depth is None or record.depth <= max_depth
 
 
 def summarize(request: Any, max_depth: int | None = None, ops: bool = False) -> ModelSummary:
     """Build the requested model (preset or the user's own), trace one forward pass and summarise it per layer,
-    MACs included; with `ops`, the functional calls in each module's forward are listed too."""
-    from resnet_cli.analysis.counting import count_traced
-    from resnet_cli.model import instantiate
-
-    if max_depth is not None and max_depth < 0:
-        raise SpecError(
-            f"--depth {max_depth} must be >= 0 (0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers)"
-        )
-    model, inputs = instantiate(request)
-    trace, count = count_traced(model, (inputs,), check=lambda t: check_trace(t, request))
-    totals = model_totals(model, inputs, trace)
+    MACs included, down to `max_depth` (None: all; 0: totals only); with `ops`, the functional calls in each
+    module's forward are listed too."""
+    built = build_and_count(request, device=None)
+    trace, count = built.trace, built.count
+    totals = model_totals(built.model, built.inputs, trace)
     totals.macs = count.macs
     layers = [r for r in trace.records if _shown(r, max_depth)]
     return ModelSummary(

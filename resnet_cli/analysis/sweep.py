@@ -186,21 +186,18 @@ def base_overrides(base: ModelRequest) -> dict[str, Any]:
 
 def measure_request(request: ModelRequest) -> Measurement:
     """Params, MACs and memory of one request on the meta device; a SpecError if its forward pass fails."""
-    from resnet_cli.analysis.counting import count_traced
+    # Imported here: this module stays torch-free until a variant is measured (the forkserver preloads counting).
+    from resnet_cli.analysis.counting import build_and_count
     from resnet_cli.analysis.memory import estimate_memory
-    from resnet_cli.analysis.summary import check_trace
-    from resnet_cli.model import build_model
-    from resnet_cli.trace import make_input
 
-    model = build_model(request.spec, device="meta")
-    inputs = make_input(request.input_shape, "meta")
     # Presets only: no functional rows to show, so the trace skips the (costly) torch-call tracking.
-    trace, count = count_traced(model, (inputs,), "fast", check=lambda t: check_trace(t, request), functions=False)
+    built = build_and_count(request, functions=False)
+    count = built.count
     memory = estimate_memory(
         params=count.params,
         trainable_params=count.params,
-        input_elements=inputs.numel(),
-        activation_elements=trace.activation_elements,
+        input_elements=built.inputs.numel(),
+        activation_elements=built.trace.activation_elements,
         dtype=request.dtype,
     )
     return Measurement(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
+from resnet_cli.cli.depth import check_depth
 from resnet_cli.cli.options import FormatOption, with_model_request
 
 
@@ -38,5 +39,6 @@ def summary(
     from resnet_cli.render.summary import summary_json, summary_table
     from resnet_cli.render.table import emit
 
+    check_depth(depth, 0, "0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers")
     result = summarize(request, max_depth=depth, ops=ops)
     emit(stdout(), format, summary_table(result), summary_json(result))

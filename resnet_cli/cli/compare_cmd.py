@@ -9,6 +9,7 @@ import typer
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.options import FormatOption, PlotOption, check_plot, with_build_flags, write_plot
 from resnet_cli.errors import UserError
+from resnet_cli.spec import request_from_flags
 
 BLOCK = "Block operands (basic, bottleneck, se-basic, se-bottleneck)"
 RUN = "Timing and output"
@@ -86,7 +87,6 @@ def arch_table(
     from resnet_cli.analysis.arch_table import DEFAULT_TABLE_MODELS, architecture_table
     from resnet_cli.render.arch_table import arch_table_data, arch_table_json, arch_table_panels
     from resnet_cli.render.table import emit
-    from resnet_cli.spec import request_from_flags
 
     check_plot(plot)
     names = models or list(DEFAULT_TABLE_MODELS)

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
+from resnet_cli.cli.depth import check_depth
 from resnet_cli.cli.options import FormatOption, PlotOption, check_plot, with_model_request, write_plot
+from resnet_cli.units import shape_text
 
 
 @app.command()
@@ -39,11 +41,12 @@ def flops(
 
     Exit 0, or 1 with --strict when an operator has no rule (the report says which).
     """
-    from resnet_cli.analysis.counting import flops_report
+    from resnet_cli.analysis.flops_report import flops_report
     from resnet_cli.render.flops import flops_json, flops_table
     from resnet_cli.render.table import emit
 
     check_plot(plot)
+    check_depth(depth, 1, "1 = stem layers and stages, 2 = blocks, 3 = layers")
     report = flops_report(request, counter=counter, optimizer=optimizer, max_depth=depth)
     emit(stdout(), format, flops_table(report, by=by, bars=format == "table"), flops_json(report))
     if plot is not None:
@@ -51,7 +54,7 @@ def flops(
 
         write_plot(
             plot,
-            f"{request.label} per stage, input {'x'.join(map(str, request.input_shape))}",
+            f"{request.label} per stage, input {shape_text(request.input_shape)}",
             stage_panels(report.stages),
         )
     if strict and not report.count.complete:

@@ -8,16 +8,10 @@ from typing import Any
 from resnet_cli.analysis.arch_table import HEAD_ROW, POOL_ROW, ArchTable
 from resnet_cli.render.plots import BarPanel
 from resnet_cli.render.table import Column, TableData
-from resnet_cli.units import shape_text
+from resnet_cli.units import giga, shape_text
 
 PARAMS_ROW, GMACS_ROW = "params", "MACs x10^9"
 PAPER_GMACS = "1.8, 3.6, 3.8, 7.6, 11.3 x10^9 for resnet18/34/50/101/152"
-
-
-def _giga(macs: int) -> str:
-    """MACs in units of 10^9, as the paper prints them: '4.09', small nets '0.0408'."""
-    value = macs / 1e9
-    return f"{value:.2f}" if value >= 1 else f"{value:.3g}"
 
 
 def stacked_cell(text: str, width: int = 10) -> str:
@@ -48,7 +42,7 @@ def arch_table_data(table: ArchTable) -> TableData:
     for row in table.rows:
         rows.append([row.replace(" + ", "\n+ "), output_size_cell(table, row), *(stacked_cell(c.cells.get(row, ""), _cell_width(c)) for c in table.columns)])
     rows.append([PARAMS_ROW, "", *(f"{c.params / 1e6:.2f} M" for c in table.columns)])
-    rows.append([GMACS_ROW, "", *(_giga(c.macs_conv_linear) for c in table.columns)])
+    rows.append([GMACS_ROW, "", *(giga(c.macs_conv_linear, small_to_three_digits=True) for c in table.columns)])
     inputs = " / ".join(dict.fromkeys(shape_text(c.request.input_shape) for c in table.columns))
     placements = sorted({c.downsample_on for c in table.columns if c.downsample_on})
     stride_note = "Downsampling: stride 2 in the first block of every stage after the first" + (

@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from resnet_cli.analysis.bench import CROSS_ENTROPY, OUTPUT_MEAN, BenchReport, BenchRow
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
+from resnet_cli.units import mib
 from resnet_cli.user_model import UserModelRequest
 
-MIB = 1024 * 1024
 NOISY_SPREAD = 1.5  # p90 / p10 above this: the timings say more about the machine than the model
 
 
@@ -38,7 +38,7 @@ def bench_table(report: BenchReport) -> TableData:
             round(row.p10_ms, 3),
             round(row.p90_ms, 3),
             round(report.images_per_s(row), 2),
-            None if row.peak_memory_bytes is None else round(row.peak_memory_bytes / MIB, 2),
+            None if row.peak_memory_bytes is None else mib(row.peak_memory_bytes),
         ]
         if grid:
             cells.append(round(row.speedup, 2) if row.speedup is not None else None)

@@ -7,6 +7,7 @@ from typing import Any
 
 from resnet_cli.analysis.catalog import PresetInfo
 from resnet_cli.render.table import Column, TableData
+from resnet_cli.units import giga
 
 
 def catalog_table(rows: list[PresetInfo]) -> TableData:
@@ -25,7 +26,7 @@ def catalog_table(rows: list[PresetInfo]) -> TableData:
         rows=[
             [
                 *(r.name, r.block, ",".join(map(str, r.layers)), f"{r.groups}x{r.width_per_group}"),
-                *(r.input_shape[2:], r.params, _giga(r.macs)),
+                *(r.input_shape[2:], r.params, giga(r.macs)),
             ]
             for r in rows
         ],
@@ -35,10 +36,6 @@ def catalog_table(rows: list[PresetInfo]) -> TableData:
             "Any preset takes build flags, e.g. `resnet-cli summary resnet50 --se --stem deep`.",
         ],
     )
-
-
-def _giga(macs: int) -> str:
-    return f"{macs / 1e9:.2f}"
 
 
 def catalog_json(rows: list[PresetInfo]) -> dict[str, Any]:

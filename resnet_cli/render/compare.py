@@ -18,9 +18,8 @@ from resnet_cli.analysis.compare import (
     StageSide,
 )
 from resnet_cli.render.plots import BarPanel
-from resnet_cli.render.summary import format_bytes
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
-from resnet_cli.units import shape_text
+from resnet_cli.units import format_bytes, saved_percent, shape_text
 
 BLOCK_NAMES = {"basic": "BasicBlock", "bottleneck": "Bottleneck", "se-basic": "SE-BasicBlock", "se-bottleneck": "SE-Bottleneck"}
 OP_LABELS = {"batch_norm": "BN", "adaptive_avg_pool2d": "SE pool"}
@@ -39,7 +38,8 @@ def _ratio(new: float, old: float) -> float | None:
 
 def saved_text(new: float, old: float) -> str:
     """'94.1%' saved going from old to new; negative when new costs more; '' when old is 0."""
-    return f"{(1 - new / old) * 100:.1f}%" if old else ""
+    saved = saved_percent(new, old)
+    return "" if saved is None else f"{saved:.1f}%"
 
 
 def number_text(value: float) -> str:
@@ -56,6 +56,29 @@ def layer_text(layer: BlockLayer) -> str:
     size = shape_text(layer.output_shape[2:])
     name = LAYER_NAMES.get(layer.name, layer.name)
     return f"{name}: {layer.kernel[0]}x{layer.kernel[1]} {layer.in_channels}->{layer.out_channels}{groups} s{layer.stride} {size}"
+
+
+def layer_formula(layer: BlockLayer) -> str:
+    """The layer's MACs per pixel of its own output: '3x3x256x256' (grouped: '3x3x128x128/32')."""
+    text = f"{layer.kernel[0]}x{layer.kernel[1]}x{layer.in_channels}x{layer.out_channels}"
+    return f"{text}/{layer.groups}" if layer.groups > 1 else text
+
+
+def block_arithmetic(cost: BlockCost) -> str:
+    """The per-pixel figure written out: '3x3x256x256 + 3x3x256x256'; layers at another resolution are scaled."""
+    terms = []
+    for layer in cost.layers:
+        formula, scale = layer_formula(layer), layer.output_pixels / cost.output_pixels
+        if scale == 1:
+            terms.append(formula)
+        elif scale > 1:
+            terms.append(f"{formula} x {scale:g}")
+        else:
+            terms.append(f"{formula} / {cost.output_pixels // layer.output_pixels:g}")
+    # "3x3x256x256 + 3x3x256x256" reads as "3x3x256x256 x 2", the way the paper's arithmetic is usually shown
+    if len(terms) > 1 and len(set(terms)) == 1 and " " not in terms[0]:
+        return f"{terms[0]} x {len(terms)}"
+    return " + ".join(terms)
 
 
 def block_name(kind: str) -> str:
@@ -95,8 +118,8 @@ def block_table(result: BlockComparison) -> TableData:
         rows.append(_metric_row(label, a.latency_ms, b.latency_ms, lambda v: f"{v:.2f}"))
     width = {cost.kind: inner_width(cost) for cost in (a, b)}
     footer = [
-        (name_a, f"{a.arithmetic} = {number_text(a.macs_per_pixel)} MACs per output pixel"),
-        (name_b, f"{b.arithmetic} = {number_text(b.macs_per_pixel)} MACs per output pixel"),
+        (name_a, f"{block_arithmetic(a)} = {number_text(a.macs_per_pixel)} MACs per output pixel"),
+        (name_b, f"{block_arithmetic(b)} = {number_text(b.macs_per_pixel)} MACs per output pixel"),
         ("saved", f"{saved_text(b.macs_per_pixel, a.macs_per_pixel)} of the conv MACs, "
                   f"{saved_text(b.params, a.params)} of the params ({name_b} vs {name_a})"),
     ]  # fmt: skip
@@ -135,18 +158,19 @@ def block_json(result: BlockComparison) -> dict[str, Any]:
         },  # fmt: skip
         "blocks": [_block_cost_json(cost) for cost in (a, b)],
         "saved_percent": {
-            "params": _percent(b.params, a.params),
-            "conv_macs": _percent(b.conv_macs, a.conv_macs),
-            "activation_bytes": _percent(b.activation_bytes, a.activation_bytes),
-            **({"latency": _percent(b.latency_ms, a.latency_ms)} if a.latency_ms and b.latency_ms is not None else {}),
+            "params": _saved_json(b.params, a.params),
+            "conv_macs": _saved_json(b.conv_macs, a.conv_macs),
+            "activation_bytes": _saved_json(b.activation_bytes, a.activation_bytes),
+            **({"latency": _saved_json(b.latency_ms, a.latency_ms)} if a.latency_ms and b.latency_ms is not None else {}),
         },
         "timing": None if result.timing is None else vars(result.timing),
         "macs_convention": CONV_CONVENTION,
     }
 
 
-def _percent(new: float, old: float) -> float | None:
-    return round((1 - new / old) * 100, 4) if old else None
+def _saved_json(new: float, old: float) -> float | None:
+    saved = saved_percent(new, old)
+    return None if saved is None else round(saved, 4)
 
 
 def _block_cost_json(cost: BlockCost) -> dict[str, Any]:
@@ -154,7 +178,7 @@ def _block_cost_json(cost: BlockCost) -> dict[str, Any]:
         "kind": cost.kind,
         "params": cost.params,
         "macs_per_output_pixel": cost.macs_per_pixel,
-        "arithmetic": cost.arithmetic,
+        "arithmetic": block_arithmetic(cost),
         "conv_macs": cost.conv_macs,
         "other_macs": cost.other_macs,
         "activation_bytes": cost.activation_bytes,
@@ -377,8 +401,8 @@ def _architecture_json(match: ArchitectureMatch) -> dict[str, Any]:
         "divergence": None if divergence is None else {
             "index": divergence.index,
             "text": divergence_text(divergence),
-            "a": _layer_json(divergence.a),
-            "b": _layer_json(divergence.b),
+            "a": _layer_side_json(divergence.a),
+            "b": _layer_side_json(divergence.b),
             "differences": [{"what": what, "a": _jsonable(x), "b": _jsonable(y)} for what, x, y in divergence.differences],
             "in_shortcut_of": divergence.shortcut_of or None,
         },
@@ -393,7 +417,7 @@ def _architecture_json(match: ArchitectureMatch) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _layer_json(layer: LayerSide | None) -> dict[str, Any] | None:
+def _layer_side_json(layer: LayerSide | None) -> dict[str, Any] | None:
     if layer is None:
         return None
     return {

@@ -10,9 +10,11 @@ from rich.text import Text
 from rich.tree import Tree
 
 from resnet_cli.analysis.diagnosis import ShapeReport
-from resnet_cli.render.summary import function_json
+from resnet_cli.analysis.diagnosis.sizes import SizeRange, SizeResult, SizeScan
+from resnet_cli.render.summary import function_json, layer_json
 from resnet_cli.render.table import Column, TableData, format_cell
 from resnet_cli.trace import FunctionRecord, LayerRecord, in_call_order
+from resnet_cli.units import shape_text
 
 NO_PROBLEMS = "no shape problems"
 _KIND_TITLES = {
@@ -27,6 +29,13 @@ _KIND_TITLES = {
     "needs_real_tensors": "forward reads tensor values (not a shape problem)",
     "sys_exit": "forward calls sys.exit() (not a shape problem)",
     "unrecognised": "unrecognised error",
+    "norm_channels": "norm layer built for other channels",
+    "layer_features": "linear layer receives the wrong number of features",
+    "cat_mismatch": "joined tensors differ in size",
+    "split_width": "split gives pieces of the wrong width",
+    "input_size": "the model expects another input size",
+    "batch_changed": "batch size changes inside the model (runs, but wrong)",
+    "tensor_without_device": "tensor created in forward without a device (fails on CUDA)",
 }
 
 
@@ -145,7 +154,7 @@ def debug_json(report: ShapeReport) -> dict[str, Any]:
         "ok": report.ok,
         "message": NO_PROBLEMS if report.ok else None,
         "problem": problem,
-        "layers": [_layer_json(r) for r in report.records],
+        "layers": [_traced_layer_json(r) for r in report.records],
         "functions": [{**function_json(f), "change": _change_text(f).plain or None} for f in report.functions],
     }
 
@@ -185,10 +194,7 @@ def _title(report: ShapeReport) -> str:
 
 
 def _shown(record: LayerRecord, max_depth: int | None) -> bool:
-    # Disabled options are nn.Identity in resnet-cli's own models: nothing to show.
-    if record.type == "Identity" and record.finished:
-        return False
-    return max_depth is None or record.depth <= max_depth
+    return not record.is_disabled_option and (max_depth is None or record.depth <= max_depth)
 
 
 def _node_label(record: LayerRecord, failing: bool = False) -> Text:
@@ -270,17 +276,9 @@ def _shapes(shapes: tuple) -> str:
     return ", ".join(format_cell(s) for s in shapes) if shapes else "(no tensors)"
 
 
-def _layer_json(record: LayerRecord) -> dict[str, Any]:
+def _traced_layer_json(record: LayerRecord) -> dict[str, Any]:
     return {
-        "name": record.name,
-        "type": record.type,
-        "depth": record.depth,
-        "call_index": record.call_index,
-        "finished": record.finished,
-        "input_shapes": [list(s) for s in record.input_shapes],
-        "output_shapes": [list(s) for s in record.output_shapes],
-        "input_dtypes": list(record.input_dtypes),
-        "output_dtypes": list(record.output_dtypes),
+        **layer_json(record, every_tensor=True),
         "change": _change_text(record).plain or None,
         "residual": _residual_json(record.extra.get("residual")),
     }
@@ -295,3 +293,49 @@ def _residual_json(residual: dict[str, Any] | None) -> dict[str, Any] | None:
         "shortcut": list(residual["shortcut"]),
         "shortcut_from": residual["shortcut_from"],
     }
+
+
+def sizes_table(scan: SizeScan) -> TableData:
+    """`debug-shapes --sizes`: one row per range of consecutive sizes with one outcome, the findings as notes."""
+    rows, styles, notes, seen = [], [], [], set()
+    for r in scan.ranges:
+        result = r.result
+        where = f"{result.module or '(model)'} ({result.type})" if result.module is not None else ""
+        rows.append([_range_text(r), r.count, "runs" if result.ok else "fails", where,
+                     "" if result.ok else _KIND_TITLES.get(result.kind or "", result.kind)])  # fmt: skip
+        styles.append(None if result.ok else "red")
+        if not result.ok and result.outcome not in seen:
+            seen.add(result.outcome)
+            notes.append(f"{_range_text(r)}: {result.summary} Fix: {result.fix}")
+    running = sum(1 for result in scan.results if result.ok)
+    return TableData(
+        title=f"debug-shapes {scan.model}  sizes ({scan.batch}x{scan.channels}xHxW, meta, {scan.dtype})",
+        columns=[Column("input HxW"), Column("sizes", "right"), Column("result"), Column("where"), Column("problem")],
+        rows=rows,
+        footer=[("runs at", f"{running} of {len(scan.results)} sizes")],
+        notes=notes,
+        row_styles=styles,
+    )
+
+
+def sizes_json(scan: SizeScan) -> dict[str, Any]:
+    """The `debug-shapes --sizes --format json` object: every size's result and the ranges."""
+    def result_json(result: SizeResult) -> dict[str, Any]:
+        return {"size": list(result.size), "ok": result.ok, "module": result.module, "type": result.type,
+                "kind": result.kind, "diagnosis": result.summary, "fix": result.fix}  # fmt: skip
+
+    return {
+        "model": scan.model,
+        "batch": scan.batch,
+        "channels": scan.channels,
+        "dtype": scan.dtype,
+        "ok": scan.ok,
+        "ranges": [{"first": list(r.first), "last": list(r.last), "count": r.count, **result_json(r.result)}
+                   for r in scan.ranges],  # fmt: skip
+        "sizes": [result_json(result) for result in scan.results],
+    }
+
+
+def _range_text(r: SizeRange) -> str:
+    first, last = shape_text(r.first), shape_text(r.last)
+    return first if r.count == 1 else f"{first} .. {last}"

@@ -7,10 +7,12 @@ from typing import Any
 
 from rich.text import Text
 
-from resnet_cli.analysis.counting import CONV_LINEAR_OPS, OPERATOR_FORMULAS, FlopsReport, MacCount
-from resnet_cli.analysis.mac_rules import DATA_MOVEMENT
-from resnet_cli.render.summary import format_bytes, layer_json, layer_label
+from resnet_cli.analysis.counting import MacCount
+from resnet_cli.analysis.flops_report import FlopsReport
+from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, DATA_MOVEMENT, OPERATOR_FORMULAS
+from resnet_cli.render.summary import layer_json, layer_label
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
+from resnet_cli.units import format_bytes, share_percent
 
 BREAKDOWNS = ("stage", "operator", "module")
 BAR_WIDTH = 10
@@ -42,10 +44,6 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> Text:
     return Text("█" * full + (_EIGHTHS[rest] if rest else ""), style="cyan")
 
 
-def _percent(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}" if whole else "0.0"
-
-
 Breakdown = tuple[str, list[Column], list[list[Any]], list[str | None]]  # label, columns, rows, row styles
 
 
@@ -55,7 +53,7 @@ def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> Ta
     share_columns = [Column("% MACs", "right"), *([Column("", style="cyan")] if bars else [])]
 
     def share(macs: int) -> list[Any]:
-        return [_percent(macs, total), *([bar(macs / total if total else 0.0)] if bars else [])]
+        return [f"{share_percent(macs, total):.1f}", *([bar(macs / total if total else 0.0)] if bars else [])]
 
     breakdown = {"operator": _by_operator, "module": _by_module}.get(by, _by_stage)
     label, columns, rows, styles = breakdown(report, share_columns, share)
@@ -78,7 +76,7 @@ def _by_operator(report: FlopsReport, share_columns: list[Column], share: Callab
 
 def _by_module(report: FlopsReport, share_columns: list[Column], share: Callable[[int], list[Any]]) -> Breakdown:
     columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("MACs", "right"), *share_columns]
-    rows = [[layer_label(r), r.type, r.output_shape, r.extra["macs"], *share(r.extra["macs"])] for r in report.layers]
+    rows = [[layer_label(r), r.type, r.output_shape, r.macs, *share(r.macs or 0)] for r in report.layers]
     depth = "all levels" if report.max_depth is None else f"depth <= {report.max_depth}"
     return f"MACs by module, {depth}", columns, rows, ["bold" if r.depth == 1 else None for r in report.layers]
 

@@ -7,16 +7,7 @@ from typing import Any
 from resnet_cli.analysis.summary import ModelSummary
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
 from resnet_cli.trace import FunctionRecord, LayerRecord
-
-
-def format_bytes(n: int) -> str:
-    """Bytes in binary units: '97.49 MiB'."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+from resnet_cli.units import format_bytes
 
 
 def layer_label(record: LayerRecord) -> str:
@@ -39,7 +30,7 @@ def summary_table(summary: ModelSummary) -> TableData:
     columns += [Column(_EXTRA_HEADERS.get(k, k), "right") for k in extra_keys]
     rows = [
         [_label(r), _type(r), _output_shape(r), getattr(r, "params", None),
-         *(_extra_cell(k, r.extra.get(k)) for k in extra_keys)]
+         *(_extra_cell(k, getattr(r, k, None)) for k in extra_keys)]
         for r in summary.rows()
     ]  # fmt: skip
     depth = {None: "all levels", 0: "totals only"}.get(summary.max_depth, f"depth <= {summary.max_depth}")
@@ -112,22 +103,32 @@ def function_json(function: FunctionRecord) -> dict[str, Any]:
         "finished": function.finished,
         "input_shapes": [list(s) for s in function.input_shapes],
         "output_shapes": [list(s) for s in function.output_shapes],
-        **({"macs": function.extra["macs"]} if "macs" in function.extra else {}),
+        **({"macs": function.macs} if function.macs is not None else {}),
     }
 
 
-def layer_json(record: LayerRecord) -> dict[str, Any]:
-    """One record as JSON: shapes as lists, the first input/output as the main shapes."""
+def layer_json(record: LayerRecord, *, every_tensor: bool = False) -> dict[str, Any]:
+    """One module call as JSON, shapes as lists. By default (summary, flops) the first input and output shape,
+    params, output bytes and, once counted, MACs; with `every_tensor` (debug-shapes) whether it finished and every
+    input and output shape and dtype."""
+    head = {"name": record.name, "type": record.type, "depth": record.depth, "call_index": record.call_index}
+    if every_tensor:
+        return {
+            **head,
+            "finished": record.finished,
+            "input_shapes": [list(s) for s in record.input_shapes],
+            "output_shapes": [list(s) for s in record.output_shapes],
+            "input_dtypes": list(record.input_dtypes),
+            "output_dtypes": list(record.output_dtypes),
+        }
     return {
-        "name": record.name,
-        "type": record.type,
-        "depth": record.depth,
-        "call_index": record.call_index,
+        **head,
         "is_leaf": record.is_leaf,
         "input_shape": list(record.input_shapes[0]) if record.input_shapes else None,
         "output_shape": list(record.output_shape) if record.output_shape else None,
         "params": record.params,
         "trainable_params": record.trainable_params,
         "output_bytes": record.output_bytes,
+        **({"macs": record.macs, "macs_conv_linear": record.macs_conv_linear} if record.macs is not None else {}),
         **record.extra,
     }

@@ -8,8 +8,8 @@ from typing import Any
 from resnet_cli.analysis.sweep import SweepResult, Variant
 from resnet_cli.render.plots import check_plot_path, require_matplotlib, save_figure
 from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.units import mib
 
-MIB = 1024 * 1024
 SKIPPED_SHOWN = 10
 
 
@@ -38,7 +38,7 @@ def sweep_table(result: SweepResult) -> TableData:
                 *(variant.labels[flag] for flag in flags),
                 round(m.params / 1e6, 3),
                 round(m.macs / 1e9, 3),
-                round(m.activation_bytes / MIB, 2),
+                mib(m.activation_bytes),
                 "yes" if variant.pareto else None,
             ]
         )

@@ -1,0 +1,533 @@
+"""The words of each diagnosis: facts a rule found in, sentences out (what went wrong, and the change that fixes it)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from resnet_cli.analysis.diagnosis.report import Diagnosis, Shape, SourceLocation
+from resnet_cli.trace import LayerRecord
+from resnet_cli.units import shape_text
+
+SHORTCUT_NAMES = ("downsample", "shortcut", "skip", "proj", "projection", "residual")
+
+
+def residual_add_mismatch(block: LayerRecord, residual: dict[str, Any]) -> Diagnosis:
+    main, shortcut = residual["main"], residual["shortcut"]
+    main_from, shortcut_from = residual["main_from"], residual["shortcut_from"]
+    entered = block.input_shapes[0] if block.input_shapes else shortcut
+    in_ch, out_ch = entered[1], main[1]
+    stride = _stride_between(entered, main)
+    where = f"{_label(block)}"
+    what = []
+    if main[1] != shortcut[1]:
+        what.append(f"channels {main[1]} vs {shortcut[1]}")
+    if main[2:] != shortcut[2:]:
+        what.append(f"spatial size {shape_text(main[2:])} vs {shape_text(shortcut[2:])}")
+    projection = f"nn.Sequential(nn.Conv2d({in_ch}, {out_ch}, kernel_size=1, stride={stride}, bias=False), nn.BatchNorm2d({out_ch}))"
+    if shortcut_from is None:
+        summary = (
+            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
+            f"shortcut is the block's input unchanged, {shape_text(shortcut)} ({', '.join(what)}). The block changes "
+            f"{_changes(entered, main)}, so an identity shortcut cannot be added; it needs a projection."
+        )
+        fix = f"Give {where} a projection shortcut and add its output instead of the input: {projection}."
+    else:
+        summary = (
+            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
+            f"shortcut {shortcut_from} gives {shape_text(shortcut)} ({', '.join(what)})."
+        )
+        fix = (
+            f"Build {shortcut_from} to map {shape_text(entered)} to {shape_text(main)}: {projection}"
+            + (f" (its output channels must equal the main branch's {out_ch}, e.g. planes x expansion)"
+               if main[1] != shortcut[1] else "")
+            + "."
+        )
+    return Diagnosis("residual_add_mismatch", summary, fix)
+
+
+def rounding_shortcut(block: LayerRecord, add: Any, pool: Any, size_rule: tuple[int, int | None] | None) -> Diagnosis:
+    """The shortcut's pooling layer rounds the other way than the main branch's strided conv (an avg-down shortcut
+    in floor mode): `pool` is (its call, its module, the size with the other rounding); `size_rule` (M, a size
+    that runs) when the input's size explains it."""
+    record, module, size = pool
+    entered = record.input_shapes[0][2:]
+    summary = (
+        f"The residual add in {_label(block)} fails: the main branch ({_from(add.main_from)}) gives "
+        f"{shape_text(add.main)} but the shortcut gives {shape_text(add.shortcut)}. {record.name} "
+        f"({record.type}, ceil_mode={module.ceil_mode}) turns the {shape_text(entered)} map into {shape_text(record.output_shape[2:])}, "
+        f"while the main branch's strided conv rounds the other way, to {shape_text(size)}. This depends on the input "
+        f"size: the two agree whenever the map entering {block.name} has even sides."
+    )
+    if size_rule is not None:
+        multiple, runs = size_rule
+        summary += f" Here that means input sides that are multiples of {multiple}"
+        summary += f" ({runs}x{runs} runs)." if runs is not None else "."
+    fix = (
+        f"Set ceil_mode={not module.ceil_mode} on {record.name}"
+        + (", with count_include_pad=False, as ResNet-D's avg-down shortcut does" if isinstance(module, nn.AvgPool2d) else "")
+        + "; it then rounds like the main branch. Or keep the model and use inputs whose sides keep every map even."
+    )
+    return Diagnosis("residual_add_mismatch", summary, fix)
+
+
+def padded_shortcut(block: LayerRecord, add: Any, before: int, after: int, location: tuple[str, int] | None) -> Diagnosis:
+    """An option-A shortcut (subsampled, zero-padded channels) pads `before` + `after` channels, the wrong amount."""
+    entered = add.shortcut[1] - before - after
+    needed = add.main[1] - entered
+    where = f" at {_relative(location[0])}:{location[1]}" if location else ""
+    summary = (
+        f"The residual add in {_label(block)} fails: the main branch ({_from(add.main_from)}) gives "
+        f"{shape_text(add.main)} but the zero-padded shortcut{' ' + add.shortcut_from if add.shortcut_from else ''} "
+        f"gives {shape_text(add.shortcut)}: it pads {before} + {after} channels onto the input's {entered}, "
+        f"where {needed} are needed to reach {add.main[1]}."
+    )
+    if needed % 2 == 0 and needed >= 0:
+        amount = f"{needed // 2} channels on each side"
+        if entered * 2 == add.main[1]:
+            amount += f" (planes // 4 for planes = {add.main[1]})"
+    else:
+        amount = f"{needed} channels in all"
+    fix = f"Pad {amount} in the F.pad call{where}; the option-A shortcut itself is right and stays parameter-free."
+    return Diagnosis("residual_add_mismatch", summary, fix)
+
+
+def expansion_mismatch(conv_record: LayerRecord, conv: nn.Module, received: int, block: LayerRecord) -> Diagnosis:
+    summary = (
+        f"{_label(conv_record)} {_conv_call(conv)} expects {conv.in_channels} input channels but receives "
+        f"{shape_text(conv_record.input_shapes[0])}: {_label(block)} outputs {received} channels (its last layer sets "
+        f"the block's expansion), and the next consumer was built for {conv.in_channels}. A block's output channels "
+        f"(planes x expansion) must be the input channels of whatever follows it."
+    )
+    fix = (
+        f"Build the consumer for {received} input channels: {conv_record.name} = {_conv_call(conv, in_channels=received)} "
+        f"(and any other layer that takes {block.name}'s output, e.g. the next block's shortcut conv); or make "
+        f"{block.name} output {conv.in_channels} channels."
+    )
+    return Diagnosis("expansion_mismatch", summary, fix)
+
+
+def conv_channels(
+    conv_record: LayerRecord,
+    conv: nn.Module,
+    received: int,
+    producer: LayerRecord | None,
+    setter: LayerRecord | None,
+    setter_module: nn.Module | None,
+) -> Diagnosis:
+    """`producer` made the tensor the conv received; `setter` (its module `setter_module`) made its channel count."""
+    source = f"from {_label(producer)}" if producer else "from a torch operation in forward (not a module)"
+    set_by = ""
+    if setter is not None and setter is not producer:
+        described = f" {_conv_call(setter_module)}" if isinstance(setter_module, nn.modules.conv._ConvNd) else ""
+        set_by = f"; the {received} channels were set by {_label(setter)}{described}"
+    summary = (
+        f"{_label(conv_record)} {_conv_call(conv)} expects {conv.in_channels} input channels but receives "
+        f"{shape_text(conv_record.input_shapes[0])} {source}{set_by}."
+    )
+    target = setter or producer
+    alternative = f", or make {target.name} produce {conv.in_channels} channels" if target is not None else ""
+    fix = f"Make {conv_record.name} take {received} channels: {_conv_call(conv, in_channels=received)}{alternative}."
+    return Diagnosis("conv_channels", summary, fix)
+
+
+def classifier_mismatch(
+    linear_record: LayerRecord, linear: nn.Linear, source: LayerRecord | None, last_block: LayerRecord | None
+) -> Diagnosis:
+    """`source` made the features the linear received; `last_block` is the last residual block before it."""
+    shape = linear_record.input_shapes[0]
+    arriving = shape[-1]
+    came = f" from {_label(source)} (output {shape_text(source.output_shape or ())})" if source else ""
+    summary = (
+        f"{_label(linear_record)} Linear(in_features={linear.in_features}, out_features={linear.out_features}) "
+        f"expects {linear.in_features} features but receives {shape_text(shape)}{came}."
+    )
+    fix = f"Use nn.Linear({arriving}, {linear.out_features}) for {linear_record.name}."
+    source_shape = source.output_shape if source else None
+    if len(shape) > 2:
+        summary += f" The features are still {len(shape)}-D: the map was not pooled and flattened before the classifier."
+        fix = (
+            f"Pool and flatten before {linear_record.name}: x = torch.flatten(nn.AdaptiveAvgPool2d(1)(x), 1), "
+            f"then nn.Linear({shape[1]}, {linear.out_features})."
+        )
+    elif source_shape and len(source_shape) == 4 and source_shape[2] * source_shape[3] > 1:
+        channels = source_shape[1]
+        summary += (
+            f" {arriving} = {channels} x {source_shape[2]} x {source_shape[3]}: the {shape_text(source_shape[2:])} map was "
+            f"flattened without being pooled to 1x1."
+        )
+        fix = (
+            f"Pool to 1x1 before flattening (nn.AdaptiveAvgPool2d(1)) and use nn.Linear({channels}, "
+            f"{linear.out_features}); or keep the map and use nn.Linear({arriving}, {linear.out_features})."
+        )
+    elif last_block is not None and last_block.output_shape and last_block.output_shape[1] == arriving:
+        summary += (
+            f" The last residual block, {_label(last_block)}, outputs {arriving} channels (planes x expansion); "
+            f"in_features must equal that."
+        )
+    return Diagnosis("classifier_mismatch", summary, fix)
+
+
+def norm_channels(
+    record: LayerRecord, norm: nn.Module, built: int, received: int, producer: LayerRecord | None, site: Any
+) -> Diagnosis:
+    """`producer` made the tensor; `site` (a rules.ConstructorFix, or None) is the line that builds the norm."""
+    came = f" from {_label(producer)}, which outputs {received} channels" if producer is not None else ""
+    summary = (
+        f"{_label(record)} was built for {built} channels ({_norm_call(norm, built)}) but receives "
+        f"{shape_text(record.input_shapes[0])}{came}. A norm layer's channel count must be that of the tensor it "
+        f"normalises."
+    )
+    fix = _constructor_fix_text(record, site) or (
+        f"Build {record.name} for {received} channels: {_norm_call(norm, received)}."
+    )
+    return Diagnosis("norm_channels", summary, fix)
+
+
+def layer_features(
+    record: LayerRecord, linear: nn.Linear, received: int, producer: LayerRecord | None, site: Any
+) -> Diagnosis:
+    """A Linear inside the network (not the classifier) receives `received` features from `producer`."""
+    came = f" from {_label(producer)}" if producer is not None else ""
+    summary = (
+        f"{_label(record)} Linear(in_features={linear.in_features}, out_features={linear.out_features}) expects "
+        f"{linear.in_features} features but receives {shape_text(record.input_shapes[0])}{came}: its in_features "
+        f"must be the size of what feeds it."
+    )
+    fix = _constructor_fix_text(record, site) or (
+        f"Build {record.name} as nn.Linear({received}, {linear.out_features})."
+    )
+    return Diagnosis("layer_features", summary, fix)
+
+
+def cat_mismatch(
+    enclosing: LayerRecord, function: str, shapes: list[Shape], makers: list[LayerRecord | None], cause: Any
+) -> Diagnosis:
+    """`function` (torch.cat) in `enclosing` got tensors of `shapes`, made by `makers`; `cause` is a pooling layer
+    whose rounding makes the odd one out: (its call, its module, the size with the other rounding), or None."""
+    listed = "; ".join(f"{shape_text(shape)} from {_label(maker) if maker else 'the input'}"
+                       for shape, maker in zip(shapes, makers, strict=True))  # fmt: skip
+    summary = (
+        f"{function} in {_label(enclosing)} joins tensors that must agree in every dimension but the joined one, "
+        f"and they do not: {listed}."
+    )
+    if cause is not None:
+        record, module, size = cause
+        summary += (
+            f" {_label(record)} rounds up with ceil_mode={module.ceil_mode}: "
+            f"{shape_text(record.input_shapes[0][2:])} -> {shape_text(record.output_shape[2:])}, where the other "
+            f"branch gives {shape_text(size)}."
+            if module.ceil_mode else
+            f" {_label(record)} rounds down (ceil_mode=False): {shape_text(record.input_shapes[0][2:])} -> "
+            f"{shape_text(record.output_shape[2:])}, where the other branch gives {shape_text(size)}."
+        )
+        fix = (
+            f"Make {record.name} round like the other branch: ceil_mode={not module.ceil_mode} gives "
+            f"{shape_text(size)}."
+        )
+    else:
+        fix = (
+            f"Make the branches of {enclosing.name or 'the model'} produce the same size in every dimension but the "
+            f"joined one (the same stride, padding and kernel on each path)."
+        )
+    return Diagnosis("cat_mismatch", summary, fix)
+
+
+def split_width(conv_record: LayerRecord, conv: nn.Module, received: int, function: Any, total: int | None) -> Diagnosis:
+    """`conv` received a `received`-channel piece of a `total`-channel tensor split by `function` (a FunctionRecord)."""
+    name = function.name if function is not None else "torch.split"
+    where = f" at {_relative(function.location[0])}:{function.location[1]}" if function and function.location else ""
+    pieces = f" of {total} channels" if total else ""
+    summary = (
+        f"{_label(conv_record)} {_conv_call(conv)} expects {conv.in_channels} input channels but receives "
+        f"{shape_text(conv_record.input_shapes[0])}: a {received}-channel piece{pieces} that {name}{where} cut off. "
+        f"The split width does not match the width the convs were built for."
+    )
+    count = f" ({total} = {total // conv.in_channels} x {conv.in_channels})" if total and total % conv.in_channels == 0 else ""
+    fix = (
+        f"Split into pieces of {conv.in_channels} channels{count} in the {name} call{where}; the convs after it are "
+        f"right."
+    )
+    return Diagnosis("split_width", summary, fix)
+
+
+def input_size(
+    record: LayerRecord, linear: nn.Linear, shape: Shape, sides: list[int], window: Any, cifar: bool
+) -> Diagnosis:
+    """The classifier gets other features at `shape`, but the model runs at `sides`; `window` is the fixed-window
+    pooling before it (name, kernel, in, out), `cifar` whether the default input met a CIFAR stem."""
+    received = record.input_shapes[0][-1]
+    runs = ", ".join(f"{s}x{s}" for s in sides)
+    summary = (
+        f"{_label(record)} expects {linear.in_features} features but receives {shape_text(record.input_shapes[0])} at "
+        f"{shape_text(shape[2:])}: the model was written for another input size. It runs at {runs} (of the square "
+        f"sizes tried)."
+    )
+    if window is not None:
+        name, kernel, entered, out = window
+        summary += (
+            f" {name} pools a fixed {_window_text(kernel)} window: it turns the {shape_text(entered[2:])} map into "
+            f"{shape_text(out[2:])} here, so {received} = {out[1]} x {shape_text(out[2:])} features arrive."
+        )
+    if cifar:
+        summary += (
+            f" --input was not given, so {shape_text(shape)} was used; the first conv is 3x3 with stride 1, a CIFAR "
+            f"stem, which suggests 32x32 inputs."
+        )
+    side = 32 if 32 in sides else sides[0]
+    fix = f"Run it at the size it was written for: --input {shape_text((*shape[:2], side, side))}."
+    if window is not None:
+        fix += (
+            f" To accept any size, pool with nn.AdaptiveAvgPool2d(1) (F.adaptive_avg_pool2d(x, 1)) instead of the "
+            f"fixed window; {record.name} itself is right."
+        )
+    return Diagnosis("input_size", summary, fix)
+
+
+def batch_changed(shape: Shape, output: Shape, op: Any, function: Any, record: LayerRecord | None, sides: list[int]) -> Diagnosis:
+    """The pass ran but returned batch `output[0]` for input batch `shape[0]`: `op` (in `function`) folded pixels
+    into the batch; `sides` are the square sizes at which the batch is kept."""
+    name = function.name if function is not None else op.name
+    summary = (
+        f"The model runs but returns {shape_text(output)} for a batch of {shape[0]}: {name} in {_label(record)} turns "
+        f"{shape_text(op.inputs[0].shape)} into {shape_text(op.output_shapes[0])}, folding what is left of the map into "
+        f"the batch dimension (a view(-1, C) whose map is not 1x1 at this input size). Every loss and metric would "
+        f"silently compare the wrong samples."
+    )
+    if sides:
+        summary += f" The batch is kept at {', '.join(f'{s}x{s}' for s in sides)} (of the square sizes tried)."
+    fix = (
+        "Flatten per sample: x.view(x.size(0), -1) or torch.flatten(x, 1), so a wrong input size fails loudly at the "
+        "classifier"
+        + (f"; and run the model at the size it was written for (--input {shape_text((*shape[:2], sides[0], sides[0]))})"
+           if sides else "")
+        + "."
+    )
+    return Diagnosis("batch_changed", summary, fix)
+
+
+def tensor_without_device(function: Any, record: LayerRecord, count: int, places: list[tuple[str, int]], device: str) -> Diagnosis:
+    """forward made `count` tensors with factory functions and no device=, first `function` in `record`."""
+    where = ", ".join(f"{_relative(f)}:{line}" for f, line in places) or "forward"
+    summary = (
+        f"{_label(record)} creates a tensor in forward with {function.name}(...) and no device= ({where}). It lands "
+        f"on the default device, the CPU: this pass ran on {device}, but on CUDA the next operation fails with "
+        f"'Expected all tensors to be on the same device'."
+    )
+    if count > 1:
+        summary += f" {count} such calls ran in this pass."
+    fix = (
+        f"Create it where the input is: {function.name}(..., device=x.device, dtype=x.dtype), or x.new_ones(...) / "
+        f"torch.ones_like(x); or register a constant once in __init__ with self.register_buffer(...)."
+    )
+    return Diagnosis("tensor_without_device", summary, fix)
+
+
+def _window_text(kernel: Any) -> str:
+    if isinstance(kernel, (list, tuple)):
+        return shape_text(kernel if len(kernel) > 1 else (kernel[0], kernel[0]))
+    return f"{kernel}x{kernel}"
+
+
+def _constructor_fix_text(record: LayerRecord, site: Any) -> str | None:
+    """'In Block.__init__ (file:line) change `self.x = A` to `self.x = B` ...', or None without a site."""
+    if site is None:
+        return None
+    line = site.site
+    where = f"{line.owner}.__init__ ({_relative(line.file)}:{line.line})"
+    reason = ""
+    if site.shared is not None:
+        reason = f", the size that builds {site.shared.attribute} in the same __init__ (`{site.shared.text}`)"
+    return (
+        f"In {where} change `self.{line.attribute} = {line.text}` to `self.{line.attribute} = {site.call}`{reason}. "
+        f"Every {line.owner} is built by this line, so this fixes each instance, not only {record.name}."
+    )
+
+
+def _norm_call(norm: nn.Module, channels: int) -> str:
+    if isinstance(norm, nn.GroupNorm):
+        return f"GroupNorm({norm.num_groups}, {channels})"
+    return f"{type(norm).__name__}({channels})"
+
+
+def _relative(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def missing_attribute(
+    owner: str, attribute: str, failing: LayerRecord | None, close: str | None, main_branch: Shape | None
+) -> Diagnosis:
+    """`owner`'s forward read self.`attribute`; `close` is a similar name it has, `main_branch` the shape its
+    children made (for a shortcut's projection)."""
+    where = _label(failing) if failing is not None else owner
+    summary = (
+        f"{owner}.forward reads self.{attribute}, but {owner}.__init__ never sets it, so {where} fails when "
+        f"forward reaches that line."
+    )
+    if close:
+        summary += f" Did you mean self.{close}?"
+    if attribute in SHORTCUT_NAMES and failing is not None and failing.input_shapes:
+        entered, main = failing.input_shapes[0], main_branch
+        projection = "nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))"
+        here = f"here the main branch maps {shape_text(entered)} to {shape_text(main)}" if main else f"here {shape_text(entered)} enters"
+        fix = (
+            f"In {owner}.__init__ set self.{attribute}: nn.Identity() when the block keeps the shape (stride 1, "
+            f"in_ch == out_ch), else {projection}; {here}"
+            + (f", so this one needs nn.Conv2d({entered[1]}, {main[1]}, kernel_size=1, stride="
+               f"{_stride_between(entered, main)}, bias=False) + nn.BatchNorm2d({main[1]})." if main and main != entered
+               else ", so this one is nn.Identity().")
+        )
+    else:
+        fix = (
+            f"Create self.{attribute} in {owner}.__init__ (every attribute forward reads must be set there; "
+            f"for an optional layer use nn.Identity())."
+        )
+    return Diagnosis("missing_attribute", summary, fix)
+
+
+def dtype_mismatch(record: LayerRecord, param_dtype: str) -> Diagnosis:
+    summary = (
+        f"{_label(record)} holds {param_dtype} parameters but receives a {record.input_dtypes[0]} input "
+        f"({shape_text(record.input_shapes[0])}); a layer computes in one dtype."
+    )
+    fix = (
+        f"Cast the model and its input to one dtype: remove the stray .to(torch.{param_dtype})/.{_cast(param_dtype)}() on "
+        f"{record.name or 'the model'}, or call model.to(torch.{record.input_dtypes[0]}) once on the whole model "
+        f"(use torch.autocast for mixed precision)."
+    )
+    return Diagnosis("dtype_mismatch", summary, fix)
+
+
+def stray_tensor_attributes(record: LayerRecord, stray: dict[str, str], device: str) -> Diagnosis:
+    """`stray`: plain tensor attributes (not parameters or buffers) by name, with the device each is on."""
+    names = ", ".join(f"self.{a}" for a in stray)
+    summary = (
+        f"{_label(record)} uses {names}: plain tensor attribute{'s' if len(stray) > 1 else ''} on "
+        f"{', '.join(sorted(set(stray.values())))}, with an input on {device}. model.to(device) moves parameters "
+        f"and buffers only, so {names} stayed behind (on a GPU this fails the same way)."
+    )
+    registers = "; ".join(f"self.register_buffer({a!r}, ...)" for a in stray)
+    fix = f"Register them as buffers in {record.type}.__init__: {registers} instead of assigning the tensors."
+    return Diagnosis("device_mismatch", summary, fix)
+
+
+def parameter_elsewhere(record: LayerRecord, name: str, held_on: str, device: str) -> Diagnosis:
+    summary = (
+        f"{_label(record)} holds {name} on {held_on} but receives an input on {device}; "
+        f"a layer's parameters and input must be on one device."
+    )
+    fix = "Move the whole model once with model.to(device) before the forward pass, and create inputs on that device."
+    return Diagnosis("device_mismatch", summary, fix)
+
+
+def input_too_small(
+    shape: Shape, record: LayerRecord | None, kernel: Any, fixed_pool: bool, smallest: int | None
+) -> Diagnosis:
+    """`record` is where the spatial size reached zero (its module's `kernel`, and whether it is a fixed-size
+    pool); `smallest` the smallest square input that runs, when searched."""
+    if record is None:
+        return Diagnosis("input_too_small", f"The input {shape_text(shape)} is too small for this network.", "Use a larger input.")
+    entered = record.input_shapes[0] if record.input_shapes else ()
+    if record.finished and record.output_shape is not None:
+        where = f"{_label(record)} turns {shape_text(entered)} into {shape_text(record.output_shape)}"
+    else:
+        kernel_text = f" (kernel {shape_text(kernel if isinstance(kernel, tuple) else (kernel, kernel))})" if kernel else ""
+        where = f"{_label(record)}{kernel_text} receives {shape_text(entered)}, which leaves no output pixels"
+    summary = f"The input {shape_text(shape)} is too small for this network: {where}; the spatial size reaches zero there."
+    if smallest is not None:
+        fix = f"Use an input of at least {smallest}x{smallest} (--input {shape_text(shape[:2])}x{smallest}x{smallest})"
+    else:
+        fix = "Use a larger input"
+    if fixed_pool and record.name:
+        fix += f", or replace the fixed-size {record.type} {record.name} by nn.Adaptive{record.type.replace('2d', '')}2d(1) to accept any size"
+    return Diagnosis("input_too_small", summary, fix + ".")
+
+
+def needs_real_tensors(location: SourceLocation | None, failing: LayerRecord | None) -> Diagnosis:
+    where, module = _place(location, failing)
+    return Diagnosis(
+        "needs_real_tensors",
+        f"{module} reads tensor values{where} (.item(), .tolist(), a data-dependent op or a Python `if` on a "
+        f"tensor). Meta tensors have shapes but no values, so this cannot run on meta; it is not a shape problem.",
+        "Run again with --device cpu (the input is random, so value-dependent branches take one path).",
+    )
+
+
+def sys_exit(location: SourceLocation | None, failing: LayerRecord | None) -> Diagnosis:
+    where, module = _place(location, failing)
+    return Diagnosis(
+        "sys_exit",
+        f"{module} calls sys.exit(){where}, which ends whatever program runs the model instead of reporting an "
+        f"error; it is not a shape problem.",
+        "Raise an exception (ValueError, RuntimeError) with the reason instead of calling sys.exit() in forward.",
+    )
+
+
+def unrecognised(location: SourceLocation | None, failing: LayerRecord | None) -> Diagnosis:
+    where, module = _place(location, failing)
+    return Diagnosis(
+        "unrecognised",
+        f"resnet-cli does not recognise this error. It was raised inside {module}{where}; the shapes above are what "
+        f"entered that module and what its finished children produced.",
+        f"Compare those shapes with what the failing statement{where} expects.",
+    )
+
+
+# --- pieces of sentences ------------------------------------------------------------------------------------------
+
+
+def _place(location: SourceLocation | None, failing: LayerRecord | None) -> tuple[str, str]:
+    """(' at file:line' or '', the failing module's label) for a diagnosis's text."""
+    where = f" at {location.file}:{location.line}" if location else ""
+    return where, _label(failing) if failing else "the model"
+
+
+def _label(record: LayerRecord | None) -> str:
+    if record is None:
+        return "the model"
+    return f"{record.name or '(model)'} ({record.type})"
+
+
+def _conv_call(conv: nn.Module, in_channels: int | None = None) -> str:
+    """Conv2d(64, 128, 3, stride=2, padding=1, bias=False) with the non-default arguments only."""
+    k = conv.kernel_size
+    parts = [str(in_channels if in_channels is not None else conv.in_channels), str(conv.out_channels),
+             str(k[0] if len(set(k)) == 1 else k)]  # fmt: skip
+    for attr, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
+        value = getattr(conv, attr)
+        value = value[0] if isinstance(value, tuple) and len(set(value)) == 1 else value
+        if value != default:
+            parts.append(f"{attr}={value}")
+    if conv.bias is None:
+        parts.append("bias=False")
+    return f"{type(conv).__name__}({', '.join(parts)})"
+
+
+def _stride_between(entered: Shape, out: Shape) -> int:
+    """The stride a projection needs to map `entered` to `out`."""
+    if len(entered) < 3 or len(out) < 3 or out[2] == 0:
+        return 1
+    return max(1, round(entered[2] / out[2]))
+
+
+def _changes(entered: Shape, out: Shape) -> str:
+    parts = []
+    if entered[1] != out[1]:
+        parts.append(f"channels {entered[1]} -> {out[1]}")
+    if entered[2:] != out[2:]:
+        parts.append(f"spatial size {shape_text(entered[2:])} -> {shape_text(out[2:])}")
+    return " and ".join(parts) or "nothing"
+
+
+def _from(name: str | None) -> str:
+    return f"ending in {name}" if name else "computed in forward"
+
+
+def _cast(dtype: str) -> str:
+    return {"float64": "double", "float16": "half", "bfloat16": "bfloat16", "float32": "float"}.get(dtype, dtype)

@@ -1,0 +1,112 @@
+"""Which input sizes a model runs at: one debug-shapes pass per size on meta, grouped into ranges with one outcome.
+
+On meta nothing is allocated, so a hundred sizes of a resnet50 take seconds; a model on a real device is scanned
+through a meta copy of itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from resnet_cli.analysis.diagnosis import debug_shapes
+from resnet_cli.analysis.diagnosis.search import meta_copy
+from resnet_cli.errors import UserError
+from resnet_cli.model import instantiate, resolve_device
+from resnet_cli.spec import LIMITS, ModelRequest
+from resnet_cli.trace import make_input
+from resnet_cli.user_model import UserModelRequest, build_user_model
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    """One input size: whether the pass ran cleanly, and if not, where and what debug-shapes found."""
+
+    size: tuple[int, int]
+    ok: bool
+    module: str | None = None  # the call the finding is about ("" is the model itself)
+    type: str | None = None
+    kind: str | None = None  # Diagnosis.kind
+    summary: str | None = None
+    fix: str | None = None
+
+    @property
+    def outcome(self) -> tuple[bool, str | None, str | None]:
+        """What makes two sizes one range: the same result, at the same module, of the same kind."""
+        return self.ok, self.module, self.kind
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """Consecutive sizes (as given) with one outcome; `result` is its first size's."""
+
+    first: tuple[int, int]
+    last: tuple[int, int]
+    count: int
+    result: SizeResult
+
+
+@dataclass(frozen=True)
+class SizeScan:
+    """What `debug-shapes --sizes` reports."""
+
+    model: str
+    batch: int
+    channels: int
+    dtype: str
+    results: tuple[SizeResult, ...]
+
+    @property
+    def ranges(self) -> list[SizeRange]:
+        ranges: list[SizeRange] = []
+        for result in self.results:
+            last = ranges[-1] if ranges else None
+            if last is not None and last.result.outcome == result.outcome:
+                ranges[-1] = SizeRange(last.first, result.size, last.count + 1, last.result)
+            else:
+                ranges.append(SizeRange(result.size, result.size, 1, result))
+        return ranges
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+def scan_request(request: ModelRequest | UserModelRequest, sizes: tuple[tuple[int, int], ...]) -> SizeScan:
+    """Build the requested model and scan `sizes` (height, width) with the request's batch, channels and dtype."""
+    batch, channels = request.input_shape[:2]
+    largest = max(h * w for h, w in sizes)
+    if batch * channels * largest > LIMITS["input_elements"]:
+        raise UserError(f"--sizes: {batch}x{channels}x{largest:,} pixels is above the limit of "
+                        f"{LIMITS['input_elements']:,} input elements")  # fmt: skip
+    if isinstance(request, UserModelRequest):
+        model = build_user_model(request)
+    else:
+        model, _ = instantiate(request)
+    return scan_sizes(model, sizes, batch, channels, getattr(torch, request.dtype), request.label, resolve_device(request.device))
+
+
+def scan_sizes(
+    model: nn.Module, sizes: tuple[tuple[int, int], ...], batch: int = 1, channels: int = 3,
+    dtype: torch.dtype = torch.float32, name: str = "model", device: str = "meta",
+) -> SizeScan:  # fmt: skip
+    """debug-shapes at every size, on meta (through a meta copy when the model is on a real device)."""
+    if device != "meta" or any(not t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+        copy = meta_copy(model)
+        if copy is None:
+            raise UserError(f"--sizes: {name} cannot be copied to the meta device to scan sizes; run one --input at a time")
+        model = copy
+    results = []
+    for height, width in sizes:
+        report = debug_shapes(model, make_input((batch, channels, height, width), "meta", dtype))
+        if report.ok:
+            results.append(SizeResult((height, width), True))
+            continue
+        failing, diagnosis = report.failing, report.diagnosis
+        results.append(SizeResult(
+            (height, width), False, failing.name if failing else None, failing.type if failing else None,
+            diagnosis.kind, diagnosis.summary, diagnosis.fix,
+        ))  # fmt: skip
+    return SizeScan(name, batch, channels, str(dtype).removeprefix("torch."), tuple(results))
