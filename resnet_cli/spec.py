@@ -424,23 +424,24 @@ MAX_SIZES = 1_000  # sizes one `debug-shapes --sizes` may try
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
-    """Parse --sizes: 'A..B' (every side from A to B), 'A..B:S' (step S), 'A,B,C' (square sides) or 'HxW,HxW'."""
-    usage = "use A..B, A..B:STEP, a list such as 32,64,224, or HxW,HxW such as 224x240,256x256"
+    """Parse --sizes: comma-separated parts, each 'A..B' (every side from A to B), 'A..B:S' (step S), a side 'S'
+    (S x S) or 'HxW'; the sizes in order, each once."""
+    usage = "use A..B, A..B:STEP, sides such as 32,64,224, or HxW such as 224x240 (comma-separated)"
     text = text.strip().lower().replace(" ", "")
     sizes: list[tuple[int, int]] = []
     try:
-        if ".." in text:
-            first, _, rest = text.partition("..")
-            last, _, step = rest.partition(":")
-            start, stop, stride = int(first), int(last), int(step) if step else 1
-            if stride < 1 or stop < start:
-                raise SpecError(f"--sizes {text}: give A..B with A <= B and a step of at least 1; {usage}")
-            count = (stop - start) // stride + 1
-            if count > MAX_SIZES:
-                raise SpecError(f"--sizes {text} gives {count:,} sizes; at most {MAX_SIZES:,} (use a step: A..B:STEP)")
-            sizes = [(side, side) for side in range(start, stop + 1, stride)]
-        else:
-            for part in filter(None, text.split(",")):
+        for part in filter(None, text.split(",")):
+            if ".." in part:
+                first, _, rest = part.partition("..")
+                last, _, step = rest.partition(":")
+                start, stop, stride = int(first), int(last), int(step) if step else 1
+                if stride < 1 or stop < start:
+                    raise SpecError(f"--sizes {text}: in {part}, give A..B with A <= B and a step of at least 1; {usage}")
+                if (stop - start) // stride + 1 > MAX_SIZES:
+                    raise SpecError(f"--sizes {text} gives {(stop - start) // stride + 1:,} sizes; at most "
+                                    f"{MAX_SIZES:,} (use a step: A..B:STEP)")  # fmt: skip
+                sizes += [(side, side) for side in range(start, stop + 1, stride)]
+            else:
                 height, _, width = part.partition("x")
                 sizes.append((int(height), int(width or height)))
     except ValueError:

@@ -491,7 +491,7 @@ def _place(location: SourceLocation | None, failing: LayerRecord | None) -> tupl
 def _label(record: LayerRecord | None) -> str:
     if record is None:
         return "the model"
-    return f"{record.name or '(model)'} ({record.type})"
+    return f"{record.name} ({record.type})" if record.name else f"the model ({record.type})"
 
 
 def _conv_call(conv: nn.Module, in_channels: int | None = None) -> str:

@@ -60,10 +60,11 @@ class SizeScan:
 
     @property
     def ranges(self) -> list[SizeRange]:
+        """Runs of sizes, as given, with one outcome and one step between them (a list 26..30,58..62 is two)."""
         ranges: list[SizeRange] = []
         for result in self.results:
             last = ranges[-1] if ranges else None
-            if last is not None and last.result.outcome == result.outcome:
+            if last is not None and last.result.outcome == result.outcome and _steps_on(last, result.size):
                 ranges[-1] = SizeRange(last.first, result.size, last.count + 1, last.result)
             else:
                 ranges.append(SizeRange(result.size, result.size, 1, result))
@@ -72,6 +73,13 @@ class SizeScan:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
+
+
+def _steps_on(run: SizeRange, size: tuple[int, int]) -> bool:
+    """Whether `size` continues `run` with its step: square sizes, growing by the same amount."""
+    if size[0] != size[1] or run.last[0] != run.last[1] or size[0] <= run.last[0]:
+        return False
+    return run.count == 1 or size[0] - run.last[0] == (run.last[0] - run.first[0]) // (run.count - 1)
 
 
 def scan_request(request: ModelRequest | UserModelRequest, sizes: tuple[tuple[int, int], ...]) -> SizeScan:
