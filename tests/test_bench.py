@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_runner import run
 
 from resnet_cli import build_model
 from resnet_cli.analysis.bench import (
@@ -22,13 +22,11 @@ from resnet_cli.analysis.bench import (
     percentile,
     run_bench,
 )
-from resnet_cli.cli import app
 from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags
 from resnet_cli.trace import make_input
 from resnet_cli.user_model import user_model_request
 
-runner = CliRunner()
 TINY = ["resnet18", "--input", "1x3x32x32", "--iters", "3", "--warmup", "1", "--threads", "1"]
 ROW_KEYS = {
     "label", "channels_last", "amp", "compile", "median_ms", "p10_ms", "p90_ms", "images_per_s",
@@ -37,7 +35,7 @@ ROW_KEYS = {
 
 
 def bench_json(*args: str) -> dict:
-    result = runner.invoke(app, ["bench", *args, "--format", "json"])
+    result = run("bench", *args, "--format", "json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -82,7 +80,7 @@ def test_grid_has_baseline_each_knob_and_all_with_speedups():
 
 
 def test_grid_table_shows_a_speedup_column():
-    result = runner.invoke(app, ["bench", *TINY, "--grid", "--channels-last"], env={"COLUMNS": "100"})
+    result = run("bench", *TINY, "--grid", "--channels-last", env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     assert "Speedup" in result.stdout and "channels-last" in result.stdout and "baseline" in result.stdout
     assert "Median ms" in result.stdout and "img/s" in result.stdout
@@ -146,7 +144,7 @@ def test_without_grid_knobs_apply_to_the_single_row():
 
 @pytest.mark.parametrize("fmt", ["csv", "markdown"])
 def test_csv_and_markdown_have_one_line_per_row(fmt):
-    result = runner.invoke(app, ["bench", *TINY, "--grid", "--amp", "bf16", "--format", fmt])
+    result = run("bench", *TINY, "--grid", "--amp", "bf16", "--format", fmt)
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "baseline" in text and "amp bf16" in text
@@ -214,7 +212,7 @@ def test_compile_failure_is_one_clear_line(monkeypatch):
         return FailsOnFirstCall()
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    result = runner.invoke(app, ["bench", *TINY, "--compile"])
+    result = run("bench", *TINY, "--compile")
     assert result.exit_code == 2
     assert "--compile: torch.compile failed on this machine (InductorError: no C++ compiler)" in result.output
     assert "Traceback" not in result.output
@@ -225,7 +223,7 @@ def test_compile_refused_up_front_is_one_clear_line(monkeypatch):
         raise RuntimeError("Python 3.14+ is not supported")
 
     monkeypatch.setattr(torch, "compile", refuse)
-    result = runner.invoke(app, ["bench", *TINY, "--compile"])
+    result = run("bench", *TINY, "--compile")
     assert result.exit_code == 2
     assert "torch.compile is unavailable here (Python 3.14+ is not supported)" in result.output
 
@@ -245,7 +243,7 @@ def test_compile_refused_up_front_is_one_clear_line(monkeypatch):
     ],
 )  # fmt: skip
 def test_bad_options_exit_2_in_one_line(args, message):
-    result = runner.invoke(app, ["bench", "resnet18", "--iters", "1", "--warmup", "0", *args])
+    result = run("bench", "resnet18", "--iters", "1", "--warmup", "0", *args)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
@@ -258,21 +256,21 @@ def test_running_out_of_memory_while_building_is_one_line(monkeypatch):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 60211200000 bytes.")
 
     monkeypatch.setattr(resnet_cli.analysis.bench, "instantiate", out_of_memory)
-    result = runner.invoke(app, ["bench", "resnet18", "--input", "100000x3x224x224"])
+    result = run("bench", "resnet18", "--input", "100000x3x224x224")
     assert result.exit_code == 2
     assert "--input 100000x3x224x224: cannot allocate the model and input on cpu (DefaultCPUAllocator" in result.output
     assert "use a smaller batch or model" in result.output
 
 
 def test_train_on_a_single_sample_explains_batch_norm():
-    result = runner.invoke(app, ["bench", "resnet18", "--input", "1x3x32x32", "--mode", "train", "--iters", "1"])
+    result = run("bench", "resnet18", "--input", "1x3x32x32", "--mode", "train", "--iters", "1")
     assert result.exit_code == 2
     assert "use a batch of 2 or more" in result.output
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_a_gpu_is_one_clear_line():
-    result = runner.invoke(app, ["bench", "resnet18", "--device", "cuda"])
+    result = run("bench", "resnet18", "--device", "cuda")
     assert result.exit_code == 2
     assert "--device cuda: no CUDA device is available here; use --device cpu" in result.output
 
@@ -395,7 +393,7 @@ def test_user_model_compile_rows_compile_a_fresh_copy(monkeypatch):
 
 
 def test_user_model_table_title_names_the_reference_and_the_input_dtype():
-    result = runner.invoke(app, ["bench", RESNET20, "--input", "1x3x32x32", *QUICK], env={"COLUMNS": "200"})
+    result = run("bench", RESNET20, "--input", "1x3x32x32", *QUICK, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     title = result.stdout.splitlines()[0]
     assert title == f"{RESNET20}  input 1x3x32x32  infer on cpu (float32 input)"
@@ -403,8 +401,7 @@ def test_user_model_table_title_names_the_reference_and_the_input_dtype():
 
 @pytest.mark.parametrize("fmt", ["csv", "markdown"])
 def test_user_model_in_csv_and_markdown(fmt):
-    result = runner.invoke(app, ["bench", RESNET20, "--input", "1x3x32x32", *QUICK, "--grid", "--amp", "bf16",
-                                 "--format", fmt])  # fmt: skip
+    result = run("bench", RESNET20, "--input", "1x3x32x32", *QUICK, "--grid", "--amp", "bf16", "--format", fmt)
     assert result.exit_code == 0, result.output
     assert "baseline" in result.stdout and "amp bf16" in result.stdout
     if fmt == "markdown":
@@ -458,14 +455,14 @@ def test_the_users_module_instance_is_left_untouched(user_package):
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_user_model_problems_exit_2_in_one_line(user_file, reference, extra, message):
     args = ["bench", reference.format(file=user_file), "--input", "2x3x32x32", *QUICK, *extra]
-    result = runner.invoke(app, args)
+    result = run(*args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_dtype_for_a_user_model_points_to_amp():
-    result = runner.invoke(app, ["bench", RESNET20, "--input", "1x3x32x32", "--dtype", "bfloat16", *QUICK])
+    result = run("bench", RESNET20, "--input", "1x3x32x32", "--dtype", "bfloat16", *QUICK)
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: --dtype bfloat16: the infer step fails:")
     assert "time mixed precision with --amp instead" in result.stderr
@@ -496,7 +493,7 @@ def test_training_a_model_without_trainable_parameters_is_refused_in_one_line(tm
         "import torch.nn.functional as F\nfrom torch import nn\n\n\nclass Pooling(nn.Module):\n"
         "    def forward(self, x):\n        return F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1)\n"
     )
-    result = runner.invoke(app, ["bench", f"{tmp_path / 'pool.py'}:Pooling", "--mode", "train", "--input", "1x3x8x8"])
+    result = run("bench", f"{tmp_path / 'pool.py'}:Pooling", "--mode", "train", "--input", "1x3x8x8")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         "Error: --mode train: the model has no trainable parameters, so there is no step to time; use --mode infer"

@@ -99,9 +99,10 @@ def test_expansion_sets_the_bottleneck_inner_width():
     assert data["blocks"][1]["layers"][0]["out_channels"] == 128
 
 
-def test_time_measures_both_blocks_on_cpu():
-    data = run_json("compare", "basic", "bottleneck", "--channels", "32", "--spatial", "8", "--time", "--batch", "2")
-    assert data["timing"]["device"] == "cpu" and data["timing"]["batch"] == 2
+def test_time_measures_both_blocks_on_cpu(one_thread):
+    data = run_json("compare", "basic", "bottleneck", "--channels", "32", "--spatial", "8", "--time", "--batch", "2",
+                    "--runs", "3", "--warmup", "1")  # fmt: skip
+    assert data["timing"] == {"device": "cpu", "batch": 2, "warmup": 1, "runs": 3}
     assert all(block["latency_ms"] > 0 for block in data["blocks"])
     assert "latency" in data["saved_percent"]
 
@@ -180,8 +181,8 @@ def test_depth_1_leaves_out_the_blocks():
     assert "Blocks are each stage's children" in " ".join(full.split())
 
 
-def test_time_measures_both_networks_at_the_given_batch():
-    data = run_json("compare", "resnet20", "resnet32", "--time", "--batch", "2")
+def test_time_measures_both_networks_at_the_given_batch(one_thread):
+    data = run_json("compare", "resnet20", "resnet32", "--time", "--batch", "2", "--runs", "3", "--warmup", "1")
     assert data["timing"]["batch"] == 2
     assert all(net["latency_ms"] > 0 for net in data["networks"])
 
@@ -229,6 +230,8 @@ def test_bad_model_operand_is_a_spec_error(text):
         (["resnet50[layers=3,0]", "resnet34"], "stage 2 has 0 blocks"),
         (["basic", "bottleneck", "--time", "--batch", "0"], "--batch 0"),
         (["basic", "bottleneck", "--batch", "8"], "add --time"),
+        (["basic", "bottleneck", "--runs", "5"], "--runs 5 sets how --time measures; add --time"),
+        (["basic", "bottleneck", "--time", "--runs", "0"], "--runs"),
         (["basic", "bottleneck", "--depth", "1"], "--depth 1 applies to networks"),
         (["resnet18", "resnet34", "--depth", "3"], "--depth"),
     ],

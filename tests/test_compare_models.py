@@ -188,11 +188,12 @@ def test_user_model_comparison_in_csv_and_markdown(fmt):
 
 
 def test_time_measures_a_user_model_against_the_preset(one_thread):
-    data = run_json("compare", TV + "resnet18", "resnet18", "--time", "--input", "1x3x32x32", "--depth", "1")
+    data = run_json("compare", TV + "resnet18", "resnet18", "--time", "--input", "1x3x32x32", "--depth", "1",
+                    "--runs", "3")  # fmt: skip
     mine, reference = data["networks"]
     assert mine["latency_ms"] > 0 and reference["latency_ms"] > 0
     assert data["ratios"]["latency"] == pytest.approx(reference["latency_ms"] / mine["latency_ms"])
-    result = run("compare", TV + "resnet18", "resnet18", "--time", "--input", "1x3x32x32", "--depth", "1")
+    result = run("compare", TV + "resnet18", "resnet18", "--time", "--input", "1x3x32x32", "--depth", "1", "--runs", "3")
     assert re.search(r"A runs at \d+% of B's speed", result.stdout)
 
 

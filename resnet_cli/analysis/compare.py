@@ -206,13 +206,14 @@ def block_cost(kind: str, setup: BlockSetup) -> BlockCost:
 
 
 def compare_blocks(
-    kinds: tuple[str, str], setup: BlockSetup, *, time_device: str | None = None, batch: int = 1
-) -> BlockComparison:
+    kinds: tuple[str, str], setup: BlockSetup, *, time_device: str | None = None, batch: int = 1,
+    runs: int = TIMED_RUNS, warmup: int = WARMUP_RUNS,
+) -> BlockComparison:  # fmt: skip
     """Both blocks' costs; with `time_device`, also their median forward latency there at `batch`."""
     blocks = [block_cost(kind, setup) for kind in kinds]
     timing = None
     if time_device is not None:
-        timing = Timing(device=_timing_device(time_device), batch=_check_batch(batch))
+        timing = Timing(device=_timing_device(time_device), batch=_check_batch(batch), warmup=warmup, runs=runs)
         modules = [build_block(cost.kind, setup, timing.device) for cost in blocks]
         shape = (batch, setup.channels, setup.spatial, setup.spatial)
         latencies = median_latencies_ms(modules, [shape, shape], timing)
@@ -627,8 +628,9 @@ def match_architecture(a: NetworkCost, b: NetworkCost) -> ArchitectureMatch:
 
 
 def compare_networks(
-    operands: tuple[str, str], input_text: str | None = None, *, time_device: str | None = None, batch: int | None = None
-) -> NetworkComparison:
+    operands: tuple[str, str], input_text: str | None = None, *, time_device: str | None = None, batch: int | None = None,
+    runs: int = TIMED_RUNS, warmup: int = WARMUP_RUNS,
+) -> NetworkComparison:  # fmt: skip
     """Both networks' per-stage costs and whether they are the same architecture; with `time_device`, also their
     median forward latency there (presets and user models alike, built on that device). Without `input_text`, a
     user model runs on the other side's preset input."""
@@ -641,7 +643,7 @@ def compare_networks(
     if time_device is not None:
         device = _timing_device(time_device)
         shapes = [n.request.input_shape if batch is None else (_check_batch(batch), *n.request.input_shape[1:]) for n in networks]
-        timing = Timing(device=device, batch=shapes[0][0])
+        timing = Timing(device=device, batch=shapes[0][0], warmup=warmup, runs=runs)
         modules = [instantiate(n.request, device=device)[0] for n in networks]
         for net, latency in zip(networks, median_latencies_ms(modules, shapes, timing), strict=True):
             net.latency_ms = latency
@@ -655,6 +657,8 @@ def compare(
     *,
     time_device: str | None = None,
     batch: int | None = None,
+    runs: int = TIMED_RUNS,
+    warmup: int = WARMUP_RUNS,
 ) -> BlockComparison | NetworkComparison:
     """Compare two blocks (operands basic/bottleneck/se-...) or two networks (MODEL[flag=value,...])."""
     empty = next((op for op in operands if not op.strip()), None)
@@ -675,8 +679,9 @@ def compare(
             raise UserError(f"{flag} applies to bottleneck blocks; compare {operands[0]} {operands[1]} has none")
         setup = BlockSetup(**{k: v for k, v in setup_flags.items() if v is not None})
         return compare_blocks(
-            (operands[0], operands[1]), setup, time_device=time_device, batch=batch if batch is not None else 1
-        )
+            (operands[0], operands[1]), setup, time_device=time_device, batch=batch if batch is not None else 1,
+            runs=runs, warmup=warmup,
+        )  # fmt: skip
     if any(block_flags):
         raise UserError(
             f"compare {operands[0]} {operands[1]}: compare two blocks ({', '.join(BLOCK_KINDS)}) or two networks, "
@@ -689,4 +694,6 @@ def compare(
             f"{flag} applies to block operands ({', '.join(BLOCK_KINDS)}); for networks give build flags per side, "
             f"e.g. 'resnet50[{given[0]}=...]'"
         )
-    return compare_networks((operands[0], operands[1]), input_text, time_device=time_device, batch=batch)
+    return compare_networks(
+        (operands[0], operands[1]), input_text, time_device=time_device, batch=batch, runs=runs, warmup=warmup
+    )

@@ -47,6 +47,12 @@ def compare(
         help="Batch size for --time. \\[default: 1 for blocks, N of --input for networks]",
         rich_help_panel=RUN, show_default=False)] = None,
     device: Annotated[Literal["cpu", "cuda"], typer.Option(help="Device for --time.", rich_help_panel=RUN)] = "cpu",
+    runs: Annotated[Optional[int], typer.Option(
+        help="Timed forward passes of each side for --time (the median is reported). \\[default: 20]",
+        min=1, max=10_000, rich_help_panel=RUN, show_default=False)] = None,
+    warmup: Annotated[Optional[int], typer.Option(
+        help="Untimed passes of each side before --time measures. \\[default: 3]",
+        min=0, max=10_000, rich_help_panel=RUN, show_default=False)] = None,
     depth: Annotated[Optional[int], typer.Option(
         help="Networks: 1 stages only, 2 also each stage's blocks. \\[default: 2]", min=1, max=2,
         rich_help_panel=RUN, show_default=False)] = None,
@@ -67,7 +73,10 @@ def compare(
     )  # fmt: skip
     if depth is not None and is_block_operand(a) and is_block_operand(b):
         raise UserError(f"--depth {depth} applies to networks; a block comparison shows every layer")
-    result = compare_operands((a, b), setup_flags, input, time_device=device if time_ else None, batch=batch)
+    timed = {k: v for k, v in (("runs", runs), ("warmup", warmup)) if v is not None}
+    if timed and not time_:
+        raise UserError(f"--{next(iter(timed))} {next(iter(timed.values()))} sets how --time measures; add --time")
+    result = compare_operands((a, b), setup_flags, input, time_device=device if time_ else None, batch=batch, **timed)
     table, payload, panels, title = comparison_output(result, depth or 2)
     emit(stdout(), format, table, payload)
     if plot is not None:
