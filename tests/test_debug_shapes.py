@@ -80,7 +80,9 @@ def test_conv_with_wrong_channels_names_the_module_that_made_them(device):
     assert found["module"] == "layer2.0.conv2"
     assert "expects 16 input channels but receives 1x32x16x16 from layer2.0.relu (ReLU)" in found["diagnosis"]
     assert "set by layer2.0.conv1 (Conv2d) Conv2d(16, 32, 3, stride=2, padding=1, bias=False)" in found["diagnosis"]
-    assert "Conv2d(32, 32, 3, padding=1, bias=False)" in found["fix"]
+    # conv1 and conv2 are built in the same __init__: the fix is conv2's constructor, with conv1's output expression
+    assert "BasicBlock.__init__ (docs/examples/conv_channels.py:15)" in found["fix"]
+    assert "to `self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)`" in found["fix"]
     # a failing leaf is shown among the earlier children of its block
     assert found["context"] == "layer2.0"
     assert [c["name"] for c in found["children"]] == ["layer2.0.conv1", "layer2.0.bn1", "layer2.0.relu"]

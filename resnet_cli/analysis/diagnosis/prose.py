@@ -116,8 +116,10 @@ def conv_channels(
     producer: LayerRecord | None,
     setter: LayerRecord | None,
     setter_module: nn.Module | None,
+    site: Any = None,
 ) -> Diagnosis:
-    """`producer` made the tensor the conv received; `setter` (its module `setter_module`) made its channel count."""
+    """`producer` made the tensor the conv received; `setter` (its module `setter_module`) made its channel count;
+    `site` (a rules.ConstructorFix, or None) is the line that builds the conv."""
     source = f"from {_label(producer)}" if producer else "from a torch operation in forward (not a module)"
     set_by = ""
     if setter is not None and setter is not producer:
@@ -130,16 +132,26 @@ def conv_channels(
     target = setter or producer
     alternative = f", or make {target.name} produce {conv.in_channels} channels" if target is not None else ""
     fix = f"Make {conv_record.name} take {received} channels: {_conv_call(conv, in_channels=received)}{alternative}."
+    if site is not None and site.shared is not None:  # the same __init__ builds both: fix the shared expression
+        fix = _constructor_fix_text(conv_record, site) or fix
     return Diagnosis("conv_channels", summary, fix)
 
 
 def classifier_mismatch(
-    linear_record: LayerRecord, linear: nn.Linear, source: LayerRecord | None, last_block: LayerRecord | None
+    linear_record: LayerRecord,
+    linear: nn.Linear,
+    source: LayerRecord | None,
+    last_block: LayerRecord | None,
+    functions: list[str] | None = None,
 ) -> Diagnosis:
-    """`source` made the features the linear received; `last_block` is the last residual block before it."""
+    """`source` made the features the linear received, through the torch calls `functions` (F.adaptive_avg_pool2d,
+    Tensor.view) when not directly; `last_block` is the last residual block before it."""
     shape = linear_record.input_shapes[0]
     arriving = shape[-1]
-    came = f" from {_label(source)} (output {shape_text(source.output_shape or ())})" if source else ""
+    functions = functions or []
+    through = f" through {', '.join(functions)}" if functions else ""
+    came = f" from {_label(source)} (output {shape_text(source.output_shape or ())}){through}" if source else ""
+    pooled = any("pool" in name or "mean" in name for name in functions)
     summary = (
         f"{_label(linear_record)} Linear(in_features={linear.in_features}, out_features={linear.out_features}) "
         f"expects {linear.in_features} features but receives {shape_text(shape)}{came}."
@@ -152,7 +164,7 @@ def classifier_mismatch(
             f"Pool and flatten before {linear_record.name}: x = torch.flatten(nn.AdaptiveAvgPool2d(1)(x), 1), "
             f"then nn.Linear({shape[1]}, {linear.out_features})."
         )
-    elif source_shape and len(source_shape) == 4 and source_shape[2] * source_shape[3] > 1:
+    elif source_shape and len(source_shape) == 4 and source_shape[2] * source_shape[3] > 1 and not pooled:
         channels = source_shape[1]
         summary += (
             f" {arriving} = {channels} x {source_shape[2]} x {source_shape[3]}: the {shape_text(source_shape[2:])} map was "

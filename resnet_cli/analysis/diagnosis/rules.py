@@ -285,7 +285,8 @@ def conv_channels(ctx: FailureContext) -> Diagnosis | None:
     records = ctx.trace.records
     producer = _producer(records, ctx.failing)
     setter = _channel_setter(records, producer, received) if producer else None
-    return prose.conv_channels(ctx.failing, ctx.module, received, producer, setter, submodule(ctx.model, setter))
+    site = constructor_fix(ctx.model, ctx.failing, ctx.module, setter, received)
+    return prose.conv_channels(ctx.failing, ctx.module, received, producer, setter, submodule(ctx.model, setter), site)
 
 
 def classifier_mismatch(ctx: FailureContext) -> Diagnosis | None:
@@ -297,8 +298,26 @@ def classifier_mismatch(ctx: FailureContext) -> Diagnosis | None:
     if arriving == linear.in_features:
         return None
     records = ctx.trace.records
-    source = _producer(records, failing) or _feature_source(records, failing, arriving)
-    return prose.classifier_mismatch(failing, linear, source, _last_block_before(records, failing))
+    source, functions = _producer(records, failing), []
+    if source is None:  # made by torch calls in the enclosing forward: follow them back to the module call
+        source, functions = _through_functions(ctx.trace, failing)
+    return prose.classifier_mismatch(failing, linear, source, _last_block_before(records, failing), functions)
+
+
+def _through_functions(trace: ModelTrace, record: LayerRecord) -> tuple[LayerRecord | None, list[str]]:
+    """The module call whose output reached `record` through the enclosing forward's own torch calls, and those
+    calls in order (F.adaptive_avg_pool2d, Tensor.view)."""
+    names: list[str] = []
+    source = record.input_ops[0] if record.input_ops else None
+    while source is not None and source >= 0:
+        op = trace.ops[source]
+        if op.module is not None and op.module != record.parent:
+            return call_that_made(trace, source, record.parent), names[::-1]
+        if op.function is not None and (not names or names[-1] != trace.functions[op.function].name):
+            names.append(trace.functions[op.function].name)
+        operands = [(arg.numel(), src) for arg, src in zip(op.inputs, op.input_from, strict=False) if src is not None]
+        source = max(operands, key=lambda o: o[0])[1] if operands else None
+    return None, names[::-1]
 
 
 def residual_add_mismatch(ctx: FailureContext) -> Diagnosis | None:
@@ -553,14 +572,6 @@ def _channel_setter(records: list[LayerRecord], producer: LayerRecord, channels:
             return current
         current = source
     return current
-
-
-def _feature_source(records: list[LayerRecord], record: LayerRecord, features: int) -> LayerRecord | None:
-    """The last finished call before `record` whose output holds `features` values per sample (flattened by an op)."""
-    for r in reversed(records[: record.order]):
-        if r.finished and r.output_shape and len(r.output_shape) > 1 and _per_sample(r.output_shape) == features:
-            return r
-    return None
 
 
 def _last_block_before(records: list[LayerRecord], record: LayerRecord) -> LayerRecord | None:
