@@ -117,6 +117,12 @@ class OpRecord:
     def name(self) -> str:
         return f"aten.{self.op}"
 
+    def main_input(self) -> int | None:
+        """The producer (as in `input_from`) of its largest tensor argument that has one: the feature map of
+        `out * gate` or `x.view(...)`, never a weight."""
+        made = [(arg.numel(), src) for arg, src in zip(self.inputs, self.input_from, strict=False) if src is not None]
+        return max(made, key=lambda m: m[0])[1] if made else None
+
 
 @dataclass(slots=True)
 class FunctionRecord:

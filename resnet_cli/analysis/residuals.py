@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resnet_cli.trace import LayerRecord, ModelTrace, OpRecord, Shape, TensorInfo
+from resnet_cli.trace import LayerRecord, ModelTrace, OpRecord, Shape
 
 ADDS = frozenset({"add", "add_"})
 # Operators that carry weights: the main branch has more of them than the shortcut.
@@ -51,7 +51,7 @@ def residual_adds(trace: ModelTrace) -> dict[int, ResidualAdd]:
 
 
 def _residual_add(trace: ModelTrace, op: OpRecord) -> ResidualAdd | None:
-    operands = [(arg, src) for arg, src in zip(_tensor_args(op), op.input_from, strict=False) if len(arg.shape) >= 2]
+    operands = [(arg, src) for arg, src in zip(op.inputs, op.input_from, strict=False) if len(arg.shape) >= 2]
     if len(operands) != 2:
         return None
     block = trace.records[op.module]  # type: ignore[index]
@@ -115,13 +115,5 @@ def _made_by(trace: ModelTrace, block: LayerRecord, source: int | None, inputs: 
             while record.parent is not None and record.parent != block.order:
                 record = records[record.parent]
             return record.name if record.parent == block.order else None
-        tensors = [(arg.numel(), src) for arg, src in zip(_tensor_args(op), op.input_from, strict=False)]
-        if not tensors:
-            return None
-        source = max(tensors, key=lambda t: t[0])[1]
+        source = op.main_input()
     return None
-
-
-def _tensor_args(op: OpRecord) -> list[TensorInfo]:
-    """The operator's tensor arguments in the order of OpRecord.input_from."""
-    return op.inputs

@@ -196,8 +196,7 @@ def _fixed_window(trace: ModelTrace, record: LayerRecord) -> tuple[str, Any, Sha
             else:
                 name = trace.records[op.module].name if op.module is not None else op.name
             return name, op.args[1] if len(op.args) > 1 else None, op.args[0].shape, op.output_shapes[0]
-        operands = [(arg.numel(), src) for arg, src in zip(op.inputs, op.input_from, strict=False) if src is not None]
-        source = max(operands, key=lambda o: o[0])[1] if operands else None
+        source = op.main_input()
     return None
 
 
@@ -263,8 +262,7 @@ def _split_before(trace: ModelTrace, record: LayerRecord) -> OpRecord | None:
             return op if dim in (1, -3) else None
         if op.module is not None and op.module != record.parent:
             return None
-        operands = [(arg.numel(), src) for arg, src in zip(op.inputs, op.input_from, strict=False) if src is not None]
-        source = max(operands, key=lambda o: o[0])[1] if operands else None
+        source = op.main_input()
     return None
 
 
@@ -315,8 +313,7 @@ def _through_functions(trace: ModelTrace, record: LayerRecord) -> tuple[LayerRec
             return call_that_made(trace, source, record.parent), names[::-1]
         if op.function is not None and (not names or names[-1] != trace.functions[op.function].name):
             names.append(trace.functions[op.function].name)
-        operands = [(arg.numel(), src) for arg, src in zip(op.inputs, op.input_from, strict=False) if src is not None]
-        source = max(operands, key=lambda o: o[0])[1] if operands else None
+        source = op.main_input()
     return None, names[::-1]
 
 
@@ -431,8 +428,7 @@ def call_that_made(trace: ModelTrace, source: int | None, enclosing: int | None)
             while child.parent is not None and child.parent != enclosing:
                 child = records[child.parent]
             return child if child.parent == enclosing else found
-        operands = [(arg.numel(), src) for arg, src in zip(op.inputs, op.input_from, strict=False) if src is not None]
-        source = max(operands, key=lambda o: o[0])[1] if operands else None
+        source = op.main_input()
     return None
 
 
