@@ -60,8 +60,19 @@ def test_a_floor_mode_avg_down_shortcut_is_an_input_size_problem_not_a_missing_p
     assert (found["kind"], found["module"]) == ("residual_add_mismatch", "layer4.0")
     # 240 / 16 = 15 enters layer4.0: the 3x3/2 conv gives 8, AvgPool2d(2) gives 7
     assert "1x128x8x8 but the shortcut gives 1x128x7x7" in found["diagnosis"]
-    assert "multiples of 32 (224x224 runs)" in found["diagnosis"]
+    assert "multiples of 32 keep every such map even (224x224 and 256x256 run)" in found["diagnosis"]
     assert "ceil_mode=True on layer4.0.downsample.0" in found["fix"] and "Conv2d" not in found["fix"]
+
+
+def test_a_residual_add_that_only_runs_by_broadcasting_is_a_finding():
+    # at 48x48 layer4.0 receives 3x3: the main branch's 3x3/2 conv gives 2x2, AvgPool2d(2) gives 1x1, and the 1x1
+    # shortcut broadcasts over the 2x2 map: no error is raised, the result is wrong
+    found = problem("docs/examples/avg_down_floor.py:resnet_d", "--input", "1x3x48x48")
+    assert (found["kind"], found["module"]) == ("residual_add_mismatch", "layer4.0")
+    assert "runs only by broadcasting" in found["diagnosis"] and "1x128x2x2 but the shortcut gives 1x128x1x1" in found["diagnosis"]
+    assert "ceil_mode=True on layer4.0.downsample.0" in found["fix"]
+    report = debug("docs/examples/avg_down_floor.py:resnet_d", "--sizes", "48,64")
+    assert [(r["size"], r["ok"]) for r in report["sizes"]] == [([48, 48], False), ([64, 64], True)]
 
 
 def test_an_option_a_shortcut_with_the_wrong_pad_is_fixed_at_the_pad():
@@ -191,10 +202,14 @@ def test_sizes_report_the_ranges_that_run_and_why_the_others_fail():
 
 def test_sizes_group_consecutive_sizes_with_one_outcome():
     report = debug("docs/examples/cifar_head.py:cifar_resnet", "--sizes", "26..30,58..62")
-    # the last map is ceil(n / 4); avg_pool2d(8) leaves 1x1 (64 features) for maps of 8..15: n = 29..60
+    # the last map is ceil(n / 4); avg_pool2d(8) leaves 1x1 (64 features) for maps of 8..15: n = 29..60. Each
+    # failing range gets the diagnosis one --input of its first size would: the model expects another size
     outcomes = [(r["first"][0], r["last"][0], r["count"], r["ok"], r["kind"]) for r in report["ranges"]]
     assert outcomes == [(26, 28, 3, False, "input_too_small"), (29, 30, 2, True, None), (58, 60, 3, True, None),
-                        (61, 62, 2, False, "classifier_mismatch")]  # fmt: skip
+                        (61, 62, 2, False, "input_size")]  # fmt: skip
+    too_small = report["ranges"][0]
+    assert "F.avg_pool2d with a fixed 8x8 window" in too_small["diagnosis"]
+    assert "at least 29x29" in too_small["fix"] and "F.adaptive_avg_pool2d(x, 1)" in too_small["fix"]
     assert len(report["sizes"]) == 10
 
 
@@ -292,3 +307,160 @@ def test_a_file_with_relative_imports_is_pointed_at_its_package(tmp_path, monkey
     line = one_error_line(run("summary", "mypkg/net.py:net"))
     assert "load it as part of its package: mypkg.net:net" in line
     assert run("summary", "mypkg.net:net", "--input", "1x3x8x8").exit_code == 0
+
+
+# --- fixes at the cause for mistakes repeated by a class or a builder ----------------------------------------------
+
+PREACT_CONDITION = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.conv2 = nn.Conv2d(planes, self.expansion * planes, 3, stride=stride, padding=1, bias=False)
+        if stride != 1:
+            self.shortcut = nn.Conv2d(in_planes, self.expansion * planes, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        shortcut = self.shortcut(x) if hasattr(self, "shortcut") else x
+        return self.conv2(F.relu(self.conv1(x))) + shortcut
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), Block(16, 16), Block(64, 32, 2))
+"""
+
+WRN_STRIDE = """
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, in_planes, out_planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, padding=1, bias=False)
+        self.convShortcut = nn.Conv2d(in_planes, out_planes, 1, stride=1, bias=False)
+
+    def forward(self, x):
+        return self.conv2(self.conv1(x)) + self.convShortcut(x)
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), Block(16, 32, 2), Block(32, 64, 2))
+"""
+
+
+def _model(tmp_path: Path, name: str, text: str) -> str:
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(text))
+    return f"{tmp_path / name}.py:net"
+
+
+def test_a_projection_built_under_too_narrow_a_condition_is_fixed_at_the_condition(tmp_path):
+    found = problem(_model(tmp_path, "preact_condition", PREACT_CONDITION), "--input", "1x3x16x16")
+    assert (found["kind"], found["module"]) == ("residual_add_mismatch", "1")
+    # block 1 goes 16 -> 64 channels at stride 1: `if stride != 1` leaves it without self.shortcut, block 2 has one
+    assert "Other Block blocks (2) have a projection (self.shortcut)" in found["diagnosis"]
+    assert "`if stride != 1 or in_planes != self.expansion * planes:`" in found["fix"]
+
+
+def test_a_projection_with_the_wrong_stride_is_fixed_with_the_main_branch_stride(tmp_path):
+    found = problem(_model(tmp_path, "wrn_stride", WRN_STRIDE), "--input", "1x3x16x16")
+    assert (found["kind"], found["module"]) == ("residual_add_mismatch", "1")
+    assert "built with stride 1, while conv1 in the same block strides by 2" in found["diagnosis"]
+    assert "build the projection's conv with `stride=stride`, as conv1 is built" in found["fix"]
+    assert "nn.Sequential" not in found["fix"]  # no new design: the projection is fixed where it is built
+
+
+def test_stack_of_branches_of_other_widths_suggests_cat(tmp_path):
+    path = _model(tmp_path, "stack", """
+        import torch
+        from torch import nn
+
+        class TwoPath(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(3, 48, 3, padding=1)
+
+            def forward(self, x):
+                return torch.stack([self.a(x), self.b(x)], 1)
+
+        def net():
+            return TwoPath()
+    """)
+    found = problem(path, "--input", "1x3x8x8")
+    assert found["kind"] == "cat_mismatch" and "stacks tensors that must have one shape" in found["diagnosis"]
+    assert "torch.cat([...], dim=1), which gives 1x64x8x8" in found["fix"]
+
+
+def test_a_conv_after_a_sum_of_split_pieces_is_not_blamed_on_the_split(tmp_path):
+    path = _model(tmp_path, "split_sum", """
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
+        class SplitAttention(nn.Module):
+            def __init__(self, channels=32, radix=2):
+                super().__init__()
+                self.conv = nn.Conv2d(3, channels * radix, 3, padding=1)
+                self.fc1 = nn.Conv2d(channels * radix, 8, 1)  # receives `channels` after the sum of the pieces
+
+            def forward(self, x):
+                pieces = torch.split(self.conv(x), 32, 1)
+                return self.fc1(F.adaptive_avg_pool2d(sum(pieces), 1))
+
+        def net():
+            return SplitAttention()
+    """)
+    found = problem(path, "--input", "1x3x8x8")
+    assert found["kind"] == "conv_channels"
+    assert "change `self.fc1 = nn.Conv2d(channels * radix, 8, 1)` to `self.fc1 = nn.Conv2d(32, 8, 1)`" in found["fix"]
+
+
+def test_chunk_is_fixed_with_a_number_of_pieces(tmp_path):
+    path = _model(tmp_path, "chunk", """
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(3, 24, 1)
+                self.convs = nn.ModuleList(nn.Conv2d(6, 6, 3, padding=1) for _ in range(4))
+
+            def forward(self, x):
+                pieces = torch.chunk(self.conv1(x), 6, 1)  # 6 pieces of 4, where the convs take 6 channels
+                return torch.cat([conv(p) for conv, p in zip(self.convs, pieces)], 1)
+
+        def net():
+            return Block()
+    """)
+    found = problem(path, "--input", "1x3x8x8")
+    assert found["kind"] == "split_width"
+    assert "Cut the 24 channels into 4 pieces of 6 in the torch.chunk call" in found["fix"]
+
+
+def test_a_classifier_fed_a_pooled_unflattened_map_is_told_to_flatten(tmp_path):
+    path = _model(tmp_path, "no_flatten", """
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 16, 3)
+                self.avgpool = nn.AdaptiveAvgPool2d(1)
+                self.fc = nn.Linear(16, 10)
+
+            def forward(self, x):
+                return self.fc(self.avgpool(self.conv(x)))
+
+        def net():
+            return Net()
+    """)
+    found = problem(path, "--input", "1x3x8x8")
+    assert found["kind"] == "classifier_mismatch" and "pooled to 1x1 but not flattened" in found["diagnosis"]
+    assert "torch.flatten(x, 1)" in found["fix"] and "in_features 16 is then right" in found["fix"]

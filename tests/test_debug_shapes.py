@@ -69,7 +69,9 @@ def test_expansion_mismatch_names_the_block_and_its_output_channels():
     assert found["kind"] == "expansion_mismatch"
     assert found["module"] == "layer1.1.conv1"
     assert "layer1.0 (Bottleneck) outputs 256 channels" in found["diagnosis"]
-    assert "Conv2d(256, 64, 1, bias=False)" in found["fix"]
+    # two blocks of one stage: the fix is the stage builder's in-channels, not a literal for layer1.1.conv1 alone
+    assert "the stage builder gives every block after the first the wrong input channels" in found["fix"]
+    assert "planes x expansion = 256" in found["fix"] and "not 64" in found["fix"]
     assert found["line"] == 28
 
 

@@ -37,7 +37,7 @@ ORDER = [
     "residual_add_mismatch",
     "unrecognised",
 ]
-SILENT_ORDER = ["batch_changed", "tensor_without_device"]
+SILENT_ORDER = ["broadcast_residual", "batch_changed", "tensor_without_device"]
 
 
 # --- one small failing model per diagnosis ----------------------------------------------------------------------

@@ -338,4 +338,7 @@ def sizes_json(scan: SizeScan) -> dict[str, Any]:
 
 def _range_text(r: SizeRange) -> str:
     first, last = shape_text(r.first), shape_text(r.last)
-    return first if r.count == 1 else f"{first} .. {last}"
+    if r.count == 1:
+        return first
+    step = (r.last[0] - r.first[0]) // (r.count - 1)
+    return f"{first} .. {last}" + (f" step {step}" if step > 1 else "")

@@ -8,13 +8,21 @@ from typing import Any
 from torch import nn
 
 from resnet_cli.analysis.diagnosis.report import Diagnosis, Shape, SourceLocation
+from resnet_cli.analysis.diagnosis.source import keyword_or_position
 from resnet_cli.trace import LayerRecord
 from resnet_cli.units import shape_text
 
 SHORTCUT_NAMES = ("downsample", "shortcut", "skip", "proj", "projection", "residual")
 
 
-def residual_add_mismatch(block: LayerRecord, residual: dict[str, Any]) -> Diagnosis:
+def _add_fails(block: LayerRecord, broadcast: bool) -> str:
+    """How a residual add with mismatched operands went: it failed, or it ran by broadcasting one onto the other."""
+    if broadcast:
+        return f"The residual add in {_label(block)} runs only by broadcasting, which silently gives a wrong result"
+    return f"The residual add in {_label(block)} fails"
+
+
+def residual_add_mismatch(block: LayerRecord, residual: dict[str, Any], broadcast: bool = False) -> Diagnosis:
     main, shortcut = residual["main"], residual["shortcut"]
     main_from, shortcut_from = residual["main_from"], residual["shortcut_from"]
     entered = block.input_shapes[0] if block.input_shapes else shortcut
@@ -29,14 +37,14 @@ def residual_add_mismatch(block: LayerRecord, residual: dict[str, Any]) -> Diagn
     projection = f"nn.Sequential(nn.Conv2d({in_ch}, {out_ch}, kernel_size=1, stride={stride}, bias=False), nn.BatchNorm2d({out_ch}))"
     if shortcut_from is None:
         summary = (
-            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
+            f"{_add_fails(block, broadcast)}: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
             f"shortcut is the block's input unchanged, {shape_text(shortcut)} ({', '.join(what)}). The block changes "
             f"{_changes(entered, main)}, so an identity shortcut cannot be added; it needs a projection."
         )
         fix = f"Give {where} a projection shortcut and add its output instead of the input: {projection}."
     else:
         summary = (
-            f"The residual add in {where} fails: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
+            f"{_add_fails(block, broadcast)}: the main branch ({_from(main_from)}) gives {shape_text(main)} but the "
             f"shortcut {shortcut_from} gives {shape_text(shortcut)} ({', '.join(what)})."
         )
         fix = (
@@ -48,14 +56,16 @@ def residual_add_mismatch(block: LayerRecord, residual: dict[str, Any]) -> Diagn
     return Diagnosis("residual_add_mismatch", summary, fix)
 
 
-def rounding_shortcut(block: LayerRecord, add: Any, pool: Any, size_rule: tuple[int, int | None] | None) -> Diagnosis:
+def rounding_shortcut(
+    block: LayerRecord, add: Any, pool: Any, size_rule: tuple[int, int] | None, broadcast: bool = False
+) -> Diagnosis:
     """The shortcut's pooling layer rounds the other way than the main branch's strided conv (an avg-down shortcut
     in floor mode): `pool` is (its call, its module, the size with the other rounding); `size_rule` (M, a size
     that runs) when the input's size explains it."""
     record, module, size = pool
     entered = record.input_shapes[0][2:]
     summary = (
-        f"The residual add in {_label(block)} fails: the main branch ({_from(add.main_from)}) gives "
+        f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives "
         f"{shape_text(add.main)} but the shortcut gives {shape_text(add.shortcut)}. {record.name} "
         f"({record.type}, ceil_mode={module.ceil_mode}) turns the {shape_text(entered)} map into {shape_text(record.output_shape[2:])}, "
         f"while the main branch's strided conv rounds the other way, to {shape_text(size)}. This depends on the input "
@@ -63,8 +73,8 @@ def rounding_shortcut(block: LayerRecord, add: Any, pool: Any, size_rule: tuple[
     )
     if size_rule is not None:
         multiple, runs = size_rule
-        summary += f" Here that means input sides that are multiples of {multiple}"
-        summary += f" ({runs}x{runs} runs)." if runs is not None else "."
+        summary += (f" Input sides that are multiples of {multiple} keep every such map even ({runs}x{runs} and "
+                    f"{runs + multiple}x{runs + multiple} run).")
     fix = (
         f"Set ceil_mode={not module.ceil_mode} on {record.name}"
         + (", with count_include_pad=False, as ResNet-D's avg-down shortcut does" if isinstance(module, nn.AvgPool2d) else "")
@@ -73,13 +83,59 @@ def rounding_shortcut(block: LayerRecord, add: Any, pool: Any, size_rule: tuple[
     return Diagnosis("residual_add_mismatch", summary, fix)
 
 
-def padded_shortcut(block: LayerRecord, add: Any, before: int, after: int, location: tuple[str, int] | None) -> Diagnosis:
+def conditional_projection(block: LayerRecord, add: Any, others: list[str], built: Any, broadcast: bool = False) -> Diagnosis:
+    """The block adds its input unchanged, but other blocks of its class have a projection, built under `if` in
+    __init__ (`built`, a source.Assignment): the condition is false here although the shape changes."""
+    entered = block.input_shapes[0] if block.input_shapes else add.shortcut
+    listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    where = f"{built.owner}.__init__ ({_relative(built.file)}:{built.condition_line})"
+    summary = (
+        f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives {shape_text(add.main)} but the "
+        f"shortcut is the block's input unchanged, {shape_text(add.shortcut)}. Other {block.type} blocks ({listed}) "
+        f"have a projection (self.{built.attribute}); this one was built without it, because `if {built.condition}:` "
+        f"in {where} is false for it although the block changes {_changes(entered, add.main)}."
+    )
+    covers = []
+    if entered[1] != add.main[1]:
+        conv = built.convs[0] if built.convs else None
+        pair = (keyword_or_position(conv, "in_channels", 0), keyword_or_position(conv, "out_channels", 1)) if conv else (None, None)
+        covers.append(f"{pair[0]} != {pair[1]}" if all(pair) else "<input channels> != <output channels>")
+    if entered[2:] != add.main[2:] and "stride" not in (built.condition or ""):
+        covers.append("stride != 1")
+    fix = (
+        f"Make the condition in {where} cover every change of shape: `if {built.condition} or "
+        f"{' or '.join(covers)}:`, so every block whose shape changes gets self.{built.attribute}."
+    )
+    return Diagnosis("residual_add_mismatch", summary, fix)
+
+
+def shortcut_stride(
+    block: LayerRecord, add: Any, main_conv: str, stride: int, expression: str, built: Any, written: str,
+    broadcast: bool = False,
+) -> Diagnosis:  # fmt: skip
+    """The projection exists but strides differently from the main branch's strided conv `main_conv`."""
+    where = f"{built.owner}.__init__ ({_relative(built.file)}:{built.line})"
+    summary = (
+        f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives {shape_text(add.main)} but the "
+        f"projection {add.shortcut_from} gives {shape_text(add.shortcut)}: it is built with stride {written}, while "
+        f"{main_conv} in the same block strides by {stride}."
+    )
+    fix = (
+        f"In {where} build the projection's conv with `stride={expression}`, as {main_conv} is built; every "
+        f"{built.owner} is built by that line, so this fixes each downsampling block."
+    )
+    return Diagnosis("residual_add_mismatch", summary, fix)
+
+
+def padded_shortcut(
+    block: LayerRecord, add: Any, before: int, after: int, location: tuple[str, int] | None, broadcast: bool = False
+) -> Diagnosis:
     """An option-A shortcut (subsampled, zero-padded channels) pads `before` + `after` channels, the wrong amount."""
     entered = add.shortcut[1] - before - after
     needed = add.main[1] - entered
     where = f" at {_relative(location[0])}:{location[1]}" if location else ""
     summary = (
-        f"The residual add in {_label(block)} fails: the main branch ({_from(add.main_from)}) gives "
+        f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives "
         f"{shape_text(add.main)} but the zero-padded shortcut{' ' + add.shortcut_from if add.shortcut_from else ''} "
         f"gives {shape_text(add.shortcut)}: it pads {before} + {after} channels onto the input's {entered}, "
         f"where {needed} are needed to reach {add.main[1]}."
@@ -101,11 +157,21 @@ def expansion_mismatch(conv_record: LayerRecord, conv: nn.Module, received: int,
         f"the block's expansion), and the next consumer was built for {conv.in_channels}. A block's output channels "
         f"(planes x expansion) must be the input channels of whatever follows it."
     )
-    fix = (
-        f"Build the consumer for {received} input channels: {conv_record.name} = {_conv_call(conv, in_channels=received)} "
-        f"(and any other layer that takes {block.name}'s output, e.g. the next block's shortcut conv); or make "
-        f"{block.name} output {conv.in_channels} channels."
-    )
+    consumer = conv_record.name.rpartition(".")[0]
+    if consumer.rpartition(".")[0] == block.name.rpartition(".")[0] and consumer != block.name:
+        # two blocks of one stage: the stage builder gave the later block the wrong in-channels
+        fix = (
+            f"{block.name} and {consumer} are consecutive blocks of one stage, so the stage builder gives every block "
+            f"after the first the wrong input channels: it must pass the previous block's output, planes x expansion "
+            f"= {received} (torchvision's _make_layer sets `self.inplanes = planes * block.expansion` after the first "
+            f"block), not {conv.in_channels}. Changing {conv_record.name} alone would only move the error to the next block."
+        )
+    else:
+        fix = (
+            f"Build the consumer for {received} input channels: {conv_record.name} = "
+            f"{_conv_call(conv, in_channels=received)} (and any other layer that takes {block.name}'s output, e.g. the "
+            f"next block's shortcut conv); or make {block.name} output {conv.in_channels} channels."
+        )
     return Diagnosis("expansion_mismatch", summary, fix)
 
 
@@ -117,10 +183,14 @@ def conv_channels(
     setter: LayerRecord | None,
     setter_module: nn.Module | None,
     site: Any = None,
+    functions: list[str] | None = None,
 ) -> Diagnosis:
     """`producer` made the tensor the conv received; `setter` (its module `setter_module`) made its channel count;
-    `site` (a rules.ConstructorFix, or None) is the line that builds the conv."""
-    source = f"from {_label(producer)}" if producer else "from a torch operation in forward (not a module)"
+    `site` (a rules.ConstructorFix, or None) is the line that builds the conv; `functions` the torch calls that made
+    the tensor when no module did."""
+    source = f"from {_label(producer)}" if producer else (
+        f"from torch calls in forward ({', '.join(functions)})" if functions else "from a torch operation in forward (not a module)"
+    )
     set_by = ""
     if setter is not None and setter is not producer:
         described = f" {_conv_call(setter_module)}" if isinstance(setter_module, nn.modules.conv._ConvNd) else ""
@@ -132,7 +202,7 @@ def conv_channels(
     target = setter or producer
     alternative = f", or make {target.name} produce {conv.in_channels} channels" if target is not None else ""
     fix = f"Make {conv_record.name} take {received} channels: {_conv_call(conv, in_channels=received)}{alternative}."
-    if site is not None and site.shared is not None:  # the same __init__ builds both: fix the shared expression
+    if site is not None and (site.shared is not None or producer is None):  # fix the line that builds the conv
         fix = _constructor_fix_text(conv_record, site) or fix
     return Diagnosis("conv_channels", summary, fix)
 
@@ -158,7 +228,14 @@ def classifier_mismatch(
     )
     fix = f"Use nn.Linear({arriving}, {linear.out_features}) for {linear_record.name}."
     source_shape = source.output_shape if source else None
-    if len(shape) > 2:
+    if len(shape) > 2 and len(shape) == 4 and shape[2:] == (1, 1):
+        summary += f" The features are still {len(shape)}-D: the map was pooled to 1x1 but not flattened."
+        fix = (
+            f"Flatten before {linear_record.name}: x = torch.flatten(x, 1) (or x.flatten(1)), which gives "
+            f"{shape_text((shape[0], shape[1]))}; in_features {linear.in_features} is then "
+            + ("right." if linear.in_features == shape[1] else f"wrong too: use nn.Linear({shape[1]}, {linear.out_features}).")
+        )
+    elif len(shape) > 2:
         summary += f" The features are still {len(shape)}-D: the map was not pooled and flattened before the classifier."
         fix = (
             f"Pool and flatten before {linear_record.name}: x = torch.flatten(nn.AdaptiveAvgPool2d(1)(x), 1), "
@@ -221,10 +298,11 @@ def cat_mismatch(
     whose rounding makes the odd one out: (its call, its module, the size with the other rounding), or None."""
     listed = "; ".join(f"{shape_text(shape)} from {_label(maker) if maker else 'the input'}"
                        for shape, maker in zip(shapes, makers, strict=True))  # fmt: skip
+    stack = "stack" in function
     summary = (
-        f"{function} in {_label(enclosing)} joins tensors that must agree in every dimension but the joined one, "
-        f"and they do not: {listed}."
-    )
+        f"{function} in {_label(enclosing)} " + ("stacks tensors that must have one shape" if stack else
+        "joins tensors that must agree in every dimension but the joined one") + f", and they do not: {listed}."
+    )  # fmt: skip
     if cause is not None:
         record, module, size = cause
         summary += (
@@ -239,12 +317,22 @@ def cat_mismatch(
             f"Make {record.name} round like the other branch: ceil_mode={not module.ceil_mode} gives "
             f"{shape_text(size)}."
         )
+    elif stack and _differ_only_in_channels(shapes):
+        joined = (shapes[0][0], sum(s[1] for s in shapes), *shapes[0][2:])
+        fix = (
+            f"To join the branches along channels use torch.cat([...], dim=1), which gives {shape_text(joined)}; "
+            f"torch.stack adds a new dimension and needs every branch to have one shape."
+        )
     else:
         fix = (
             f"Make the branches of {enclosing.name or 'the model'} produce the same size in every dimension but the "
             f"joined one (the same stride, padding and kernel on each path)."
         )
     return Diagnosis("cat_mismatch", summary, fix)
+
+
+def _differ_only_in_channels(shapes: list[Shape]) -> bool:
+    return len({len(s) for s in shapes}) == 1 and len(shapes[0]) >= 2 and len({(s[0], *s[2:]) for s in shapes}) == 1
 
 
 def split_width(conv_record: LayerRecord, conv: nn.Module, received: int, function: Any, total: int | None) -> Diagnosis:
@@ -257,11 +345,19 @@ def split_width(conv_record: LayerRecord, conv: nn.Module, received: int, functi
         f"{shape_text(conv_record.input_shapes[0])}: a {received}-channel piece{pieces} that {name}{where} cut off. "
         f"The split width does not match the width the convs were built for."
     )
-    count = f" ({total} = {total // conv.in_channels} x {conv.in_channels})" if total and total % conv.in_channels == 0 else ""
-    fix = (
-        f"Split into pieces of {conv.in_channels} channels{count} in the {name} call{where}; the convs after it are "
-        f"right."
-    )
+    whole = bool(total) and total % conv.in_channels == 0
+    count = f" ({total} = {total // conv.in_channels} x {conv.in_channels})" if whole else ""
+    if "chunk" in name and whole:
+        fix = (
+            f"Cut the {total} channels into {total // conv.in_channels} pieces of {conv.in_channels} in the {name} "
+            f"call{where} ({name} takes the number of pieces; torch.split takes their width); the convs after it are "
+            f"right."
+        )
+    else:
+        fix = (
+            f"Split into pieces of {conv.in_channels} channels{count} in the {name} call{where}; the convs after it "
+            f"are right."
+        )
     return Diagnosis("split_width", summary, fix)
 
 
@@ -310,10 +406,11 @@ def batch_changed(shape: Shape, output: Shape, op: Any, function: Any, record: L
     )
     if sides:
         summary += f" The batch is kept at {', '.join(f'{s}x{s}' for s in sides)} (of the square sizes tried)."
+    side = 32 if 32 in sides else sides[0] if sides else 0
     fix = (
         "Flatten per sample: x.view(x.size(0), -1) or torch.flatten(x, 1), so a wrong input size fails loudly at the "
         "classifier"
-        + (f"; and run the model at the size it was written for (--input {shape_text((*shape[:2], sides[0], sides[0]))})"
+        + (f"; and run the model at the size it was written for (--input {shape_text((*shape[:2], side, side))})"
            if sides else "")
         + "."
     )
@@ -330,9 +427,11 @@ def tensor_without_device(function: Any, record: LayerRecord, count: int, places
     )
     if count > 1:
         summary += f" {count} such calls ran in this pass."
+    kind = function.name.rpartition(".")[2]
+    alike = f", or x.new_{kind}(...) / torch.{kind}_like(x)" if kind in ("zeros", "ones", "empty", "full") else ""
     fix = (
-        f"Create it where the input is: {function.name}(..., device=x.device, dtype=x.dtype), or x.new_ones(...) / "
-        f"torch.ones_like(x); or register a constant once in __init__ with self.register_buffer(...)."
+        f"Create it where the input is: {function.name}(..., device=x.device, dtype=x.dtype){alike}; or register a "
+        f"constant once in __init__ with self.register_buffer(...)."
     )
     return Diagnosis("tensor_without_device", summary, fix)
 
@@ -349,12 +448,15 @@ def _constructor_fix_text(record: LayerRecord, site: Any) -> str | None:
         return None
     line = site.site
     where = f"{line.owner}.__init__ ({_relative(line.file)}:{line.line})"
-    reason = ""
+    change = f"In {where} change `self.{line.attribute} = {line.text}` to `self.{line.attribute} = {site.call}`"
     if site.shared is not None:
-        reason = f", the size that builds {site.shared.attribute} in the same __init__ (`{site.shared.text}`)"
+        return (
+            f"{change}, the size that builds {site.shared.attribute} in the same __init__ (`{site.shared.text}`). "
+            f"Every {line.owner} is built by this line, so this fixes each instance, not only {record.name}."
+        )
     return (
-        f"In {where} change `self.{line.attribute} = {line.text}` to `self.{line.attribute} = {site.call}`{reason}. "
-        f"Every {line.owner} is built by this line, so this fixes each instance, not only {record.name}."
+        f"{change} for {record.name}. Every {line.owner} is built by this line: where instances differ in width, "
+        f"write the expression that gives the channels they receive instead of the number."
     )
 
 
@@ -439,14 +541,18 @@ def parameter_elsewhere(record: LayerRecord, name: str, held_on: str, device: st
 
 
 def input_too_small(
-    shape: Shape, record: LayerRecord | None, kernel: Any, fixed_pool: bool, smallest: int | None
+    shape: Shape, record: LayerRecord | None, kernel: Any, fixed_pool: bool, smallest: int | None, function: Any = None
 ) -> Diagnosis:
     """`record` is where the spatial size reached zero (its module's `kernel`, and whether it is a fixed-size
-    pool); `smallest` the smallest square input that runs, when searched."""
+    pool); `smallest` the smallest square input that runs, when searched; `function` a fixed-window pooling call
+    in `record`'s own forward (F.avg_pool2d(x, 4)) that failed, with its kernel as `kernel`."""
     if record is None:
         return Diagnosis("input_too_small", f"The input {shape_text(shape)} is too small for this network.", "Use a larger input.")
     entered = record.input_shapes[0] if record.input_shapes else ()
-    if record.finished and record.output_shape is not None:
+    if function is not None:
+        where = (f"{function.name} with a fixed {_window_text(kernel)} window in {_label(record)} receives "
+                 f"{shape_text(function.input_shapes[0])}, which leaves no output pixels")  # fmt: skip
+    elif record.finished and record.output_shape is not None:
         where = f"{_label(record)} turns {shape_text(entered)} into {shape_text(record.output_shape)}"
     else:
         kernel_text = f" (kernel {shape_text(kernel if isinstance(kernel, tuple) else (kernel, kernel))})" if kernel else ""
@@ -456,7 +562,10 @@ def input_too_small(
         fix = f"Use an input of at least {smallest}x{smallest} (--input {shape_text(shape[:2])}x{smallest}x{smallest})"
     else:
         fix = "Use a larger input"
-    if fixed_pool and record.name:
+    if function is not None:
+        adaptive = function.name.replace("F.avg_pool2d", "F.adaptive_avg_pool2d").replace("F.max_pool2d", "F.adaptive_max_pool2d")
+        fix += f", or pool with {adaptive}(x, 1) instead of the fixed window to accept any size"
+    elif fixed_pool and record.name:
         fix += f", or replace the fixed-size {record.type} {record.name} by nn.Adaptive{record.type.replace('2d', '')}2d(1) to accept any size"
     return Diagnosis("input_too_small", summary, fix + ".")
 

@@ -24,10 +24,14 @@ from resnet_cli.analysis.diagnosis.search import Retrace, meta_copy, sides_that_
 from resnet_cli.analysis.diagnosis.source import (
     IN_ARGUMENT,
     OUT_ARGUMENT,
+    Assignment,
     Constructor,
+    assignment,
     constructor,
+    keyword_or_position,
     owner_and_attribute,
 )
+from resnet_cli.analysis.mac_rules import VIEWS_AND_ALLOCATION
 from resnet_cli.analysis.residuals import ResidualAdd, residual_adds
 from resnet_cli.meta_shapes import output_size
 from resnet_cli.trace import ForwardExit, LayerRecord, ModelTrace, OpRecord, TensorInfo, has_zero_size, make_input
@@ -35,6 +39,7 @@ from resnet_cli.user_model import innermost_user_frame
 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+_FIXED_POOLS = ("avg_pool2d", "max_pool2d", "max_pool2d_with_indices")
 _NO_ATTRIBUTE = re.compile(r"'(\w+)' object has no attribute '(\w+)'")
 
 
@@ -94,8 +99,12 @@ def input_too_small(ctx: FailureContext) -> Diagnosis | None:
     if ctx.search and record is not None:
         smallest = smallest_input(ctx.model, ctx.inputs, ctx.retrace)
     fixed_pool = isinstance(module, (nn.AvgPool2d, nn.MaxPool2d))
-    diagnosis = prose.input_too_small(tuple(ctx.inputs.shape), record, getattr(module, "kernel_size", None),
-                                      fixed_pool, smallest)  # fmt: skip
+    kernel, function = getattr(module, "kernel_size", None), None
+    op = ctx.trace.ops[-1] if zero is None and ctx.trace.ops and not ctx.trace.ops[-1].finished else None
+    if (op is not None and not fixed_pool and op.op in _FIXED_POOLS and op.function is not None
+            and op.module == getattr(record, "order", None)):  # F.avg_pool2d(x, 4) in a forward: no pooling module
+        kernel, function = op.args[1] if len(op.args) > 1 else None, ctx.trace.functions[op.function]
+    diagnosis = prose.input_too_small(tuple(ctx.inputs.shape), record, kernel, fixed_pool, smallest, function)
     return replace(diagnosis, about=zero)
 
 
@@ -260,10 +269,14 @@ def _split_before(trace: ModelTrace, record: LayerRecord) -> OpRecord | None:
         if op.op in ("split", "split_with_sizes", "chunk", "unsafe_split", "unbind"):
             dim = op.args[2] if len(op.args) > 2 else op.kwargs.get("dim", 0)
             return op if dim in (1, -3) else None
-        if op.module is not None and op.module != record.parent:
-            return None
+        if (op.module is not None and op.module != record.parent) or op.op not in _CHANNEL_KEEPING:
+            return None  # a layer, or arithmetic that makes new channels (a sum of pieces, a pool): not the split's
         source = op.main_input()
     return None
+
+
+# Operators a split piece may pass through on its way to the conv and still be that piece.
+_CHANNEL_KEEPING = VIEWS_AND_ALLOCATION | {"relu", "relu_"}
 
 
 def expansion_mismatch(ctx: FailureContext) -> Diagnosis | None:
@@ -284,7 +297,9 @@ def conv_channels(ctx: FailureContext) -> Diagnosis | None:
     producer = _producer(records, ctx.failing)
     setter = _channel_setter(records, producer, received) if producer else None
     site = constructor_fix(ctx.model, ctx.failing, ctx.module, setter, received)
-    return prose.conv_channels(ctx.failing, ctx.module, received, producer, setter, submodule(ctx.model, setter), site)
+    functions = _through_functions(ctx.trace, ctx.failing)[1] if producer is None else []
+    return prose.conv_channels(ctx.failing, ctx.module, received, producer, setter, submodule(ctx.model, setter), site,
+                               functions)  # fmt: skip
 
 
 def classifier_mismatch(ctx: FailureContext) -> Diagnosis | None:
@@ -324,15 +339,77 @@ def residual_add_mismatch(ctx: FailureContext) -> Diagnosis | None:
     residual = ctx.failing.extra.get("residual")
     if not residual or residual["main"] == residual["shortcut"]:
         return None
-    add = residual_adds(ctx.trace).get(ctx.failing.order)
+    return _residual_mismatch(ctx, ctx.failing, residual, residual_adds(ctx.trace).get(ctx.failing.order))
+
+
+def _residual_mismatch(
+    ctx: FailureContext | PassContext, block: LayerRecord, residual: dict[str, Any], add: ResidualAdd | None,
+    broadcast: bool = False,
+) -> Diagnosis:  # fmt: skip
+    """The residual add's diagnosis: a shortcut pool that rounds the other way, an option-A pad of the wrong size,
+    or the general case; `broadcast` when the add ran by broadcasting instead of failing."""
     if add is not None and add.main[1:2] == add.shortcut[1:2] and len(add.main) == 4:
-        pool = rounding_pool(ctx.model, ctx.trace, ctx.failing, add.shortcut_source, add.main)
+        pool = rounding_pool(ctx.model, ctx.trace, block, add.shortcut_source, add.main)
         if pool is not None:
-            return prose.rounding_shortcut(ctx.failing, add, pool, _size_rule(ctx, ctx.failing, pool[0]))
+            return prose.rounding_shortcut(block, add, pool, _size_rule(ctx, block, pool[0]), broadcast)
     pad = _channel_pad(ctx.trace, add) if add is not None and add.main[1] != add.shortcut[1] else None
     if pad is not None:
-        return prose.padded_shortcut(ctx.failing, add, *pad)
-    return prose.residual_add_mismatch(ctx.failing, residual)
+        return prose.padded_shortcut(block, add, *pad, broadcast=broadcast)
+    module = submodule(ctx.model, block)
+    if add is not None and add.shortcut_from is None:
+        condition = _projection_condition(ctx.model, module)
+        if condition is not None:
+            return prose.conditional_projection(block, add, *condition, broadcast=broadcast)
+    if add is not None and add.shortcut_from is not None and add.main[1] == add.shortcut[1]:
+        stride = _shortcut_stride(module, add.shortcut_from.rpartition(".")[2])
+        if stride is not None:
+            return prose.shortcut_stride(block, add, *stride, broadcast=broadcast)
+    return prose.residual_add_mismatch(block, residual, broadcast)
+
+
+def _projection_condition(model: nn.Module, module: nn.Module | None) -> tuple[list[str], Assignment] | None:
+    """Other modules of this block's class that hold a projection (a child with weights under a shortcut-like
+    name) where this one holds none, and the `if` in __init__ that builds it."""
+    if module is None:
+        return None
+    same = [m for m in model.modules() if type(m) is type(module)]
+    for attribute in sorted({n for m in same for n in m._modules if _reads_as_shortcut(n)}):
+        if _has_weights(getattr(module, attribute, None)):
+            continue
+        others = [name for name, m in model.named_modules()
+                  if type(m) is type(module) and m is not module and _has_weights(getattr(m, attribute, None))]  # fmt: skip
+        built = assignment(module, attribute) if others else None
+        if built is not None and built.condition is not None:
+            return others, built
+    return None
+
+
+def _reads_as_shortcut(name: str) -> bool:
+    """downsample, shortcut, convShortcut, proj, skip: what residual code calls a projection."""
+    return any(word in name.lower() for word in ("shortcut", "downsample", "proj", "skip"))
+
+
+def _has_weights(value: object) -> bool:
+    return isinstance(value, nn.Module) and next(value.parameters(), None) is not None
+
+
+def _shortcut_stride(module: nn.Module | None, attribute: str) -> tuple[str, int, str, Assignment, str] | None:
+    """A projection conv built with another stride than the main branch's strided conv in the same __init__:
+    (the main conv's attribute, its stride, its stride expression, the projection's assignment, its stride as
+    written)."""
+    if module is None:
+        return None
+    shortcut = getattr(module, attribute, None)
+    conv = next((m for m in shortcut.modules() if isinstance(m, nn.Conv2d)), None) if isinstance(shortcut, nn.Module) else None
+    main = next(((n, c) for n, c in module.named_children() if isinstance(c, nn.Conv2d) and c.stride != (1, 1)), None)
+    if conv is None or main is None or conv.stride == main[1].stride:
+        return None
+    built, main_built = assignment(module, attribute), assignment(module, main[0])
+    if built is None or main_built is None or not built.convs or not main_built.convs:
+        return None
+    expression = keyword_or_position(main_built.convs[0], "stride", 3)
+    written = keyword_or_position(built.convs[0], "stride", 3) or "1 (the default)"
+    return (main[0], main[1].stride[0], expression, built, written) if expression else None
 
 
 def _channel_pad(trace: ModelTrace, add: ResidualAdd) -> tuple[int, int, tuple[str, int] | None] | None:
@@ -345,21 +422,27 @@ def _channel_pad(trace: ModelTrace, add: ResidualAdd) -> tuple[int, int, tuple[s
     return None
 
 
-def _size_rule(ctx: FailureContext, block: LayerRecord, pool: LayerRecord) -> tuple[int, int | None] | None:
-    """(M, a size that runs): the input's sides must be multiples of M for `pool` to get even sizes; the nearest
-    multiple at or below the input is traced to check it runs (None when not searched or it does not)."""
+def _size_rule(ctx: FailureContext | PassContext, block: LayerRecord, pool: LayerRecord) -> tuple[int, int] | None:
+    """(M, a size that runs) when input sides that are multiples of M keep `pool`'s input even, checked by tracing
+    two consecutive multiples on meta (M = 2 x the stride up to the pool, or 2x, 4x that for pools further on);
+    None when not searched or nothing checks out."""
     entered, size = pool.input_shapes[0][2:] if pool.input_shapes else (), tuple(ctx.inputs.shape[2:])
-    if len(entered) != 2 or len(size) != 2 or entered[0] == 0 or size[0] % entered[0]:
+    if not ctx.search or len(entered) != 2 or len(size) != 2 or entered[0] == 0 or size[0] % entered[0]:
         return None
-    multiple = size[0] // entered[0] * 2
-    candidate = max(multiple, size[0] // multiple * multiple)
-    runs = None
-    if ctx.search:
-        model = ctx.model if ctx.inputs.device.type == "meta" else meta_copy(ctx.model)
-        shape = (*ctx.inputs.shape[:2], candidate, candidate)
-        if model is not None and ctx.retrace(model, make_input(shape, "meta", ctx.inputs.dtype)).ok:
-            runs = candidate
-    return multiple, runs
+    model = ctx.model if ctx.inputs.device.type == "meta" else meta_copy(ctx.model)
+    if model is None:
+        return None
+    for multiple in (size[0] // entered[0] * 2 * k for k in (1, 2, 4)):
+        first = max(multiple, size[0] // multiple * multiple)
+        if all(_runs_cleanly(ctx, model, side) for side in (first, first + multiple)):
+            return multiple, first
+    return None
+
+
+def _runs_cleanly(ctx: FailureContext | PassContext, model: nn.Module, side: int) -> bool:
+    """Whether `model` runs at side x side on meta with every residual add's operands of one shape."""
+    trace = ctx.retrace(model, make_input((*ctx.inputs.shape[:2], side, side), "meta", ctx.inputs.dtype))
+    return trace.ok and all(add.main == add.shortcut for add in residual_adds(trace).values())
 
 
 def unrecognised(ctx: FailureContext) -> Diagnosis:
@@ -620,6 +703,18 @@ FACTORIES = frozenset({"torch.zeros", "torch.ones", "torch.empty", "torch.full",
 _RESHAPES = frozenset({"view", "_unsafe_view", "reshape", "flatten"})
 
 
+def broadcast_residual(ctx: PassContext) -> Diagnosis | None:
+    """A residual add whose main branch and shortcut differ in shape ran anyway, by broadcasting (a 1x1 shortcut
+    added to every position of a 2x2 map): the result is wrong."""
+    for add in residual_adds(ctx.trace).values():
+        if add.main != add.shortcut:
+            block = ctx.trace.records[add.block]
+            diagnosis = _residual_mismatch(ctx, block, add.as_dict(), add, broadcast=True)
+            function = ctx.trace.functions[ctx.trace.ops[add.op].function] if ctx.trace.ops[add.op].function is not None else None
+            return replace(diagnosis, about=block, location=source_location(function))
+    return None
+
+
 def batch_changed(ctx: PassContext) -> Diagnosis | None:
     """The output's batch size is not the input's: a view or reshape folded pixels into the batch."""
     batch = ctx.inputs.shape[0]
@@ -650,7 +745,7 @@ def tensor_without_device(ctx: PassContext) -> Diagnosis | None:
     return replace(diagnosis, about=record, location=source_location(first))
 
 
-SILENT_RULES: tuple[SilentRule, ...] = (batch_changed, tensor_without_device)
+SILENT_RULES: tuple[SilentRule, ...] = (broadcast_residual, batch_changed, tensor_without_device)
 
 
 def silent_problem(ctx: PassContext, rules: tuple[SilentRule, ...] = SILENT_RULES) -> Diagnosis | None:

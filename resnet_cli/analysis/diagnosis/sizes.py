@@ -6,12 +6,12 @@ through a meta copy of itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from resnet_cli.analysis.diagnosis import debug_shapes
+from resnet_cli.analysis.diagnosis import ShapeReport, debug_shapes
 from resnet_cli.analysis.diagnosis.search import meta_copy
 from resnet_cli.errors import UserError
 from resnet_cli.model import instantiate, resolve_device
@@ -82,6 +82,14 @@ def _steps_on(run: SizeRange, size: tuple[int, int]) -> bool:
     return run.count == 1 or size[0] - run.last[0] == (run.last[0] - run.first[0]) // (run.count - 1)
 
 
+def _result(size: tuple[int, int], report: ShapeReport) -> SizeResult:
+    failing, diagnosis = report.failing, report.diagnosis
+    if diagnosis is None:
+        return SizeResult(size, True)
+    return SizeResult(size, False, failing.name if failing else None, failing.type if failing else None,
+                      diagnosis.kind, diagnosis.summary, diagnosis.fix)  # fmt: skip
+
+
 def scan_request(request: ModelRequest | UserModelRequest, sizes: tuple[tuple[int, int], ...]) -> SizeScan:
     """Build the requested model and scan `sizes` (height, width) with the request's batch, channels and dtype."""
     batch, channels = request.input_shape[:2]
@@ -107,14 +115,17 @@ def scan_sizes(
             raise UserError(f"--sizes: {name} cannot be copied to the meta device to scan sizes; run one --input at a time")
         model = copy
     results = []
+    full: dict[tuple[str | None, str], SizeResult] = {}  # the searched diagnosis, once per quick outcome
     for height, width in sizes:
-        report = debug_shapes(model, make_input((batch, channels, height, width), "meta", dtype))
+        inputs = make_input((batch, channels, height, width), "meta", dtype)
+        report = debug_shapes(model, inputs)
         if report.ok:
             results.append(SizeResult((height, width), True))
             continue
-        failing, diagnosis = report.failing, report.diagnosis
-        results.append(SizeResult(
-            (height, width), False, failing.name if failing else None, failing.type if failing else None,
-            diagnosis.kind, diagnosis.summary, diagnosis.fix,
-        ))  # fmt: skip
+        key = (report.failing.name if report.failing else None, report.diagnosis.kind)  # type: ignore[union-attr]
+        if key not in full:
+            # The rules that try other sizes (the sizes a model was written for, the smallest that runs) run once
+            # per kind of failure, so a range gets the same diagnosis as one --input of its first size would.
+            full[key] = _result((height, width), debug_shapes(model, inputs, smallest_input_search=True))
+        results.append(replace(full[key], size=(height, width)))
     return SizeScan(name, batch, channels, str(dtype).removeprefix("torch."), tuple(results))

@@ -57,7 +57,30 @@ class Constructor:
         return ast.unparse(call)
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """Any `self.attribute = ...` statement of an __init__, the `if` it sits under, and the convs its value builds."""
+
+    owner: str
+    attribute: str
+    file: str
+    line: int
+    value: ast.expr
+    text: str  # the value as written
+    condition: str | None  # the test of the innermost enclosing `if`, as written
+    condition_line: int | None
+    convs: tuple[ast.Call, ...]  # nn.Conv2d(...) calls inside the value (a Sequential's, `a and nn.Conv2d(...)`)
+
+
 def constructor(owner: nn.Module | None, attribute: str) -> Constructor | None:
+    """The statement of `type(owner).__init__` (or a base class's) that assigns `self.attribute` a call, or None."""
+    found = assignment(owner, attribute)
+    if found is None or not isinstance(found.value, ast.Call):
+        return None
+    return Constructor(found.owner, attribute, found.file, found.line, found.value, found.text)
+
+
+def assignment(owner: nn.Module | None, attribute: str) -> Assignment | None:
     """The statement of `type(owner).__init__` (or a base class's) that assigns `self.attribute`, or None."""
     if owner is None:
         return None
@@ -75,14 +98,42 @@ def constructor(owner: nn.Module | None, attribute: str) -> Constructor | None:
             tree = ast.parse(source)
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                for target in node.targets:
-                    if (isinstance(target, ast.Attribute) and target.attr == attribute
-                            and isinstance(target.value, ast.Name) and target.value.id == "self"):  # fmt: skip
-                        text = ast.get_source_segment(source, node.value) or ast.unparse(node.value)
-                        return Constructor(cls.__name__, attribute, file, first + node.lineno - 1, node.value, text)
+        found = _assign_in(tree, attribute, None)
+        if found is not None:
+            node, condition = found
+            convs = tuple(c for c in ast.walk(node.value) if isinstance(c, ast.Call) and _called(c).endswith("Conv2d"))
+            test = ast.get_source_segment(source, condition.test) if condition is not None else None
+            text = ast.get_source_segment(source, node.value) or ast.unparse(node.value)
+            return Assignment(cls.__name__, attribute, file, first + node.lineno - 1, node.value, text, test,
+                              first + condition.lineno - 1 if condition is not None else None, convs)  # fmt: skip
     return None
+
+
+def _assign_in(node: ast.AST, attribute: str, condition: ast.If | None) -> tuple[ast.Assign, ast.If | None] | None:
+    """The assignment to self.attribute under `node`, with the innermost `if` around it."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Assign) and any(
+            isinstance(t, ast.Attribute) and t.attr == attribute and isinstance(t.value, ast.Name) and t.value.id == "self"
+            for t in child.targets
+        ):
+            return child, condition
+        inner = _assign_in(child, attribute, child if isinstance(child, ast.If) else condition)
+        if inner is not None:
+            return inner
+    return None
+
+
+def _called(call: ast.Call) -> str:
+    """'nn.Conv2d' for nn.Conv2d(...)."""
+    return ast.unparse(call.func)
+
+
+def keyword_or_position(call: ast.Call, keyword: str, position: int) -> str | None:
+    """The expression passed as `keyword` (or at `position`) to `call`, as written."""
+    for kw in call.keywords:
+        if kw.arg == keyword:
+            return ast.unparse(kw.value)
+    return ast.unparse(call.args[position]) if len(call.args) > position else None
 
 
 def owner_and_attribute(model: nn.Module, name: str) -> tuple[nn.Module | None, str]:
