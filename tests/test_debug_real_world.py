@@ -464,3 +464,60 @@ def test_a_classifier_fed_a_pooled_unflattened_map_is_told_to_flatten(tmp_path):
     found = problem(path, "--input", "1x3x8x8")
     assert found["kind"] == "classifier_mismatch" and "pooled to 1x1 but not flattened" in found["diagnosis"]
     assert "torch.flatten(x, 1)" in found["fix"] and "in_features 16 is then right" in found["fix"]
+
+
+def test_a_pool_without_padding_beside_padded_convs_is_given_padding(tmp_path):
+    path = _model(tmp_path, "unpadded", """
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 8, 3, padding=1)
+                self.pool = nn.AvgPool2d(3, stride=1)  # Res2Net's stage pool has padding=1
+
+            def forward(self, x):
+                return torch.cat([self.conv(x), self.pool(x)], 1)
+
+        def net():
+            return Block()
+    """)
+    found = problem(path, "--input", "1x3x16x16")
+    assert found["kind"] == "cat_mismatch"
+    # closed form: AvgPool2d(3, 1) gives 16 - 3 + 1 = 14; with padding 1, 16
+    assert "pool (AvgPool2d) has no padding: it shrinks 16x16 to 14x14" in found["diagnosis"]
+    assert found["fix"] == "Give pool padding=1 (kernel 3): it then gives 16x16."
+
+
+def test_an_se_layer_built_for_another_width_is_fixed_where_the_block_builds_it(tmp_path):
+    path = _model(tmp_path, "se_width", """
+        from torch import nn
+
+        class SE(nn.Module):
+            def __init__(self, channels, reduction=4):
+                super().__init__()
+                self.pool = nn.AdaptiveAvgPool2d(1)
+                self.fc = nn.Sequential(nn.Linear(channels, channels // reduction), nn.ReLU(),
+                                        nn.Linear(channels // reduction, channels), nn.Sigmoid())
+
+            def forward(self, x):
+                return x * self.fc(self.pool(x).flatten(1))[:, :, None, None]
+
+        class Bottleneck(nn.Module):
+            def __init__(self, planes):
+                super().__init__()
+                self.conv1 = nn.Conv2d(planes * 4, planes, 1)
+                self.conv2 = nn.Conv2d(planes, planes * 4, 1)
+                self.se = SE(planes)  # applied to planes * 4 channels
+
+            def forward(self, x):
+                return self.se(self.conv2(self.conv1(x))) + x
+
+        def net():
+            return Bottleneck(8)
+    """)
+    found = problem(path, "--input", "1x32x8x8")
+    assert (found["kind"], found["module"]) == ("layer_features", "se.fc.0")
+    assert "first layer of se (SE), which receives 1x32x8x8 from conv2 (Conv2d) but was built for 8" in found["diagnosis"]
+    assert "`self.se = SE(planes)` must get the size that builds conv2 (`nn.Conv2d(planes, planes * 4, 1)`" in found["fix"]

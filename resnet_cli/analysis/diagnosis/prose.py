@@ -291,19 +291,24 @@ def layer_features(
     return Diagnosis("layer_features", summary, fix)
 
 
-def cat_mismatch(
-    enclosing: LayerRecord, function: str, shapes: list[Shape], makers: list[LayerRecord | None], cause: Any
-) -> Diagnosis:
+def cat_mismatch(enclosing: LayerRecord, function: str, shapes: list[Shape], makers: list[str], cause: Any) -> Diagnosis:
     """`function` (torch.cat) in `enclosing` got tensors of `shapes`, made by `makers`; `cause` is a pooling layer
-    whose rounding makes the odd one out: (its call, its module, the size with the other rounding), or None."""
-    listed = "; ".join(f"{shape_text(shape)} from {_label(maker) if maker else 'the input'}"
-                       for shape, maker in zip(shapes, makers, strict=True))  # fmt: skip
+    that makes the odd one out: (its call, its module, the size with the other rounding) or, with a fourth item,
+    (..., the size with that padding, the padding), or None."""
+    listed = "; ".join(f"{shape_text(shape)} from {maker}" for shape, maker in zip(shapes, makers, strict=True))
     stack = "stack" in function
     summary = (
         f"{function} in {_label(enclosing)} " + ("stacks tensors that must have one shape" if stack else
         "joins tensors that must agree in every dimension but the joined one") + f", and they do not: {listed}."
     )  # fmt: skip
-    if cause is not None:
+    if cause is not None and len(cause) == 4:
+        record, module, size, padding = cause
+        summary += (
+            f" {_label(record)} has no padding: it shrinks {shape_text(record.input_shapes[0][2:])} to "
+            f"{shape_text(record.output_shape[2:])}, where the other branch gives {shape_text(size)}."
+        )
+        fix = f"Give {record.name} padding={padding} (kernel {module.kernel_size}): it then gives {shape_text(size)}."
+    elif cause is not None:
         record, module, size = cause
         summary += (
             f" {_label(record)} rounds up with ceil_mode={module.ceil_mode}: "
@@ -440,6 +445,28 @@ def _window_text(kernel: Any) -> str:
     if isinstance(kernel, (list, tuple)):
         return shape_text(kernel if len(kernel) > 1 else (kernel[0], kernel[0]))
     return f"{kernel}x{kernel}"
+
+
+def module_width(
+    record: LayerRecord, linear: nn.Linear, received: int, module: LayerRecord, site: Any, maker: LayerRecord | None,
+    maker_site: Any,
+) -> Diagnosis:  # fmt: skip
+    """`linear`, the first layer of `module` (built by `site`), gets `received` features: the module was built for
+    another width than the tensor it is applied to, made by `maker` (built by `maker_site`)."""
+    made = f" from {_label(maker)}" if maker is not None else ""
+    summary = (
+        f"{_label(record)} expects {linear.in_features} features but receives {received}: it is the first layer of "
+        f"{_label(module)}, which receives {shape_text(module.input_shapes[0])}{made} but was built for "
+        f"{linear.in_features} channels."
+    )
+    where = f"{site.owner}.__init__ ({_relative(site.file)}:{site.line})"
+    size = f" (`{maker_site.text}` there)" if maker_site is not None else ""
+    fix = (
+        f"In {where} build self.{site.attribute} for the {received} channels it is applied to: `self.{site.attribute} "
+        f"= {site.text}` must get the size that builds {maker.name.rpartition('.')[2] if maker else 'its input'}"
+        f"{size}, not {linear.in_features}. Every {site.owner} is built by this line."
+    )
+    return Diagnosis("layer_features", summary, fix)
 
 
 def _constructor_fix_text(record: LayerRecord, site: Any) -> str | None:

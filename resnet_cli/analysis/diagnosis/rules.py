@@ -224,8 +224,39 @@ def layer_features(ctx: FailureContext) -> Diagnosis | None:
     if received == linear.in_features or linear is _classifier(ctx.model):
         return None
     producer = producer_call(ctx.trace, failing)
+    built_for = _module_built_for(ctx, failing, linear.in_features, received)
+    if built_for is not None:
+        return prose.module_width(failing, linear, received, *built_for)
     site = constructor_fix(ctx.model, failing, linear, producer, received)
     return prose.layer_features(failing, linear, received, producer, site)
+
+
+def _module_built_for(
+    ctx: FailureContext, record: LayerRecord, built: int, received: int
+) -> tuple[LayerRecord, Assignment, LayerRecord | None, Assignment | None] | None:
+    """When the failing layer is the first weighted layer of a submodule (an SE layer) that received `received`
+    channels and was built for `built`: that submodule's call and the line that builds it, and the layer that made
+    its input with the line that builds that one (same __init__), for the expression of the right size."""
+    records = ctx.trace.records
+    found = None
+    parent = records[record.parent] if record.parent is not None else None
+    while parent is not None and parent.parent is not None:  # the outermost such submodule, below the model
+        weighted = [r for r in records[parent.order + 1:record.order + 1]
+                    if r.is_leaf and r.params and r.name.startswith(parent.name + ".")]
+        entered = parent.input_shapes[0] if parent.input_shapes else ()
+        if not weighted or weighted[0] is not record or len(entered) < 2 or entered[1] != received or received == built:
+            break
+        found = parent
+        parent = records[parent.parent]
+    if found is None:
+        return None
+    owner, attribute = owner_and_attribute(ctx.model, found.name)
+    site = assignment(owner, attribute)
+    if site is None:
+        return None
+    maker = producer_call(ctx.trace, found)
+    maker_site = assignment(owner, maker.name.rpartition(".")[2]) if maker is not None else None
+    return found, site, maker, maker_site
 
 
 def cat_mismatch(ctx: FailureContext) -> Diagnosis | None:
@@ -238,12 +269,13 @@ def cat_mismatch(ctx: FailureContext) -> Diagnosis | None:
         return None
     enclosing = ctx.trace.records[op.module]
     sources = op.input_from[: len(tensors)]
-    makers = [call_that_made(ctx.trace, source, enclosing.order) for source in sources]
+    makers = [_maker(ctx.trace, source, enclosing) for source in sources]
     shapes = [t.shape for t in tensors]
     cause = None
     for shape, source in zip(shapes, sources, strict=True):
         for other in (o for o in shapes if o != shape and len(o) == len(shape) == 4):
             cause = cause or rounding_pool(ctx.model, ctx.trace, enclosing, source, other)
+            cause = cause or unpadded_pool(ctx.model, ctx.trace, enclosing, source, other)
     function = ctx.trace.functions[op.function].name if op.function is not None else f"torch.{op.op}"
     return prose.cat_mismatch(enclosing, function, shapes, makers, cause)
 
@@ -534,6 +566,35 @@ def rounding_pool(
         if flipped == tuple(target[2:]) != tuple(record.output_shape[2:]):
             return record, module, flipped
     return None
+
+
+def unpadded_pool(
+    model: nn.Module, trace: ModelTrace, enclosing: LayerRecord, source: int | None, target: Shape
+) -> tuple[LayerRecord, nn.Module, Shape, int] | None:
+    """A pooling layer without padding on the path to operator `source`'s result that would give `target`'s height
+    and width with padding kernel // 2: (its call, its module, that size, that padding)."""
+    for order in sorted(_ops_on_path(trace, enclosing, source), reverse=True):
+        op = trace.ops[order]
+        record = trace.records[op.module] if op.module is not None else None
+        module = submodule(model, record)
+        if record is None or not isinstance(module, POOLS) or not record.input_shapes or module.padding not in (0, (0, 0)):
+            continue
+        pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+        k, st = pair(module.kernel_size), pair(module.stride or module.kernel_size)
+        size = record.input_shapes[0][2:]
+        padded = tuple(output_size(size[i], k[i], st[i], k[i] // 2, 1, module.ceil_mode) for i in range(2))
+        if padded == tuple(target[2:]) and k[0] == k[1] and k[0] > 1:
+            return record, module, padded, k[0] // 2
+    return None
+
+
+def _maker(trace: ModelTrace, source: int | None, enclosing: LayerRecord) -> str:
+    """Who made a cat operand: a torch call of the enclosing forward itself (an earlier torch.cat), or a module."""
+    op = trace.ops[source] if source is not None and source >= 0 else None
+    if op is not None and op.module == enclosing.order and op.function is not None:
+        return trace.functions[op.function].name
+    record = call_that_made(trace, source, enclosing.order)
+    return f"{record.name} ({record.type})" if record is not None else "the input"
 
 
 def _ops_on_path(trace: ModelTrace, enclosing: LayerRecord, source: int | None) -> set[int]:

@@ -103,7 +103,7 @@ def assignment(owner: nn.Module | None, attribute: str) -> Assignment | None:
             node, condition = found
             convs = tuple(c for c in ast.walk(node.value) if isinstance(c, ast.Call) and _called(c).endswith("Conv2d"))
             test = ast.get_source_segment(source, condition.test) if condition is not None else None
-            text = ast.get_source_segment(source, node.value) or ast.unparse(node.value)
+            text = " ".join((ast.get_source_segment(source, node.value) or ast.unparse(node.value)).split())
             return Assignment(cls.__name__, attribute, file, first + node.lineno - 1, node.value, text, test,
                               first + condition.lineno - 1 if condition is not None else None, convs)  # fmt: skip
     return None
