@@ -194,7 +194,7 @@ def make_stages(spec: ResNetSpec, device: Device = None) -> dict[str, nn.Sequent
     drop_rates = [spec.drop_path * i / max(spec.num_blocks - 1, 1) for i in range(spec.num_blocks)]
     stages: dict[str, nn.Sequential] = {}
     in_ch, dilation, block_index = spec.stem_width, 1, 0
-    for stage, (depth, planes) in enumerate(zip(spec.layers, spec.widths, strict=True)):
+    for stage, (depth, planes) in enumerate(zip(spec.layers, spec.stage_widths, strict=True)):
         stride = 1 if stage == 0 else 2
         first_dilation = dilation
         if stage + 1 in spec.dilate_stages:

@@ -31,6 +31,7 @@ class ResNetSpec:
     block: str = _flag("Residual block type.", "bottleneck", BLOCKS)
     layers: tuple[int, ...] = _flag("Blocks per stage, e.g. 3,4,6,3 (any number of stages).", (3, 4, 6, 3))
     widths: tuple[int, ...] = _flag("Base planes per stage, one per stage, e.g. 64,128,256,512.", (64, 128, 256, 512))
+    width_factor: float = _flag("Multiply every stage's width by K, rounded down: int(width x K).", 1.0)
     expansion: int | None = _flag("Block output channels = planes x N (1 basic, 4 bottleneck).", None)  # None: default
     groups: int = _flag("ResNeXt cardinality of the 3x3 conv.", 1)
     width_per_group: int = _flag("Inner width = planes x W/64 x groups (torchvision).", 64)
@@ -66,17 +67,25 @@ class ResNetSpec:
         return sum(self.layers)
 
     @property
+    def stage_widths(self) -> tuple[int, ...]:
+        """Planes of each stage: `widths` times `width_factor`, rounded down (int(width x K), as config-driven ResNets
+        compute it; a tiny epsilon keeps 0.3 x 10 at 3)."""
+        if self.width_factor == 1:
+            return self.widths
+        return tuple(int(w * self.width_factor + 1e-9) for w in self.widths)
+
+    @property
     def stem_width(self) -> int:
         """Channels leaving the stem: the first stage's planes (64 in every torchvision ResNet)."""
-        return self.widths[0]
+        return self.stage_widths[0]
 
     def inner_width(self, stage: int) -> int:
         """Channels of a bottleneck's 3x3 conv in stage `stage` (0-based), as torchvision computes it."""
-        return int(self.widths[stage] * (self.width_per_group / 64.0)) * self.groups
+        return int(self.stage_widths[stage] * (self.width_per_group / 64.0)) * self.groups
 
     def out_channels(self, stage: int) -> int:
         """Channels leaving stage `stage` (0-based)."""
-        return self.widths[stage] * self.block_expansion
+        return self.stage_widths[stage] * self.block_expansion
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields, with the expansion resolved."""
@@ -199,6 +208,7 @@ LIMITS = {
     "blocks": 2_000,  # total blocks over all stages (resnet1202 has 600)
     "stages": 16,
     "width": 65_536,  # planes of a stage, and channels after expansion
+    "width_factor": 1_024,
     "expansion": 64,
     "groups": 4_096,
     "width_per_group": 4_096,
@@ -211,7 +221,13 @@ LIMITS = {
 }
 
 
-def _check_limit(text: str, value: int, limit_key: str) -> None:
+def _width_text(spec: ResNetSpec, stage: int) -> str:
+    """'24', or '24 (48 x --width-factor 0.5)' when a width factor made it."""
+    scaled = spec.stage_widths[stage]
+    return f"{scaled}" if spec.width_factor == 1 else f"{scaled} ({spec.widths[stage]} x --width-factor {spec.width_factor:g})"
+
+
+def _check_limit(text: str, value: float, limit_key: str) -> None:
     """Raise a SpecError 'TEXT is above the limit of N' when `value` exceeds LIMITS[limit_key]."""
     limit = LIMITS[limit_key]
     if value > limit:
@@ -240,6 +256,16 @@ def _validate(spec: ResNetSpec) -> None:
     for i, w in enumerate(spec.widths, 1):
         if not isinstance(w, int) or w < 1:
             raise SpecError(f"--widths {flag_text(spec.widths)}: stage {i} width {w} must be a positive integer")
+    factor = spec.width_factor
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+        raise SpecError(f"--width-factor {factor} must be a number above 0 (it multiplies every stage's width)")
+    _check_limit(f"--width-factor {factor:g}", factor, "width_factor")
+    for i, (w, scaled) in enumerate(zip(spec.widths, spec.stage_widths, strict=True), 1):
+        if scaled < 1:
+            raise SpecError(
+                f"--width-factor {factor:g}: stage {i} width {w} x {factor:g} = {w * factor:g} rounds down to 0 "
+                f"channels; every stage needs at least 1 (use a factor of at least {1 / w:.3g})"
+            )
     if spec.expansion is not None and spec.expansion < 1:
         raise SpecError(f"--expansion {spec.expansion} must be a positive integer")
     if spec.groups < 1:
@@ -255,10 +281,11 @@ def _validate(spec: ResNetSpec) -> None:
     if spec.block == "bottleneck":
         # torchvision: inner width = int(planes * W / 64) * groups, so each group gets planes * W / 64
         # channels; a fraction would be silently truncated, so it is refused.
-        for i, planes in enumerate(spec.widths):
+        for i, planes in enumerate(spec.stage_widths):
             if planes * spec.width_per_group % 64:
                 raise SpecError(
-                    f"--groups {spec.groups} --width-per-group {spec.width_per_group}: stage {i + 1} width {planes} "
+                    f"--groups {spec.groups} --width-per-group {spec.width_per_group}: stage {i + 1} width "
+                    f"{_width_text(spec, i)} "
                     f"gives {planes * spec.width_per_group / 64:g} channels per group; each group needs a whole "
                     f"number, so use widths that are multiples of {64 // math.gcd(64, spec.width_per_group)}"
                 )
@@ -281,11 +308,11 @@ def _validate(spec: ResNetSpec) -> None:
     layers = flag_text(spec.layers)
     _check_limit(f"--layers {layers}: {spec.num_stages} stages", spec.num_stages, "stages")
     _check_limit(f"--layers {layers}: {spec.num_blocks:,} blocks in all", spec.num_blocks, "blocks")
-    for w in spec.widths:
-        _check_limit(f"--widths {flag_text(spec.widths)}: width {w}", w, "width")
+    for i, w in enumerate(spec.stage_widths):
+        _check_limit(f"--widths {flag_text(spec.widths)}: width {_width_text(spec, i)}", w, "width")
         channels = w * spec.block_expansion
-        _check_limit(f"--widths {flag_text(spec.widths)}: width {w} x expansion {spec.block_expansion} = {channels:,} channels",
-                     channels, "width")  # fmt: skip
+        _check_limit(f"--widths {flag_text(spec.widths)}: width {_width_text(spec, i)} x expansion "
+                     f"{spec.block_expansion} = {channels:,} channels", channels, "width")  # fmt: skip
     _check_limit(f"--expansion {spec.block_expansion}", spec.block_expansion, "expansion")
     _check_limit(f"--groups {spec.groups}", spec.groups, "groups")
     _check_limit(f"--width-per-group {spec.width_per_group}", spec.width_per_group, "width_per_group")

@@ -26,6 +26,7 @@ CHANGED = {
     "block": ("bottleneck", "bottleneck"),
     "layers": ("2,2", (2, 2)),
     "widths": ("32,64", (32, 64)),
+    "width_factor": ("0.5", 0.5),
     "expansion": ("2", 2),
     "groups": ("2", 2),
     "width_per_group": ("32", 32),

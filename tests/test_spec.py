@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from cli_runner import run
+from cli_runner import one_error_line, run, run_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resnet_cli import ResNetSpec, SpecError, build_model
-from resnet_cli.spec import PRESETS, parse_input_shape, parse_int_list, request_from_flags, resolve_spec
+from resnet_cli.spec import (
+    PRESETS,
+    parse_input_shape,
+    parse_int_list,
+    parse_model_operand,
+    request_from_flags,
+    resolve_spec,
+)
 from resnet_cli.trace import make_input, trace_model
 
 
@@ -193,3 +200,45 @@ def test_sizes_in_other_commands_are_bounded(args, message):
     result = run(*args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# --- --width-factor ------------------------------------------------------------------------------------------------
+
+
+def test_a_width_factor_of_one_half_is_resnet50_at_half_width():
+    half = build_model("resnet50", width_factor=0.5, device="meta").state_dict()
+    widths = build_model("resnet50", widths=(32, 64, 128, 256), device="meta").state_dict()
+    assert {k: v.shape for k, v in half.items()} == {k: v.shape for k, v in widths.items()}
+
+
+def test_widths_are_rounded_down():
+    # int(64 x 0.3) = 19, int(128 x 0.3) = 38, int(256 x 0.3) = 76, int(512 x 0.3) = 153
+    assert resolve_spec("resnet18", width_factor=0.3).stage_widths == (19, 38, 76, 153)
+    assert resolve_spec("resnet20", width_factor=2.5).stage_widths == (40, 80, 160)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--width-factor", "0"], "--width-factor 0.0 must be a number above 0"),
+        (["--width-factor", "-1"], "--width-factor -1.0 must be a number above 0"),
+        (["--width-factor", "0.01"], "stage 1 width 64 x 0.01 = 0.64 rounds down to 0 channels"),
+        (["--width-factor", "5000"], "--width-factor 5000 is above the limit of 1,024"),
+        # resnext50_32x4d at 0.3: stage 1 has int(64 x 0.3) = 19 planes, 19 x 4 / 64 channels per group
+        (["resnext50_32x4d", "--width-factor", "0.3"], "stage 1 width 19 (64 x --width-factor 0.3) gives 1.1875"),
+    ],
+)
+def test_bad_width_factors_exit_2_in_one_line(args, message):
+    result = run("summary", *args)
+    assert result.exit_code == 2
+    assert message in one_error_line(result)
+
+
+def test_width_factor_works_in_operands_and_sweeps():
+    name, flags = parse_model_operand("resnet50[width-factor=0.5]")
+    assert request_from_flags(name, **flags).spec.stage_widths == (32, 64, 128, 256)
+    assert request_from_flags(name, **flags).label == "resnet50[width-factor=0.5]"
+    data = run_json("sweep", "resnet18", "--vary", "width-factor=0.5,1")
+    params = {v["values"]["width-factor"]: v["params"] for v in data["variants"]}
+    half = sum(p.numel() for p in build_model("resnet18", widths=(32, 64, 128, 256), device="meta").parameters())
+    assert params == {"1": 11_689_512, "0.5": half}

@@ -162,7 +162,7 @@ def block_spec(kind: str, setup: BlockSetup) -> ResNetSpec:
 def build_block(kind: str, setup: BlockSetup, device: str = "meta") -> nn.Module:
     """The block `kind` as an nn.Module on `device`, built by the same classes as the networks."""
     spec = block_spec(kind, setup)
-    args = dict(in_ch=setup.channels, planes=spec.widths[0], stride=setup.stride, dilation=1, drop_path=0.0)
+    args = dict(in_ch=setup.channels, planes=spec.stage_widths[0], stride=setup.stride, dilation=1, drop_path=0.0)
     with torch.device(device):
         if spec.block == "basic":
             return BasicBlock(spec, **args)
