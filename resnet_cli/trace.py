@@ -52,6 +52,7 @@ class LayerRecord:
     output_dtypes: tuple[str, ...] = ()
     input_from: tuple[int | None, ...] = ()  # per input: `order` of the latest module call that returned it, or None
     input_ops: tuple[int | None, ...] = ()  # per input: the OpRecord that made it (see OpRecord.input_from), or None
+    output_ops: tuple[int | None, ...] = ()  # per output: the OpRecord that made it (an input returned as is: its own)
     ops_start: int = 0  # this call's operators are ops[ops_start:ops_end]
     ops_end: int = -1  # -1 while running, and when the call failed (then its operators run to the end of `ops`)
     output_elements: int = 0  # elements of the tensors this call is first to return (activations; see below)
@@ -375,6 +376,7 @@ def trace_model(
         outputs = tensors_in(output)
         record.output_shapes = tuple(tuple(t.shape) for t in outputs)
         record.output_dtypes = tuple(_dtype_name(t.dtype) for t in outputs)
+        record.output_ops = tuple(operators.producer_op(t) for t in outputs)
         fresh = [t for t in outputs if not origins.note(t, record.order) and t._base is None]  # a view owns no memory
         operators.claim(fresh)
         record.output_elements = sum(t.numel() for t in fresh)

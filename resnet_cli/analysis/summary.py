@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from resnet_cli.analysis.counting import build_and_count
+from resnet_cli.analysis.receptive_field import ReceptiveFields, receptive_fields
 from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, in_call_order, parameter_count
 
 
@@ -38,6 +39,7 @@ class ModelSummary:
     columns: list[str] = field(default_factory=lambda: ["name", "type", "output_shape", "params"])
     functions: list[FunctionRecord] = field(default_factory=list)  # with --ops: ModelTrace.functional_calls()
     coverage: str = "complete"  # MacCount.coverage
+    fields: ReceptiveFields | None = None  # with --rf: receptive field and effective stride of every call
 
     def rows(self) -> list[LayerRecord | FunctionRecord]:
         """Layers and functional calls in the order the forward pass started them."""
@@ -61,10 +63,10 @@ def _shown(record: LayerRecord, max_depth: int | None) -> bool:
     return max_depth is None or record.depth <= max_depth
 
 
-def summarize(request: Any, max_depth: int | None = None, ops: bool = False) -> ModelSummary:
+def summarize(request: Any, max_depth: int | None = None, ops: bool = False, rf: bool = False) -> ModelSummary:
     """Build the requested model (preset or the user's own), trace one forward pass and summarise it per layer,
     MACs included, down to `max_depth` (None: all; 0: totals only); with `ops`, the functional calls in each
-    module's forward are listed too."""
+    module's forward are listed too; with `rf`, each call's receptive field and effective stride."""
     built = build_and_count(request, device=None)
     trace, count = built.trace, built.count
     totals = model_totals(built.model, built.inputs, trace)
@@ -78,4 +80,5 @@ def summarize(request: Any, max_depth: int | None = None, ops: bool = False) -> 
         columns=["name", "type", "output_shape", "params", "macs"],
         functions=[f for f in trace.functional_calls() if max_depth is None or f.depth <= max_depth] if ops else [],
         coverage=count.coverage,
+        fields=receptive_fields(trace) if rf else None,
     )

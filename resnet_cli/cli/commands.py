@@ -32,6 +32,9 @@ def summary(
     ops: Annotated[
         bool, typer.Option("--ops", help="Also list the torch calls each module's forward makes itself (F.avg_pool2d, x.view, out + x).")
     ] = False,
+    rf: Annotated[
+        bool, typer.Option("--rf", help="Also each layer's theoretical receptive field and effective stride, and the output stride.")
+    ] = False,
     format: FormatOption = "table",
 ) -> None:
     """Per-layer table from forward hooks: output shapes, params, MACs, memory; your own model too."""
@@ -40,5 +43,5 @@ def summary(
     from resnet_cli.render.table import emit
 
     check_depth(depth, 0, "0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers")
-    result = summarize(request, max_depth=depth, ops=ops)
+    result = summarize(request, max_depth=depth, ops=ops, rf=rf)
     emit(stdout(), format, summary_table(result), summary_json(result))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from resnet_cli.analysis.receptive_field import UNKNOWN, Field, ReceptiveFields
 from resnet_cli.analysis.summary import ModelSummary
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
 from resnet_cli.trace import FunctionRecord, LayerRecord
@@ -28,9 +29,13 @@ def summary_table(summary: ModelSummary) -> TableData:
     columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("Params", "right")]
     extra_keys = [k for k in summary.columns if k not in ("name", "type", "output_shape", "params")]
     columns += [Column(_EXTRA_HEADERS.get(k, k), "right") for k in extra_keys]
+    fields = summary.fields
+    if fields is not None:
+        columns += [Column("RF", "right"), Column("Stride", "right")]
     rows = [
         [_label(r), _type(r), _output_shape(r), getattr(r, "params", None),
-         *(_extra_cell(k, getattr(r, k, None)) for k in extra_keys)]
+         *(_extra_cell(k, getattr(r, k, None)) for k in extra_keys),
+         *(_field_cells(fields.of(r) if isinstance(r, LayerRecord) else None) if fields is not None else ())]
         for r in summary.rows()
     ]  # fmt: skip
     depth = {None: "all levels", 0: "totals only"}.get(summary.max_depth, f"depth <= {summary.max_depth}")
@@ -43,6 +48,7 @@ def summary_table(summary: ModelSummary) -> TableData:
         ("Input memory", format_bytes(totals.input_bytes)),
         ("Forward activation memory", format_bytes(totals.activation_bytes)),
         ("MACs (fvcore)", f"{totals.macs:,}  (FLOPs = 2 x MACs = {2 * totals.macs:,})"),
+        *(_field_footer(fields) if fields is not None else []),
     ]
     return TableData(
         title=title,
@@ -54,9 +60,44 @@ def summary_table(summary: ModelSummary) -> TableData:
             "MACs: fvcore convention, as `resnet-cli flops` (which shows conv + linear too).",
             *([] if summary.coverage == "complete" else [f"MACs are {summary.coverage}."]),
             *(["Type function: a torch call made in a module's own forward (--ops)."] if summary.functions else []),
+            *([RF_NOTE] if fields is not None else []),
         ],
         row_styles=[_stage_style(r) for r in summary.rows()],
     )
+
+
+RF_NOTE = ("RF: theoretical receptive field in input pixels (max over paths at residual adds); Stride: effective "
+           "stride (jump); global: after a global pooling (see docs/receptive-field.md).")
+
+
+def _field_cells(found: Field | None) -> tuple[str, str]:
+    """The RF and Stride cells: '435', '435x427', 'global', '?' past an operator not followed, '' for no map."""
+    if found is None:
+        return "", ""
+    if found is UNKNOWN:
+        return "?", "?"
+    return ("global" if found.whole else _pair(found.rf)), _pair(found.jump)
+
+
+def _pair(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def _field_footer(fields: ReceptiveFields) -> list[tuple[str, str]]:
+    backbone = fields.backbone
+    lines = [("Receptive field", f"{_pair(backbone.rf)} px (last feature map)" if backbone else "unknown"),
+             ("Output stride", str(fields.output_stride) if fields.output_stride else "unknown")]  # fmt: skip
+    if fields.unknown_ops:
+        lines.append(("Not followed", ", ".join(f"aten.{k} x{v}" for k, v in fields.unknown_ops.items())))
+    return lines
+
+
+def field_json(found: Field | None) -> dict[str, Any]:
+    """A call's receptive field and effective stride as JSON keys."""
+    if found is None or found is UNKNOWN:
+        return {"receptive_field": None, "effective_stride": None, "receptive_field_known": found is None}
+    return {"receptive_field": "global" if found.whole else list(found.rf), "effective_stride": list(found.jump),
+            "receptive_field_known": True}  # fmt: skip
 
 
 def _label(row: LayerRecord | FunctionRecord) -> str:
@@ -89,9 +130,17 @@ def summary_json(summary: ModelSummary) -> dict[str, Any]:
         **request_json(summary.request),
         "totals": summary.totals.as_dict(),
         "macs_coverage": summary.coverage,
-        "layers": [layer_json(r) for r in summary.layers],
+        "layers": [{**layer_json(r), **(field_json(summary.fields.of(r)) if summary.fields else {})}
+                   for r in summary.layers],  # fmt: skip
+        **(_fields_json(summary.fields) if summary.fields else {}),
         **({"functions": [function_json(f) for f in summary.functions]} if summary.functions else {}),
     }
+
+
+def _fields_json(fields: ReceptiveFields) -> dict[str, Any]:
+    backbone = fields.backbone
+    return {"receptive_field": list(backbone.rf) if backbone else None, "output_stride": fields.output_stride,
+            "receptive_field_not_followed": dict(fields.unknown_ops)}  # fmt: skip
 
 
 def function_json(function: FunctionRecord) -> dict[str, Any]:
