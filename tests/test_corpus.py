@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from models.corpus import CORPUS, IMAGENET, SCRIPTED, CorpusModel
+from test_counting import assert_activations_agree
 from torch.utils.flop_counter import FlopCounterMode
 
 from resnet_cli.analysis.counting import count_macs
@@ -44,6 +45,7 @@ def test_fast_engine_equals_fvcore_per_operator_and_module(entry):
     assert fast.by_module == reference.by_module
     assert fast.by_module_and_operator == reference.by_module_and_operator
     assert fast.macs > 0 and fast.complete, fast.coverage
+    assert_activations_agree(fast, reference)
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=IDS)

@@ -41,6 +41,14 @@ def assert_engines_agree(model: nn.Module, shape: tuple[int, ...]) -> None:
     assert fast.by_module_and_operator == reference.by_module_and_operator
     assert fast.by_module == reference.by_module
     assert fast.macs == reference.macs > 0
+    assert_activations_agree(fast, reference)
+
+
+def assert_activations_agree(fast, reference) -> None:
+    """Activations (output elements of conv, linear, matrix products) equal fvcore's ActivationCountAnalysis."""
+    assert fast.acts_by_operator == reference.acts_by_operator
+    assert {k: v for k, v in fast.acts_by_module.items() if v} == {k: v for k, v in reference.acts_by_module.items() if v}
+    assert fast.acts == reference.acts > 0
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -36,7 +36,7 @@ def test_resnet50_conv_linear_convention_is_kept_in_the_json():
     assert data["totals"]["macs_conv_linear"] == 4_089_184_256
     assert data["totals"]["flops_conv_linear"] == 2 * 4_089_184_256
     assert data["by_operator"]["conv"] + data["by_operator"]["linear"] == 4_089_184_256
-    assert set(data["conventions"]) == {"macs", "macs_conv_linear", "flops", "not_counted"}
+    assert set(data["conventions"]) == {"macs", "macs_conv_linear", "acts", "flops", "not_counted"}
 
 
 def test_json_schema_and_breakdowns_add_up():
@@ -160,3 +160,22 @@ def test_bars_fill_in_eighths_and_units_use_decimal_prefixes():
     assert human(4_111_512_576, "MACs") == "4.11 GMACs"
     assert human(21_985_656_569_856, "MACs") == "21.99 TMACs"
     assert human(512, "MACs") == "512 MACs"
+
+
+def test_acts_are_conv_and_linear_output_elements():
+    data = run_json("flops", "resnet50")
+    # closed form: the output elements of resnet50's 53 convs at 224x224 (stem 64x112x112; per stage, per block
+    # 1x1, 3x3, 1x1 outputs, the first block's projection) plus the classifier's 1,000
+    convs = 64 * 112 * 112
+    size, width = 56, 64
+    for stage, blocks in enumerate((3, 4, 6, 3)):
+        out = width * 4
+        if stage:
+            size //= 2
+        for block in range(blocks):
+            inner_size = size * 2 if (block == 0 and stage) else size  # the first 1x1 runs before the stride
+            convs += width * inner_size * inner_size + width * size * size + out * size * size
+            if block == 0:
+                convs += out * size * size  # projection shortcut
+        width *= 2
+    assert data["totals"]["acts"] == convs + 1000 == 11_114_984

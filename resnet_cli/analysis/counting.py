@@ -15,6 +15,7 @@ FlopCounterMode / 2) counts convolutions and matrix products only.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,7 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, MODULE_CALLS, ZERO_BY_CONVENTION, operator_macs
+from resnet_cli.analysis.mac_rules import (
+    ACTIVATION_OPS,
+    CONV_LINEAR_OPS,
+    MODULE_CALLS,
+    ZERO_BY_CONVENTION,
+    operator_macs,
+)
 from resnet_cli.errors import UserError
 from resnet_cli.model import instantiate
 from resnet_cli.trace import (
@@ -57,6 +64,15 @@ class MacCount:
     engine: str  # "fast" or "fvcore"
     zero_by_convention: dict[str, int] = field(default_factory=dict)  # operator -> calls counted 0 on purpose
     uncounted: dict[str, int] = field(default_factory=dict)  # operator -> calls with no rule (not counted)
+    # Activations (Radosavovic et al. 2020): output elements of conv, linear and matrix products, fvcore's
+    # ActivationCountAnalysis convention (ACTIVATION_OPS), per operator and per module like the MACs.
+    acts_by_operator: dict[str, int] = field(default_factory=dict)
+    acts_by_module: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def acts(self) -> int:
+        """Total activations (output elements of conv, linear and matrix products), fvcore convention."""
+        return sum(self.acts_by_operator.values())
 
     @property
     def complete(self) -> bool:
@@ -101,6 +117,7 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
     """Apply the operator rules to a finished trace: MACs per operator and module; records and function calls get
     their `macs`."""
     own: dict[int, dict[str, int]] = {}  # module call order -> {operator: MACs} it ran itself
+    own_acts: dict[int, dict[str, int]] = {}  # module call order -> {operator: activations} it made itself
     zero: Counter[str] = Counter()
     uncounted: Counter[str] = Counter()
     for function in trace.functions:
@@ -112,6 +129,9 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
             (zero if op.op in ZERO_BY_CONVENTION else uncounted)[op.op] += 1
             continue
         name, macs = counted
+        if name in ACTIVATION_OPS and op.output_shapes:
+            acts = own_acts.setdefault(op.module if op.module is not None else 0, {})
+            acts[name] = acts.get(name, 0) + math.prod(op.output_shapes[0])
         if not macs:
             continue  # fvcore keeps no zero entries
         ops = own.setdefault(op.module if op.module is not None else 0, {})
@@ -124,6 +144,10 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
         # fvcore's "owner" mode: an operator counts for its module and every dotted prefix of its name
         for name in _owners(trace.records[order].name):
             _add(by_module_and_operator.setdefault(name, {}), ops)
+    acts_by_module: dict[str, dict[str, int]] = {name: {} for name, _ in model.named_modules()}
+    for order, ops in own_acts.items():
+        for name in _owners(trace.records[order].name):
+            _add(acts_by_module.setdefault(name, {}), ops)
     return MacCount(
         by_operator=dict(by_module_and_operator[""]),
         by_module={name: sum(ops.values()) for name, ops in by_module_and_operator.items()},
@@ -133,6 +157,8 @@ def count_trace(model: nn.Module, trace: ModelTrace) -> MacCount:
         engine="fast",
         zero_by_convention=dict(zero),
         uncounted=dict(uncounted),
+        acts_by_operator=dict(acts_by_module[""]),
+        acts_by_module={name: sum(ops.values()) for name, ops in acts_by_module.items()},
     )
 
 
@@ -196,7 +222,7 @@ def _where(trace: ModelTrace) -> str:
 def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCount:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fvcore's import touches deprecated torch.jit APIs
-        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
     if any(t.is_meta for t in (*model.parameters(), *model.buffers(), *inputs)):
         model = copy.deepcopy(model).to_empty(device="cpu")  # weights' values do not change the count
@@ -210,6 +236,10 @@ def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCoun
             warnings.simplefilter("ignore")  # fvcore warns about every op it does not count
             counts = analysis.by_module_and_operator()
             unsupported = analysis.unsupported_ops()
+            activations = ActivationCountAnalysis(model, inputs if len(inputs) > 1 else inputs[0])
+            activations.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+            acts_by_operator = {op: int(v) for op, v in activations.by_operator().items() if v}
+            acts_by_module = {name: int(v) for name, v in activations.by_module().items()}
     finally:
         for module, mode in was_training.items():
             module.training = mode
@@ -223,6 +253,8 @@ def _fvcore_count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacCoun
         engine="fvcore",
         zero_by_convention={_jit_name(op): n for op, n in unsupported.items() if _jit_name(op) in ZERO_BY_CONVENTION},
         uncounted={_jit_name(op): n for op, n in unsupported.items() if _jit_name(op) not in ZERO_BY_CONVENTION},
+        acts_by_operator=acts_by_operator,
+        acts_by_module=acts_by_module,
     )
 
 

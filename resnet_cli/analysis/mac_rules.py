@@ -23,6 +23,9 @@ from resnet_cli.trace import OpRecord, TensorInfo
 # Operator names (fvcore's) in the conv + linear convention: He et al. 2015 Table 1, torchvision's GFLOPS, and
 # torch's FlopCounterMode (which counts convolutions and matrix products only, as 2 FLOPs per MAC).
 CONV_LINEAR_OPS = frozenset({"conv", "linear", "addmm", "mm", "matmul", "bmm", "einsum"})
+# Operator names whose output elements are "activations" (Radosavovic et al. 2020), as fvcore's
+# ActivationCountAnalysis counts them: the output of every conv, linear and matrix product (not torch.mm).
+ACTIVATION_OPS = frozenset({"conv", "linear", "addmm", "matmul", "bmm", "einsum"})
 
 # What each fvcore operator name counts, in MACs, for docs and the `--by operator` view.
 OPERATOR_FORMULAS = {

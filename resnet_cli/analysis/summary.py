@@ -23,6 +23,7 @@ class SummaryTotals:
     input_bytes: int
     activation_bytes: int  # distinct tensors returned by module calls in one forward pass (ModelTrace.activation_bytes)
     macs: int = 0  # multiply-accumulates of one forward pass, fvcore convention (analysis.counting)
+    acts: int = 0  # output elements of conv, linear and matrix products (MacCount.acts)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -71,6 +72,7 @@ def summarize(request: Any, max_depth: int | None = None, ops: bool = False, rf:
     trace, count = built.trace, built.count
     totals = model_totals(built.model, built.inputs, trace)
     totals.macs = count.macs
+    totals.acts = count.acts
     layers = [r for r in trace.records if _shown(r, max_depth)]
     return ModelSummary(
         request=request,

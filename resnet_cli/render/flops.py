@@ -22,6 +22,8 @@ LEGEND = "MAC = one multiply-accumulate; FLOPs = 2 x MACs."
 FVCORE_CONVENTION = "fvcore: conv, linear/matmul, norms (BN 2/element), adaptive avg pool (1/element)."
 ZERO_COST = "ReLU, max/avg pool, residual add, SE multiply, mean: 0 MACs in both conventions."
 CONV_LINEAR_CONVENTION = "conv+linear: He et al. 2015 Table 1, torchvision's GFLOPS, FlopCounterMode / 2."
+ACTS_CONVENTION = ("acts: output elements of every conv, linear and matrix product (Radosavovic et al. 2020; "
+                   "fvcore's ActivationCountAnalysis); a count, not the memory above.")
 ENGINES = {
     "fast": "counter: fast (fvcore's rules on the traced aten operators, meta tensors)",
     "fvcore": "counter: fvcore (FlopCountAnalysis on real CPU tensors)",
@@ -104,6 +106,7 @@ def _footer(report: FlopsReport) -> list[tuple[str, str]]:
         ("FLOPs (fvcore)", f"{count.flops:,}  ({human(count.flops, 'FLOPs')})"),
         ("MACs (conv + linear)", f"{conv_linear:,}  ({human(conv_linear, 'MACs')})"),
         ("FLOPs (conv + linear)", f"{2 * conv_linear:,}  ({human(2 * conv_linear, 'FLOPs')})"),
+        ("Activations (acts)", f"{count.acts:,}  ({human(count.acts, '').strip()})"),
         ("Parameter memory", f"{format_bytes(memory.param_bytes)} ({memory.dtype})"),
         ("Forward activations", f"{format_bytes(memory.activation_bytes)} (input {format_bytes(memory.input_bytes)})"),
         (f"Training ({memory.optimizer})", f"{format_bytes(memory.training_bytes)}: params+grads+{state}+activations"),
@@ -112,7 +115,7 @@ def _footer(report: FlopsReport) -> list[tuple[str, str]]:
 
 
 def _notes(report: FlopsReport, by: str) -> list[str]:
-    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION, zero_note(report.count)]
+    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION, ACTS_CONVENTION, zero_note(report.count)]
     if by == "operator":
         notes += [f"{op}: {OPERATOR_FORMULAS[op]}" for op in report.count.by_operator if op in OPERATOR_FORMULAS]
     notes.append(ENGINES.get(report.count.engine, f"counter: {report.count.engine}"))
@@ -152,10 +155,12 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
             "flops": count.flops,
             "macs_conv_linear": conv_linear,
             "flops_conv_linear": 2 * conv_linear,
+            "acts": count.acts,
         },
         "conventions": {
             "macs": FVCORE_CONVENTION,
             "macs_conv_linear": CONV_LINEAR_CONVENTION,
+            "acts": ACTS_CONVENTION,
             "flops": LEGEND,
             "not_counted": ZERO_COST,
         },

@@ -48,6 +48,7 @@ def summary_table(summary: ModelSummary) -> TableData:
         ("Input memory", format_bytes(totals.input_bytes)),
         ("Forward activation memory", format_bytes(totals.activation_bytes)),
         ("MACs (fvcore)", f"{totals.macs:,}  (FLOPs = 2 x MACs = {2 * totals.macs:,})"),
+        ("Activations (acts)", f"{totals.acts:,}  (conv and linear output elements)"),
         *(_field_footer(fields) if fields is not None else []),
     ]
     return TableData(
