@@ -332,24 +332,26 @@ def test_csv_has_one_column_per_varied_flag():
     result = run("sweep", "resnet18", "--vary", "se=off,on", "--vary", "expansion=1,2", "-f", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["#", "se", "expansion", "Params (M)", "GMACs", "Act. MiB", "Pareto"]
+    assert rows[0] == ["#", "se", "expansion", "Params (M)", "GMACs", "Act. MiB", "Acts (M)", "Pareto"]
     assert len(rows) == 5 and rows[1][3] == "11.69"
 
 
 GOLDEN_MARKDOWN = """\
 **sweep of resnet18  input 1x3x224x224  (float32, sorted by macs)**
 
-| # | block | groups | Params (M) | GMACs | Act. MiB | Pareto |
-|---:|---|---|---:|---:|---:|---|
-| 1 | basic | 1 | 11.69 | 1.82 | 22.59 | yes |
-| 3 | bottleneck | 1 | 15.99 | 2.36 | 68.34 |  |
-| 4 | bottleneck | 32 | 361.48 | 60.22 | 548.96 |  |
+| # | block | groups | Params (M) | GMACs | Act. MiB | Acts (M) | Pareto |
+|---:|---|---|---:|---:|---:|---:|---|
+| 1 | basic | 1 | 11.69 | 1.82 | 22.59 | 2.48 | yes |
+| 3 | bottleneck | 1 | 15.99 | 2.36 | 68.34 | 7.35 |  |
+| 4 | bottleneck | 32 | 361.48 | 60.22 | 548.96 | 70.35 |  |
 
 - Variants: 4 in the grid: 3 measured, 1 skipped
 
 GMACs: multiply-accumulates / 1e9, fvcore convention (conv, linear, batch norm, adaptive pool); FLOPs = 2 x MACs.
 
 Act. MiB: forward activations at the input, counted on the meta device (nothing allocated).
+
+Acts: output elements of conv and linear layers (Radosavovic et al. 2020; fvcore's ActivationCountAnalysis).
 
 Pareto: no other variant has both fewer MACs and fewer params.
 
@@ -378,7 +380,7 @@ def test_timing_goes_to_a_separate_line_not_the_table():
 def test_markdown_output_is_a_table_with_notes():
     result = run("sweep", "resnet18", "--vary", "se=off,on", "-f", "markdown")
     assert result.exit_code == 0, result.output
-    assert "| # | se | Params (M) | GMACs | Act. MiB | Pareto |" in result.stdout
+    assert "| # | se | Params (M) | GMACs | Act. MiB | Acts (M) | Pareto |" in result.stdout
     assert "fvcore convention" in result.stdout
 
 
@@ -487,3 +489,26 @@ def test_a_sweep_whose_every_variant_is_skipped_exits_2_in_one_line(vary):
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: no variant could be measured: all ") and "#1 " in line
+
+
+def test_pareto_on_macs_and_acts():
+    data = run_json("sweep", "resnet18", "--vary", "width-factor=0.5,1", "--vary", "block=basic,bottleneck",
+                    "--pareto", "macs,acts")  # fmt: skip
+    assert data["pareto"] == ["macs", "acts"]
+    points = [(v["macs"], v["acts"]) for v in data["variants"]]
+    for v in data["variants"]:
+        dominated = any(m <= v["macs"] and a <= v["acts"] and (m, a) != (v["macs"], v["acts"]) for m, a in points)
+        assert v["pareto"] == (not dominated)
+    # resnet18's acts, fvcore's ActivationCountAnalysis convention: the conv outputs plus the classifier's 1,000
+    full = next(v for v in data["variants"] if v["values"] == {"width-factor": "1", "block": "basic"})
+    assert full["acts"] == 2_484_712
+    # halving every width halves every conv output; the classifier keeps its 1,000 outputs
+    half = next(v for v in data["variants"] if v["values"] == {"width-factor": "0.5", "block": "basic"})
+    assert half["acts"] == (2_484_712 - 1_000) // 2 + 1_000
+
+
+@pytest.mark.parametrize("text", ["macs", "macs,macs", "macs,speed", "macs,params,acts"])
+def test_bad_pareto_axes_exit_2_in_one_line(text):
+    result = run("sweep", "resnet18", "--vary", "se=off,on", "--pareto", text)
+    assert result.exit_code == 2
+    assert "give two of macs, params, acts, memory" in one_error_line(result)

@@ -34,7 +34,10 @@ from resnet_cli.spec import (
 )
 from resnet_cli.units import first_line, typed_first_line
 
-SORT_KEYS = ("macs", "params", "memory", "order")
+# The quantities a variant is measured by, as --sort and --pareto name them: Measurement field for each.
+QUANTITIES = {"macs": "macs", "params": "params", "acts": "acts", "memory": "activation_bytes"}
+SORT_KEYS = (*QUANTITIES, "order")
+DEFAULT_PARETO = ("macs", "params")
 LIST_SEPARATOR = "/"
 # Below this many variants the worker processes cost more to start (they import torch) than they save.
 MIN_VARIANTS_FOR_POOL = 48
@@ -103,6 +106,7 @@ class Measurement:
     conv_linear_macs: int  # conv and linear only (He et al. 2015, torchvision)
     activation_bytes: int  # forward pass: distinct module outputs
     training_bytes: int  # params + grads + SGD momentum + saved activations
+    acts: int = 0  # output elements of conv, linear and matrix products (MacCount.acts)
 
 
 @dataclass
@@ -128,6 +132,7 @@ class SweepResult:
     workers: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    pareto: tuple[str, str] = DEFAULT_PARETO  # the two quantities the front is taken on
 
 
 def check_sweep(base: ModelRequest, varies: list[Vary], sort: str, workers: int | None) -> None:
@@ -206,6 +211,7 @@ def measure_request(request: ModelRequest) -> Measurement:
         conv_linear_macs=count.conv_linear_macs,
         activation_bytes=memory.activation_bytes,
         training_bytes=memory.training_bytes,
+        acts=count.acts,
     )
 
 
@@ -266,8 +272,10 @@ def run_sweep(
     sort: str = "macs",
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    pareto: tuple[str, str] = DEFAULT_PARETO,
 ) -> SweepResult:
-    """Measure every variant of `base` the --vary grid spans, using `workers` processes (None: one per core)."""
+    """Measure every variant of `base` the --vary grid spans, using `workers` processes (None: one per core);
+    the Pareto front is taken on the two quantities `pareto`."""
     check_sweep(base, varies, sort, workers)
     started = time.perf_counter()
     expanded = expand_variants(base, varies)
@@ -285,7 +293,7 @@ def run_sweep(
             if progress:
                 progress(done, len(jobs))
     measured = [v for v, _ in expanded if v.measurement is not None]
-    mark_pareto(measured)
+    mark_pareto(measured, pareto)
     return SweepResult(
         base=base,
         varies=varies,
@@ -294,6 +302,7 @@ def run_sweep(
         sort=sort,
         workers=workers,
         seconds=time.perf_counter() - started,
+        pareto=pareto,
     )
 
 
@@ -334,24 +343,33 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def mark_pareto(variants: list[Variant]) -> None:
-    """Mark the variants no other variant beats on both MACs and params (lower is better for both)."""
-    ordered = sorted(variants, key=lambda v: (v.measurement.macs, v.measurement.params))
-    best_params: int | None = None
+def parse_pareto(text: str) -> tuple[str, str]:
+    """'macs,params' -> ("macs", "params"): two different quantities of QUANTITIES; a UserError otherwise."""
+    names = tuple(part.strip().lower() for part in text.split(","))
+    if len(names) != 2 or names[0] == names[1] or any(n not in QUANTITIES for n in names):
+        raise UserError(f"--pareto {text!r}: give two of {', '.join(QUANTITIES)}, e.g. --pareto macs,acts")
+    return names  # type: ignore[return-value]
+
+
+def quantity(variant: Variant, name: str) -> int:
+    """A measured variant's value of one of QUANTITIES."""
+    return getattr(variant.measurement, QUANTITIES[name])
+
+
+def mark_pareto(variants: list[Variant], axes: tuple[str, str] = DEFAULT_PARETO) -> None:
+    """Mark the variants no other variant beats on both `axes` (lower is better for both)."""
+    ordered = sorted(variants, key=lambda v: (quantity(v, axes[0]), quantity(v, axes[1])))
+    best: int | None = None
     last_front: tuple[int, int] | None = None
     for variant in ordered:
-        point = (variant.measurement.macs, variant.measurement.params)
-        if best_params is None or point[1] < best_params or point == last_front:
+        point = (quantity(variant, axes[0]), quantity(variant, axes[1]))
+        if best is None or point[1] < best or point == last_front:
             variant.pareto = True
-            best_params, last_front = point[1], point
+            best, last_front = point[1], point
 
 
 def sort_variants(variants: list[Variant], sort: str) -> list[Variant]:
     """Variants ordered by `sort` (ascending), grid order breaking ties."""
-    keys: dict[str, Callable[[Variant], Any]] = {
-        "macs": lambda v: (v.measurement.macs, v.index),
-        "params": lambda v: (v.measurement.params, v.index),
-        "memory": lambda v: (v.measurement.activation_bytes, v.index),
-        "order": lambda v: v.index,
-    }
-    return sorted(variants, key=keys[sort])
+    if sort == "order":
+        return sorted(variants, key=lambda v: v.index)
+    return sorted(variants, key=lambda v: (quantity(v, sort), v.index))

@@ -84,9 +84,14 @@ def sweep(
         ),
     ] = None,
     sort: Annotated[
-        Literal["macs", "params", "memory", "order"],
+        Literal["macs", "params", "acts", "memory", "order"],
         typer.Option(help="Row order (ascending); order = grid order.", rich_help_panel=SWEEP),
     ] = "macs",
+    pareto: Annotated[
+        str,
+        typer.Option(help="The two quantities the Pareto front is taken on: two of macs, params, acts, memory.",
+                     rich_help_panel=SWEEP),
+    ] = "macs,params",
     workers: Annotated[
         Optional[int],
         typer.Option(help="Processes; default one per core for 48+ variants, else 1.", rich_help_panel=SWEEP),
@@ -102,12 +107,13 @@ def sweep(
     """Params, MACs and activation memory of every variant in a --vary grid, counted on the meta device."""
     from rich.console import Console
 
-    from resnet_cli.analysis.sweep import parse_vary, run_sweep
+    from resnet_cli.analysis.sweep import parse_pareto, parse_vary, run_sweep
     from resnet_cli.render.bench import progress_bar
     from resnet_cli.render.sweep import nothing_measured, sweep_json, sweep_table, timing_line, write_sweep_plot
     from resnet_cli.render.table import emit
 
     varies = [parse_vary(text) for text in vary or []]
+    axes = parse_pareto(pareto)
     check_plot(plot)
     with sigterm_exits(), progress_bar(enabled=format == "table", unit="variants") as progress:
         result = run_sweep(
@@ -115,6 +121,7 @@ def sweep(
             varies,
             sort=sort,
             workers=workers,
+            pareto=axes,
             progress=(lambda done, total: progress("measuring variants", done, total)) if progress else None,
         )
     if not result.variants:

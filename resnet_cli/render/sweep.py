@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resnet_cli.analysis.sweep import SweepResult, Variant
+from resnet_cli.analysis.sweep import SweepResult, Variant, quantity
 from resnet_cli.render.plots import check_plot_path, require_matplotlib, save_figure
 from resnet_cli.render.table import Column, TableData, format_cell
 from resnet_cli.units import mib
@@ -18,6 +18,9 @@ def variant_label(variant: Variant) -> str:
     return " ".join(f"{flag}={value}" for flag, value in variant.labels.items())
 
 
+PARETO_WORDS = {"macs": "MACs", "params": "params", "acts": "acts", "memory": "activation memory"}
+
+
 def sweep_table(result: SweepResult) -> TableData:
     """One row per measured variant with its varied values; skipped variants listed under the table."""
     flags = [vary.flag.name for vary in result.varies]
@@ -27,6 +30,7 @@ def sweep_table(result: SweepResult) -> TableData:
         Column("Params (M)", "right"),
         Column("GMACs", "right"),
         Column("Act. MiB", "right"),
+        Column("Acts (M)", "right"),
         Column("Pareto"),
     ]
     rows = []
@@ -39,6 +43,7 @@ def sweep_table(result: SweepResult) -> TableData:
                 round(m.params / 1e6, 3),
                 round(m.macs / 1e9, 3),
                 mib(m.activation_bytes),
+                round(m.acts / 1e6, 2),
                 "yes" if variant.pareto else None,
             ]
         )
@@ -50,7 +55,9 @@ def sweep_table(result: SweepResult) -> TableData:
         "GMACs: multiply-accumulates / 1e9, fvcore convention (conv, linear, batch norm, adaptive pool); "
         "FLOPs = 2 x MACs.",
         "Act. MiB: forward activations at the input, counted on the meta device (nothing allocated).",
-        "Pareto: no other variant has both fewer MACs and fewer params.",
+        "Acts: output elements of conv and linear layers (Radosavovic et al. 2020; fvcore's ActivationCountAnalysis).",
+        f"Pareto: no other variant has both fewer {PARETO_WORDS[result.pareto[0]]} and fewer "
+        f"{PARETO_WORDS[result.pareto[1]]}.",
     ]
     for variant in result.skipped[:SKIPPED_SHOWN]:
         notes.append(f"skipped #{variant.index + 1} {variant_label(variant)}: {variant.skipped_reason}")
@@ -94,6 +101,7 @@ def sweep_json(result: SweepResult) -> dict[str, Any]:
         "dtype": base.dtype,
         "vary": {vary.flag.name: list(vary.labels) for vary in result.varies},
         "sort": result.sort,
+        "pareto": list(result.pareto),
         "workers": result.workers,
         "seconds": result.seconds,
         "variants": [
@@ -105,6 +113,7 @@ def sweep_json(result: SweepResult) -> dict[str, Any]:
                 "macs_conv_linear": v.measurement.conv_linear_macs,
                 "activation_bytes": v.measurement.activation_bytes,
                 "training_bytes": v.measurement.training_bytes,
+                "acts": v.measurement.acts,
                 "pareto": v.pareto,
             }
             for v in result.variants
@@ -113,33 +122,39 @@ def sweep_json(result: SweepResult) -> dict[str, Any]:
     }
 
 
+# How each --pareto quantity is plotted: scale and axis label.
+PLOT_AXES = {
+    "macs": (1e9, "GMACs (fvcore convention; FLOPs = 2 x MACs)"),
+    "params": (1e6, "Params (millions)"),
+    "acts": (1e6, "Activations (millions of conv/linear output elements)"),
+    "memory": (1024 * 1024, "Forward activation memory (MiB)"),
+}
+
+
 def write_sweep_plot(result: SweepResult, path: str | Path) -> Path:
-    """Scatter of GMACs against params (M), Pareto front joined and labelled; PNG or SVG by suffix."""
+    """Scatter of the two --pareto quantities (MACs against params by default), the front joined and labelled."""
     path = check_plot_path(path)
     plt = require_matplotlib()
-    front = sorted((v for v in result.variants if v.pareto), key=lambda v: v.measurement.macs)
+    y_name, x_name = result.pareto
+    (x_scale, x_label), (y_scale, y_label) = PLOT_AXES[x_name], PLOT_AXES[y_name]
+
+    def point(v: Variant) -> tuple[float, float]:
+        return quantity(v, x_name) / x_scale, quantity(v, y_name) / y_scale
+
+    front = sorted((v for v in result.variants if v.pareto), key=lambda v: quantity(v, y_name))
     others = [v for v in result.variants if not v.pareto]
     figure, axes = plt.subplots(figsize=(8, 6))
-    axes.scatter(
-        [v.measurement.params / 1e6 for v in others],
-        [v.measurement.macs / 1e9 for v in others],
-        s=14, alpha=0.5, color="tab:gray", label="variant",
-    )  # fmt: skip
-    axes.plot(
-        [v.measurement.params / 1e6 for v in front],
-        [v.measurement.macs / 1e9 for v in front],
-        marker="o", color="tab:red", label="Pareto front (fewest MACs and params)",
-    )  # fmt: skip
+    axes.scatter([point(v)[0] for v in others], [point(v)[1] for v in others], s=14, alpha=0.5, color="tab:gray",
+                 label="variant")  # fmt: skip
+    axes.plot([point(v)[0] for v in front], [point(v)[1] for v in front], marker="o", color="tab:red",
+              label=f"Pareto front (fewest {PARETO_WORDS[y_name]} and {PARETO_WORDS[x_name]})")  # fmt: skip
     if len(front) <= 15:
         for v in front:
-            axes.annotate(
-                variant_label(v), (v.measurement.params / 1e6, v.measurement.macs / 1e9),
-                fontsize=7, xytext=(4, 4), textcoords="offset points",
-            )  # fmt: skip
+            axes.annotate(variant_label(v), point(v), fontsize=7, xytext=(4, 4), textcoords="offset points")
     base = result.base
     axes.set_title(f"sweep of {base.label} at {format_cell(base.input_shape)}: {len(result.variants)} variants")
-    axes.set_xlabel("Params (millions)")
-    axes.set_ylabel("GMACs (fvcore convention; FLOPs = 2 x MACs)")
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="upper left")
     figure.tight_layout()
