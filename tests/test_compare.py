@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from resnet_cli import build_model
 from resnet_cli.analysis.compare import BlockSetup, build_block, compare_blocks
-from resnet_cli.analysis.counting import count_module
+from resnet_cli.analysis.counting import count_macs, count_module
 from resnet_cli.errors import SpecError
 from resnet_cli.render.compare import block_arithmetic
 from resnet_cli.spec import parse_model_operand
+from resnet_cli.trace import make_input
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +274,18 @@ def test_compare_csv_and_markdown(operands, fmt):
     assert result.exit_code == 0, result.output
     first = result.stdout.splitlines()[0]
     assert first.startswith(",BasicBlock" if operands[0] == "basic" and fmt == "csv" else ("stage," if fmt == "csv" else "**"))
+
+
+def test_networks_report_acts_receptive_field_and_output_stride(one_thread):
+    data = run_json("compare", "resnet18", "resnet50[dilate-stages=4]")
+    a, b = data["networks"]
+    # acts: fvcore's ActivationCountAnalysis, as measured for every preset in test_counting
+    assert (a["acts"], b["acts"]) == (2_484_712, count_macs(build_model("resnet50", dilate_stages=(4,)),
+                                                            make_input((1, 3, 224, 224), "cpu"), "fvcore").acts)
+    assert data["ratios"]["acts"] == pytest.approx(b["acts"] / a["acts"])
+    # resnet18: 435 at output stride 32; a dilated last stage keeps resnet50's 427 at output stride 16
+    assert (a["receptive_field"], a["output_stride"], b["receptive_field"], b["output_stride"]) == ([435, 435], 32,
+                                                                                                   [427, 427], 16)
+    assert [(s["name"], s["receptive_field"]) for s in a["stages"]][1:] == [
+        ("layer1", [43, 43]), ("layer2", [99, 99]), ("layer3", [211, 211]), ("layer4", [435, 435]), ("head", None)
+    ]  # fmt: skip

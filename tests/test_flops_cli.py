@@ -179,3 +179,8 @@ def test_acts_are_conv_and_linear_output_elements():
                 convs += out * size * size  # projection shortcut
         width *= 2
     assert data["totals"]["acts"] == convs + 1000 == 11_114_984
+
+
+def test_list_json_has_acts(preset_list):
+    acts = {p["name"]: p["acts"] for p in json.loads(preset_list.stdout)["presets"]}
+    assert acts["resnet50"] == 11_114_984 and acts["resnet18"] == 2_484_712  # fvcore's ActivationCountAnalysis

@@ -22,6 +22,7 @@ class PresetInfo:
     params: int
     macs: int  # at input_shape, fvcore convention (analysis.counting, fast engine)
     reference: str
+    acts: int = 0  # at input_shape: output elements of conv and linear layers (MacCount.acts)
 
 
 def preset_catalog() -> list[PresetInfo]:
@@ -43,6 +44,7 @@ def preset_catalog() -> list[PresetInfo]:
                 params=count.params,
                 macs=count.macs,
                 reference=preset.reference,
+                acts=count.acts,
             )
         )
     return rows

@@ -19,11 +19,12 @@ from torch import nn
 from resnet_cli.analysis.bench import time_interleaved
 from resnet_cli.analysis.counting import build_and_count, count_traced
 from resnet_cli.analysis.mac_rules import VIEWS_AND_ALLOCATION
+from resnet_cli.analysis.receptive_field import UNKNOWN, ReceptiveFields, receptive_fields
 from resnet_cli.analysis.stages import count_by_stage, stage_names
 from resnet_cli.errors import SpecError, UserError
 from resnet_cli.model import BasicBlock, Bottleneck, StateDictFit, instantiate, resolve_device, state_dict_fit
 from resnet_cli.spec import DEVICES, LIMITS, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
-from resnet_cli.trace import ForwardPassFailed, ModelTrace, TensorInfo, make_input, parameter_count
+from resnet_cli.trace import ForwardPassFailed, LayerRecord, ModelTrace, TensorInfo, make_input, parameter_count
 from resnet_cli.units import first_line, shape_text
 from resnet_cli.user_model import is_user_model_reference, user_model_request
 
@@ -299,6 +300,8 @@ class StageSide:
     macs: int  # fvcore convention
     macs_conv_linear: int
     modules: list[str] = field(default_factory=list)  # the model's calls grouped here (stem: conv1, bn1, ...)
+    receptive_field: tuple[int, int] | None = None  # of the stage's output; None when global or not followed
+    effective_stride: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,9 @@ class NetworkCost:
     macs_conv_linear: int
     activation_bytes: int
     engine: str
+    acts: int = 0  # output elements of conv and linear layers (MacCount.acts)
+    output_stride: int | None = None  # the backbone's effective stride (analysis.receptive_field)
+    receptive_field: tuple[int, int] | None = None  # the backbone's last feature map's
     layers: list[LayerSide] = field(default_factory=list)
     units: list[OperatorUnit] = field(default_factory=list)  # what each block (or call) computes, in order
     state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state_dict key -> shape
@@ -504,6 +510,14 @@ def _split_top_level(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+def _stage_field(fields: ReceptiveFields, last: LayerRecord | None) -> dict[str, Any]:
+    """A stage's receptive field and effective stride: those of its last call's output (none once global)."""
+    found = fields.of(last) if last is not None else None
+    if found is None or found is UNKNOWN or found.whole:
+        return {}
+    return {"receptive_field": found.rf, "effective_stride": found.jump}
+
+
 def network_cost(label: str, request: Any) -> NetworkCost:
     """Per-stage and per-block output shape, params and MACs of one network, its layers in call order and its
     state_dict shapes (counting engine, meta device: no weights allocated)."""
@@ -512,6 +526,7 @@ def network_cost(label: str, request: Any) -> NetworkCost:
     except ForwardPassFailed as exc:
         raise UserError(f"{label}: {exc}") from None
     model, trace, count = built.model, built.trace, built.count
+    fields = receptive_fields(trace)
     first = {r.name: r for r in trace.first_calls()}
     modules = dict(model.named_modules())
 
@@ -537,6 +552,7 @@ def network_cost(label: str, request: Any) -> NetworkCost:
             macs=s.macs,
             macs_conv_linear=s.macs_conv_linear,
             modules=s.modules,
+            **_stage_field(fields, first.get(s.modules[-1]) if s.modules else None),
         )
         for s in count_by_stage(model, trace, count)
     ]
@@ -554,6 +570,9 @@ def network_cost(label: str, request: Any) -> NetworkCost:
         macs_conv_linear=count.conv_linear_macs,
         activation_bytes=trace.activation_bytes,
         engine=count.engine,
+        acts=count.acts,
+        output_stride=fields.output_stride,
+        receptive_field=fields.backbone.rf if fields.backbone else None,
         layers=layers,
         units=operator_units(trace, stages),
         state_shapes={key: tuple(value.shape) for key, value in model.state_dict().items()},

@@ -33,6 +33,7 @@ def catalog_table(rows: list[PresetInfo]) -> TableData:
         notes=[
             "GxW: groups x width per group.",
             "GMACs: 10^9 multiply-accumulates at that input (fvcore); FLOPs = 2 x MACs.",
+            "--format json also has acts: conv and linear output elements (fvcore's ActivationCountAnalysis).",
             "Any preset takes build flags, e.g. `resnet-cli summary resnet50 --se --stem deep`.",
         ],
     )

@@ -281,6 +281,8 @@ def network_table(result: NetworkComparison, depth: int = 2) -> TableData:
                                 f"{ratio_text(b.macs_conv_linear, a.macs_conv_linear)}"),
         ("activations (float32)", f"{format_bytes(b.activation_bytes)} / {format_bytes(a.activation_bytes)} = "
                                   f"{ratio_text(b.activation_bytes, a.activation_bytes)}"),
+        ("acts (conv + linear)", f"{b.acts:,} / {a.acts:,} = {ratio_text(b.acts, a.acts)}"),
+        ("RF, output stride", f"{_field_text(b)} / {_field_text(a)}"),
     ]  # fmt: skip
     if result.timing is not None and a.latency_ms is not None and b.latency_ms is not None:
         t = result.timing
@@ -384,6 +386,7 @@ def network_json(result: NetworkComparison) -> dict[str, Any]:
             "macs": _ratio(b.macs, a.macs),
             "macs_conv_linear": _ratio(b.macs_conv_linear, a.macs_conv_linear),
             "activation_bytes": _ratio(b.activation_bytes, a.activation_bytes),
+            "acts": _ratio(b.acts, a.acts),
             **({"latency": b.latency_ms / a.latency_ms} if a.latency_ms and b.latency_ms is not None else {}),
         },
         "architecture": _architecture_json(result.architecture),
@@ -432,6 +435,14 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _field_text(net: NetworkCost) -> str:
+    """'427 px, 32': the backbone's receptive field (a side when not square) and output stride."""
+    if net.receptive_field is None or net.output_stride is None:
+        return "unknown"
+    h, w = net.receptive_field
+    return f"{h if h == w else f'{h}x{w}'} px, {net.output_stride}"
+
+
 def _network_json(net: NetworkCost) -> dict[str, Any]:
     return {
         "label": net.label,
@@ -440,6 +451,9 @@ def _network_json(net: NetworkCost) -> dict[str, Any]:
         "macs": net.macs,
         "macs_conv_linear": net.macs_conv_linear,
         "activation_bytes": net.activation_bytes,
+        "acts": net.acts,
+        "receptive_field": _jsonable(net.receptive_field),
+        "output_stride": net.output_stride,
         "latency_ms": net.latency_ms,
         "engine": net.engine,
         "stages": [
@@ -447,6 +461,7 @@ def _network_json(net: NetworkCost) -> dict[str, Any]:
                 "name": s.name, "output_shape": _jsonable(s.output_shape),
                 "blocks": None if s.blocks is None else len(s.blocks),
                 "params": s.params, "macs": s.macs, "macs_conv_linear": s.macs_conv_linear,
+                "receptive_field": _jsonable(s.receptive_field), "effective_stride": _jsonable(s.effective_stride),
                 "per_block": None if s.blocks is None else [
                     {"name": blk.name, "type": blk.type, "output_shape": _jsonable(blk.output_shape),
                      "params": blk.params, "macs": blk.macs, "macs_conv_linear": blk.macs_conv_linear}
