@@ -118,6 +118,7 @@ class BasicBlock(nn.Module):
         self.conv1 = conv3x3(in_ch, planes, stride, dilation=dilation, device=device)
         self.bn1 = nn.BatchNorm2d(planes, device=device)
         self.relu1 = nn.ReLU(inplace=True)
+        self.dropout = block_dropout(spec)
         self.conv2 = conv3x3(planes, out_ch, dilation=dilation, device=device)
         self.bn2 = nn.BatchNorm2d(out_ch, device=device)
         self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
@@ -130,7 +131,7 @@ class BasicBlock(nn.Module):
         return self.bn2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.dropout(self.relu1(self.bn1(self.conv1(x))))
         out = self.se(self.bn2(self.conv2(out)))
         return self.relu2(self.drop_path(out) + self.downsample(x))
 
@@ -152,6 +153,7 @@ class Bottleneck(nn.Module):
         self.conv2 = conv3x3(width, width, stride_3x3, spec.groups, dilation, device)
         self.bn2 = nn.BatchNorm2d(width, device=device)
         self.relu2 = nn.ReLU(inplace=True)
+        self.dropout = block_dropout(spec)
         self.conv3 = conv1x1(width, out_ch, device=device)
         self.bn3 = nn.BatchNorm2d(out_ch, device=device)
         self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
@@ -165,9 +167,91 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.dropout(self.relu2(self.bn2(self.conv2(out))))
         out = self.se(self.bn3(self.conv3(out)))
         return self.relu3(self.drop_path(out) + self.downsample(x))
+
+
+def block_dropout(spec: ResNetSpec) -> nn.Module:
+    """Dropout before a block's last conv (--block-dropout, as Wide ResNets place it), or Identity."""
+    return nn.Dropout(spec.block_dropout) if spec.block_dropout > 0 else nn.Identity()
+
+
+def preact_shortcut(spec: ResNetSpec, in_ch: int, out_ch: int, stride: int, device: Device = None) -> nn.Module:
+    """A pre-activation block's projection: a 1x1 conv (after an average pool with --avg-down) and no BN, fed the
+    pre-activated input (He et al. 2016, Wide ResNets); Identity when the shortcut is the input itself."""
+    changes_shape = stride != 1 or in_ch != out_ch
+    if spec.shortcut == "A" or (spec.shortcut == "B" and not changes_shape):
+        return nn.Identity()
+    if spec.avg_down and stride > 1:
+        return nn.Sequential(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False),
+                             conv1x1(in_ch, out_ch, device=device))  # fmt: skip
+    return conv1x1(in_ch, out_ch, stride, device)
+
+
+class PreActBasicBlock(nn.Module):
+    """BN-ReLU-conv twice (He et al. 2016, "Identity Mappings"); a projection takes the pre-activated input."""
+
+    def __init__(
+        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float,
+        device: Device = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        out_ch = planes * spec.block_expansion
+        self.bn1 = nn.BatchNorm2d(in_ch, device=device)
+        self.relu1 = nn.ReLU(inplace=False)  # its input is also the identity shortcut
+        self.conv1 = conv3x3(in_ch, planes, stride, dilation=dilation, device=device)
+        self.bn2 = nn.BatchNorm2d(planes, device=device)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.dropout = block_dropout(spec)
+        self.conv2 = conv3x3(planes, out_ch, dilation=dilation, device=device)
+        self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.downsample = preact_shortcut(spec, in_ch, out_ch, stride, device)
+        # option A pads the raw input; a projection reads the pre-activated one
+        self.pad = PaddedIdentity(in_ch, out_ch, stride) if spec.shortcut == "A" and (stride != 1 or in_ch != out_ch) else nn.Identity()
+        self.projects = not isinstance(self.downsample, nn.Identity)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.relu1(self.bn1(x))
+        shortcut = self.downsample(pre) if self.projects else self.pad(x)
+        out = self.conv2(self.dropout(self.relu2(self.bn2(self.conv1(pre)))))
+        return self.drop_path(self.se(out)) + shortcut
+
+
+class PreActBottleneck(nn.Module):
+    """BN-ReLU-conv for the 1x1 reduce, the 3x3 and the 1x1 expand (He et al. 2016); projection as PreActBasicBlock."""
+
+    def __init__(
+        self, spec: ResNetSpec, in_ch: int, planes: int, stride: int, dilation: int, drop_path: float, stage: int,
+        device: Device = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        width = spec.inner_width(stage)
+        out_ch = planes * spec.block_expansion
+        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_on == "1x1" else (1, stride)
+        self.bn1 = nn.BatchNorm2d(in_ch, device=device)
+        self.relu1 = nn.ReLU(inplace=False)  # its input is also the identity shortcut
+        self.conv1 = conv1x1(in_ch, width, stride_1x1, device)
+        self.bn2 = nn.BatchNorm2d(width, device=device)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(width, width, stride_3x3, spec.groups, dilation, device)
+        self.bn3 = nn.BatchNorm2d(width, device=device)
+        self.relu3 = nn.ReLU(inplace=True)
+        self.dropout = block_dropout(spec)
+        self.conv3 = conv1x1(width, out_ch, device=device)
+        self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.downsample = preact_shortcut(spec, in_ch, out_ch, stride, device)
+        self.pad = PaddedIdentity(in_ch, out_ch, stride) if spec.shortcut == "A" and (stride != 1 or in_ch != out_ch) else nn.Identity()
+        self.projects = not isinstance(self.downsample, nn.Identity)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.relu1(self.bn1(x))
+        shortcut = self.downsample(pre) if self.projects else self.pad(x)
+        out = self.conv2(self.relu2(self.bn2(self.conv1(pre))))
+        out = self.conv3(self.dropout(self.relu3(self.bn3(out))))
+        return self.drop_path(self.se(out)) + shortcut
 
 
 def make_stem(spec: ResNetSpec, device: Device = None) -> dict[str, nn.Module]:
@@ -185,6 +269,8 @@ def make_stem(spec: ResNetSpec, device: Device = None) -> dict[str, nn.Module]:
     else:
         conv = conv3x3(in_ch, width, device=device)
     pool = nn.Identity() if spec.stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
+    if spec.preact and spec.stem == "cifar":  # He et al. 2016 and WRN: the first block's BN-ReLU follows the conv
+        return {"conv1": conv, "bn1": nn.Identity(), "relu": nn.Identity(), "maxpool": pool}
     bn = nn.BatchNorm2d(width, device=device)
     return {"conv1": conv, "bn1": bn, "relu": nn.ReLU(inplace=True), "maxpool": pool}
 
@@ -210,9 +296,9 @@ def make_stages(spec: ResNetSpec, device: Device = None) -> dict[str, nn.Sequent
                 device=device,
             )
             if spec.block == "basic":
-                blocks.append(BasicBlock(spec, **args))
+                blocks.append((PreActBasicBlock if spec.preact else BasicBlock)(spec, **args))
             else:
-                blocks.append(Bottleneck(spec, stage=stage, **args))
+                blocks.append((PreActBottleneck if spec.preact else Bottleneck)(spec, stage=stage, **args))
             block_index += 1
         stages[f"layer{stage + 1}"] = nn.Sequential(*blocks)
         in_ch = spec.out_channels(stage)
@@ -229,9 +315,13 @@ class ResNet(nn.Module):
             self.add_module(name, module)
         for name, module in make_stages(spec, device).items():
             self.add_module(name, module)
+        out_ch = spec.out_channels(spec.num_stages - 1)
+        # pre-activation: the last block ends in a conv, so BN-ReLU come before pooling (He et al. 2016)
+        self.final_bn = nn.BatchNorm2d(out_ch, device=device) if spec.preact else nn.Identity()
+        self.final_relu = nn.ReLU(inplace=True) if spec.preact else nn.Identity()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
-        self.fc = nn.Linear(spec.out_channels(spec.num_stages - 1), spec.num_classes, device=device)
+        self.fc = nn.Linear(out_ch, spec.num_classes, device=device)
         self.stage_names = list(make_stage_names(spec))
         if self.fc.weight.device.type != "meta":  # meta tensors hold no values to initialise
             init_weights(self, spec.zero_init_residual)
@@ -240,7 +330,7 @@ class ResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.fc(self.flatten(self.avgpool(x)))
+        return self.fc(self.flatten(self.avgpool(self.final_relu(self.final_bn(x)))))
 
 
 def make_stage_names(spec: ResNetSpec) -> list[str]:
@@ -249,7 +339,8 @@ def make_stage_names(spec: ResNetSpec) -> list[str]:
 
 
 def init_weights(model: nn.Module, zero_init_residual: bool) -> None:
-    """torchvision's initialisation: He-normal convs, unit BN; optionally zero each block's last BN."""
+    """torchvision's initialisation: He-normal convs, unit BN; optionally zero each block's last BN (a
+    pre-activation block's last conv, which ends it, as timm does), so every block starts as the identity."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -260,6 +351,10 @@ def init_weights(model: nn.Module, zero_init_residual: bool) -> None:
         for m in model.modules():
             if isinstance(m, (BasicBlock, Bottleneck)):
                 nn.init.zeros_(m.last_bn.weight)
+            elif isinstance(m, PreActBasicBlock):
+                nn.init.zeros_(m.conv2.weight)
+            elif isinstance(m, PreActBottleneck):
+                nn.init.zeros_(m.conv3.weight)
 
 
 def build_model(model: str | ResNetSpec | None = None, *, device: str | torch.device | None = None, **overrides) -> ResNet:

@@ -36,6 +36,7 @@ class ResNetSpec:
     groups: int = _flag("ResNeXt cardinality of the 3x3 conv.", 1)
     width_per_group: int = _flag("Inner width = planes x W/64 x groups (torchvision).", 64)
     stem: str = _flag("7x7/2 + maxpool; three 3x3 + maxpool; one 3x3/1.", "imagenet", STEMS)
+    stem_channels: int | None = _flag("Channels leaving the stem (default: the first stage's width; WRN: 16).", None)
     stride_on: str = _flag("Bottleneck stride on the 3x3 (v1.5) or first 1x1 (paper).", "3x3", STRIDE_PLACES)
     shortcut: str = _flag("A zero-pad identity; B project on shape change; C project always.", "B", SHORTCUTS)
     avg_down: bool = _flag("ResNet-D shortcut: avg-pool then 1x1 conv.", False)
@@ -43,6 +44,8 @@ class ResNetSpec:
     se_ratio: int = _flag("SE reduction ratio R (hidden channels C/R).", 16)
     dilate_stages: tuple[int, ...] = _flag("Stages whose stride becomes dilation, e.g. 3,4.", ())
     drop_path: float = _flag("Stochastic depth rate, rising 0 -> P over blocks.", 0.0)
+    preact: bool = _flag("Pre-activation blocks (BN-ReLU-conv, He et al. 2016) and a final BN-ReLU.", False)
+    block_dropout: float = _flag("Dropout with rate P before each block's last conv (Wide ResNets).", 0.0)
     zero_init_residual: bool = _flag("Start each block's last BN at zero.", False)
     num_classes: int = _flag("Classifier outputs.", 1000)
     in_channels: int = _flag("Input channels.", 3)
@@ -76,8 +79,8 @@ class ResNetSpec:
 
     @property
     def stem_width(self) -> int:
-        """Channels leaving the stem: the first stage's planes (64 in every torchvision ResNet)."""
-        return self.stage_widths[0]
+        """Channels leaving the stem: --stem-channels, else the first stage's planes (64 in every torchvision ResNet)."""
+        return self.stem_channels if self.stem_channels is not None else self.stage_widths[0]
 
     def inner_width(self, stage: int) -> int:
         """Channels of a bottleneck's 3x3 conv in stage `stage` (0-based), as torchvision computes it."""
@@ -293,6 +296,13 @@ def _validate(spec: ResNetSpec) -> None:
         raise SpecError(f"--se-ratio {spec.se_ratio} must be an integer >= 1 (the SE bottleneck is C / ratio)")
     if not 0.0 <= spec.drop_path < 1.0:
         raise SpecError(f"--drop-path {spec.drop_path} must be in [0, 1)")
+    if not 0.0 <= spec.block_dropout < 1.0:
+        raise SpecError(f"--block-dropout {spec.block_dropout} must be in [0, 1): the fraction of channels dropped")
+    if spec.stem_channels is not None and spec.stem_channels < 1:
+        raise SpecError(f"--stem-channels {spec.stem_channels} must be a positive integer")
+    if spec.stem_channels is not None:
+        _check_limit(f"--stem-channels {spec.stem_channels}", spec.stem_channels, "width")
+
     for s in spec.dilate_stages:
         if not 2 <= s <= spec.num_stages:
             raise SpecError(
@@ -340,6 +350,20 @@ def _cifar(n: int) -> ResNetSpec:
     )
 
 
+def _wide(depth: int, k: int) -> ResNetSpec:
+    """WRN-depth-k: pre-activation basic blocks, (depth - 4) / 6 per stage, widths 16k, 32k, 64k, a 16-channel stem."""
+    n = (depth - 4) // 6
+    return ResNetSpec(block="basic", layers=(n, n, n), widths=(16, 32, 64), width_factor=k, stem="cifar",
+                      stem_channels=16, preact=True, num_classes=10)  # fmt: skip
+
+
+def _preact_cifar(depth: int) -> ResNetSpec:
+    """Pre-activation bottleneck ResNet for CIFAR: (depth - 2) / 9 blocks per stage, planes 16, 32, 64 (x4 out)."""
+    n = (depth - 2) // 9
+    return ResNetSpec(block="bottleneck", layers=(n, n, n), widths=(16, 32, 64), stem="cifar", stem_channels=16,
+                      preact=True, num_classes=10)  # fmt: skip
+
+
 _TV_BASIC = dict(block="basic")
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -357,6 +381,14 @@ PRESETS: dict[str, Preset] = {
         *(
             Preset(f"resnet{6 * n + 2}", _cifar(n), reference="He et al. 2015, Table 6 (CIFAR-10)")
             for n in (3, 5, 7, 9, 18, 200)
+        ),
+        *(
+            Preset(f"wrn{depth}_{k}", _wide(depth, k), reference="Zagoruyko & Komodakis 2016 (CIFAR-10)")
+            for depth, k in ((28, 10), (40, 4), (16, 8))
+        ),
+        *(
+            Preset(f"preact_resnet{depth}", _preact_cifar(depth), reference="He et al. 2016, Identity Mappings (CIFAR-10)")
+            for depth in (164, 1001)
         ),
     ]
 }

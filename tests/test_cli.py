@@ -68,7 +68,7 @@ def test_process_entry_point_runs_commands_with_the_collector_on_and_imports_fro
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "True True True"
-    assert len(json.loads(done.stdout)["presets"]) == 16
+    assert len(json.loads(done.stdout)["presets"]) == 21
 
 
 def test_in_process_callers_keep_their_collector():

@@ -25,7 +25,7 @@ from resnet_cli.trace import make_input
 pytestmark = pytest.mark.usefixtures("one_thread")  # fvcore on CPU: see conftest.py
 
 # fvcore builds a real model, so small inputs keep the reference fast; the counts are exact at any size.
-SMALL_INPUT = {"resnet1202": (1, 3, 8, 8)}
+SMALL_INPUT = {"resnet1202": (1, 3, 8, 8), "preact_resnet1001": (1, 3, 8, 8)}
 
 
 def small_input(name: str) -> tuple[int, ...]:

@@ -32,6 +32,14 @@ PUBLISHED_PARAMS = {
     "resnet56": 853_018,
     "resnet110": 1_727_962,
     "resnet1202": 19_421_274,
+    # Zagoruyko & Komodakis 2016: WRN-28-10 36.5 M, WRN-40-4 8.9 M, WRN-16-8 11.0 M; checked against an independent
+    # Wide ResNet (tests/models/wide_resnet.py) in tests/test_preact.py
+    "wrn28_10": 36_479_194,
+    "wrn40_4": 8_949_210,
+    "wrn16_8": 10_961_370,
+    # He et al. 2016: ResNet-164 1.7 M, ResNet-1001 10.2 M (without BN's parameters: 1,679,034 and 10,178,490)
+    "preact_resnet164": 1_703_258,
+    "preact_resnet1001": 10_327_706,
 }
 
 

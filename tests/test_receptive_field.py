@@ -81,7 +81,7 @@ def test_published_receptive_fields_and_output_strides(args, rf, stride):
     assert next(layer for layer in data["layers"] if layer["name"] == "avgpool")["receptive_field"] == "global"
 
 
-@pytest.mark.parametrize("name", [p for p in PRESETS if p != "resnet1202"])
+@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ("resnet1202", "preact_resnet1001")])
 def test_every_preset_matches_the_closed_form(name):
     spec = PRESETS[name].spec
     assert traced_stages(spec) == closed_form(spec)

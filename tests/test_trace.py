@@ -22,7 +22,7 @@ def test_records_follow_call_order_with_parents():
     assert names == ["", "conv1", "bn1", "relu", "maxpool", "layer1", "layer1.0", "layer1.0.conv1"]
     block = next(r for r in trace.records if r.name == "layer1.0")
     assert [c.name for c in trace.children(block)] == [
-        "layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu1", "layer1.0.conv2", "layer1.0.bn2",
+        "layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu1", "layer1.0.dropout", "layer1.0.conv2", "layer1.0.bn2",
         "layer1.0.se", "layer1.0.drop_path", "layer1.0.downsample", "layer1.0.relu2",
     ]  # fmt: skip
     assert block.depth == 2 and block.params == 2 * (64 * 64 * 9 + 128)

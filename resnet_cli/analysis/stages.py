@@ -71,7 +71,8 @@ def count_by_stage(model: nn.Module, trace: ModelTrace, count: MacCount) -> list
             entry.params += record.params
             entry.macs += count.by_module.get(record.name, 0)
             entry.macs_conv_linear += count.module_conv_linear_macs(record.name)
-            entry.modules.append(record.name)
+            if not record.is_disabled_option:  # an option switched off (final BN of post-activation nets)
+                entry.modules.append(record.name)
         entry.output_shape = record.output_shape
     firsts = [r.name for r in calls if r.call_index == 0]
     own = StageCount(
