@@ -11,7 +11,8 @@ from resnet_cli.spec import ResNetSpec
 
 @st.composite
 def valid_specs(draw) -> ResNetSpec:
-    """Small valid specs: every block, stem, shortcut and stride option, SE, dilation, groups, odd widths."""
+    """Small valid specs: every block, stem, shortcut and stride option, SE, dilation, groups, odd widths,
+    pre-activation, width factors, stem channels and block dropout."""
     block = draw(st.sampled_from(["basic", "bottleneck"]))
     stages = draw(st.integers(1, 4))
     layers = draw(st.lists(st.integers(1, 2), min_size=stages, max_size=stages))
@@ -31,6 +32,10 @@ def valid_specs(draw) -> ResNetSpec:
         drop_path=draw(st.sampled_from([0.0, 0.2])),
         num_classes=draw(st.sampled_from([1, 10])),
         in_channels=draw(st.sampled_from([1, 3])),
+        preact=draw(st.booleans()),
+        width_factor=draw(st.sampled_from([1.0, 1.0, 0.5, 1.5])),
+        stem_channels=draw(st.sampled_from([None, None, 8])),
+        block_dropout=draw(st.sampled_from([0.0, 0.2])),
     )
     if block == "bottleneck":
         fields["groups"] = draw(st.sampled_from([1, 2, 4]))

@@ -274,10 +274,11 @@ def test_default_model_is_resnet50_with_its_16_residual_blocks():
     shortcut=st.sampled_from(["A", "B", "C"]),
     se=st.booleans(),
     stem=st.sampled_from(["imagenet", "deep", "cifar"]),
+    preact=st.booleans(),
 )
-def test_every_built_block_is_marked_residual(block, layers, shortcut, se, stem):
+def test_every_built_block_is_marked_residual(block, layers, shortcut, se, stem, preact):
     spec = ResNetSpec(block=block, layers=tuple(layers), widths=tuple(16 * 2**i for i in range(len(layers))),
-                      shortcut=shortcut, se=se, stem=stem)  # fmt: skip
+                      shortcut=shortcut, se=se, stem=stem, preact=preact)  # fmt: skip
     model = build_model(spec, device="meta")
     report = debug_shapes(model, torch.empty(1, 3, 64, 64, device="meta"))
     assert report.ok

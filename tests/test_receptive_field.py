@@ -167,3 +167,13 @@ def test_docs_worked_example_values_are_the_closed_form():
     text = (REPO / "docs" / "receptive-field.md").read_text()
     for rf, jump in closed_form(PRESETS["resnet18"].spec):
         assert f"| {rf} | {jump} |" in textwrap.dedent(text)
+
+
+def test_table_has_the_receptive_field_of_every_row():
+    data = run_json("table", "resnet18", "resnet50")
+    for model, name in zip(data["models"], ("resnet18", "resnet50"), strict=True):
+        expected = closed_form(PRESETS[name].spec)
+        rows = model["row_receptive_fields"]
+        assert [rows[f"conv{i + 2}_x"] for i in range(4)] == [rf for rf, _ in expected]
+        assert (rows["conv1"], rows["maxpool"]) == (7, 11)  # 7x7/2, then + 2 x 2
+        assert (model["receptive_field"], model["output_stride"]) == (expected[-1][0], 32)

@@ -7,11 +7,12 @@ the counting engine, in the paper's conv + linear convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
 from resnet_cli.analysis.counting import build_and_count
+from resnet_cli.analysis.receptive_field import UNKNOWN, receptive_fields
 from resnet_cli.analysis.stages import count_by_stage
 from resnet_cli.model import ResNet
 from resnet_cli.spec import ModelRequest
@@ -39,6 +40,9 @@ class ArchColumn:
     row_params: dict[str, int]  # per row (pool rows have none)
     row_macs: dict[str, int]  # conv + linear, per row
     downsample_on: str  # where a bottleneck stage's stride sits: "3x3" or "1x1"; "" for basic blocks
+    receptive_field: int | None = None  # the last feature map's (analysis.receptive_field), height
+    output_stride: int | None = None
+    row_receptive_fields: dict[str, int] = field(default_factory=dict)  # at each row's output (not after global pooling)
 
 
 @dataclass
@@ -107,6 +111,14 @@ def arch_column(label: str, request: ModelRequest) -> ArchColumn:
     rows = {"stem": STEM_ROW, "head": HEAD_ROW, **{name: stage_row_name(i) for i, name in enumerate(model.stage_names)}}
     stages = count_by_stage(model, trace, count)
     spec = request.spec
+    fields = receptive_fields(trace)
+    first = {r.name: r for r in trace.records if r.depth == 1 and r.call_index == 0}
+    row_fields = {}
+    for row, name in ((STEM_ROW, "conv1"), (POOL_ROW, "maxpool"),
+                      *((stage_row_name(i), n) for i, n in enumerate(model.stage_names))):  # fmt: skip
+        found = fields.of(first[name]) if name in first else None
+        if found is not None and found is not UNKNOWN and not found.whole and cells.get(row):
+            row_fields[row] = found.rf[0]
     return ArchColumn(
         label=label,
         request=request,
@@ -118,6 +130,9 @@ def arch_column(label: str, request: ModelRequest) -> ArchColumn:
         row_params={rows[s.name]: s.params for s in stages},
         row_macs={rows[s.name]: s.macs_conv_linear for s in stages},
         downsample_on=spec.stride_on if spec.block == "bottleneck" else "",
+        receptive_field=fields.backbone.rf[0] if fields.backbone else None,
+        output_stride=fields.output_stride,
+        row_receptive_fields=row_fields,
     )
 
 

@@ -10,7 +10,7 @@ from resnet_cli.render.plots import BarPanel
 from resnet_cli.render.table import Column, TableData
 from resnet_cli.units import giga, shape_text
 
-PARAMS_ROW, GMACS_ROW = "params", "MACs x10^9"
+PARAMS_ROW, GMACS_ROW, RF_ROW = "params", "MACs x10^9", "RF / stride"
 PAPER_GMACS = "1.8, 3.6, 3.8, 7.6, 11.3 x10^9 for resnet18/34/50/101/152"
 
 
@@ -43,6 +43,8 @@ def arch_table_data(table: ArchTable) -> TableData:
         rows.append([row.replace(" + ", "\n+ "), output_size_cell(table, row), *(stacked_cell(c.cells.get(row, ""), _cell_width(c)) for c in table.columns)])
     rows.append([PARAMS_ROW, "", *(f"{c.params / 1e6:.2f} M" for c in table.columns)])
     rows.append([GMACS_ROW, "", *(giga(c.macs_conv_linear, small_to_three_digits=True) for c in table.columns)])
+    rows.append([RF_ROW, "", *(f"{c.receptive_field} / {c.output_stride}" if c.receptive_field else "unknown"
+                               for c in table.columns)])  # fmt: skip
     inputs = " / ".join(dict.fromkeys(shape_text(c.request.input_shape) for c in table.columns))
     placements = sorted({c.downsample_on for c in table.columns if c.downsample_on})
     stride_note = "Downsampling: stride 2 in the first block of every stage after the first" + (
@@ -61,8 +63,10 @@ def arch_table_data(table: ArchTable) -> TableData:
             stride_note,
             f"MACs count conv + linear only, the convention of the paper's FLOPs row (multiply-adds: {PAPER_GMACS}, "
             "which --stride-on 1x1 reproduces); exact counts in --format json.",
+            "RF / stride: theoretical receptive field of the last feature map (pixels) and output stride; per row in "
+            "--format json (docs/receptive-field.md).",
         ],
-        row_styles=[None] * len(table.rows) + ["bold"] * 2,
+        row_styles=[None] * len(table.rows) + ["bold"] * 3,
     )
 
 
@@ -82,6 +86,9 @@ def arch_table_json(table: ArchTable) -> dict[str, Any]:
                 "macs_conv_linear": c.macs_conv_linear,
                 "row_params": c.row_params,
                 "row_macs_conv_linear": c.row_macs,
+                "receptive_field": c.receptive_field,
+                "output_stride": c.output_stride,
+                "row_receptive_fields": c.row_receptive_fields,
             }
             for c in table.columns
         ],
