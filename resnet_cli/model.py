@@ -189,6 +189,19 @@ def preact_shortcut(spec: ResNetSpec, in_ch: int, out_ch: int, stride: int, devi
     return conv1x1(in_ch, out_ch, stride, device)
 
 
+def add_preact_residual(
+    block: nn.Module, spec: ResNetSpec, in_ch: int, out_ch: int, stride: int, drop_path: float, device: Device
+) -> None:  # fmt: skip
+    """The parts every pre-activation block ends with: SE, drop-path, the projection (fed the pre-activated input)
+    and option A's padding (of the raw input), each nn.Identity when off."""
+    block.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
+    block.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+    block.downsample = preact_shortcut(spec, in_ch, out_ch, stride, device)
+    padded = spec.shortcut == "A" and (stride != 1 or in_ch != out_ch)
+    block.pad = PaddedIdentity(in_ch, out_ch, stride) if padded else nn.Identity()
+    block.projects = not isinstance(block.downsample, nn.Identity)
+
+
 class PreActBasicBlock(nn.Module):
     """BN-ReLU-conv twice (He et al. 2016, "Identity Mappings"); a projection takes the pre-activated input."""
 
@@ -205,18 +218,12 @@ class PreActBasicBlock(nn.Module):
         self.relu2 = nn.ReLU(inplace=True)
         self.dropout = block_dropout(spec)
         self.conv2 = conv3x3(planes, out_ch, dilation=dilation, device=device)
-        self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.downsample = preact_shortcut(spec, in_ch, out_ch, stride, device)
-        # option A pads the raw input; a projection reads the pre-activated one
-        self.pad = PaddedIdentity(in_ch, out_ch, stride) if spec.shortcut == "A" and (stride != 1 or in_ch != out_ch) else nn.Identity()
-        self.projects = not isinstance(self.downsample, nn.Identity)
+        add_preact_residual(self, spec, in_ch, out_ch, stride, drop_path, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu1(self.bn1(x))
-        shortcut = self.downsample(pre) if self.projects else self.pad(x)
         out = self.conv2(self.dropout(self.relu2(self.bn2(self.conv1(pre)))))
-        return self.drop_path(self.se(out)) + shortcut
+        return self.drop_path(self.se(out)) + (self.downsample(pre) if self.projects else self.pad(x))
 
 
 class PreActBottleneck(nn.Module):
@@ -240,18 +247,13 @@ class PreActBottleneck(nn.Module):
         self.relu3 = nn.ReLU(inplace=True)
         self.dropout = block_dropout(spec)
         self.conv3 = conv1x1(width, out_ch, device=device)
-        self.se = SqueezeExcite(out_ch, spec.se_ratio, device) if spec.se else nn.Identity()
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.downsample = preact_shortcut(spec, in_ch, out_ch, stride, device)
-        self.pad = PaddedIdentity(in_ch, out_ch, stride) if spec.shortcut == "A" and (stride != 1 or in_ch != out_ch) else nn.Identity()
-        self.projects = not isinstance(self.downsample, nn.Identity)
+        add_preact_residual(self, spec, in_ch, out_ch, stride, drop_path, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu1(self.bn1(x))
-        shortcut = self.downsample(pre) if self.projects else self.pad(x)
         out = self.conv2(self.relu2(self.bn2(self.conv1(pre))))
         out = self.conv3(self.dropout(self.relu3(self.bn3(out))))
-        return self.drop_path(self.se(out)) + shortcut
+        return self.drop_path(self.se(out)) + (self.downsample(pre) if self.projects else self.pad(x))
 
 
 def make_stem(spec: ResNetSpec, device: Device = None) -> dict[str, nn.Module]:
