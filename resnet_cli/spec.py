@@ -140,6 +140,8 @@ class BuildFlag:
         """Two values of this flag as --vary separates them, for messages."""
         lists = {"layers": "2,2,2,2/3,4,6,3", "widths": "32,64,128,256/64,128,256,512", "dilate_stages": "none/3,4"}
         examples = {"int": "2,4", "float": "0,0.1", "bool": "off,on", "choice": ",".join(self.choices)}
+        if self.field == "width_factor":
+            return "0.5,1"
         return lists[self.field] if self.kind == "int-list" else examples[self.kind]
 
     def parse(self, text: str) -> Any:
@@ -224,6 +226,12 @@ LIMITS = {
 }
 
 
+def _round_up(value: float, digits: int = 4) -> str:
+    """`value` rounded up to `digits` significant digits, as text: a bound that still holds once typed back in."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return f"{math.ceil(value * scale) / scale:g}"
+
+
 def _width_text(spec: ResNetSpec, stage: int) -> str:
     """'24', or '24 (48 x --width-factor 0.5)' when a width factor made it."""
     scaled = spec.stage_widths[stage]
@@ -267,7 +275,7 @@ def _validate(spec: ResNetSpec) -> None:
         if scaled < 1:
             raise SpecError(
                 f"--width-factor {factor:g}: stage {i} width {w} x {factor:g} = {w * factor:g} rounds down to 0 "
-                f"channels; every stage needs at least 1 (use a factor of at least {1 / w:.3g})"
+                f"channels; every stage needs at least 1 (use a factor of at least {_round_up(1 / w)})"
             )
     if spec.expansion is not None and spec.expansion < 1:
         raise SpecError(f"--expansion {spec.expansion} must be a positive integer")

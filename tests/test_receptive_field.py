@@ -152,10 +152,36 @@ def test_the_table_shows_rf_and_stride_columns(tmp_path):
     result = run("summary", "resnet20", "--rf", "--depth", "1")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert "RF" in lines[1] and "Stride" in lines[1]
+    assert lines[1].rstrip().endswith("RF/stride")
     # resnet20 (CIFAR): 3x3 stem, 3 blocks of two 3x3 per stage; layer3's field is 81 at jump 4
-    assert any(line.startswith("layer3") and line.rstrip().endswith("81       4") for line in lines)
+    assert any(line.startswith("layer3") and line.rstrip().endswith("81/4") for line in lines)
     assert "Output stride              4" in result.stdout
+
+
+def test_the_totals_say_global_after_se_and_unknown_after_an_operator_not_followed():
+    se = run_json("summary", "resnet18", "--se", "--rf", "--depth", "0")
+    assert (se["receptive_field"], se["output_stride"]) == ("global", 32)
+    small = run_json("summary", "resnet18", "--rf", "--depth", "0", "--input", "1x3x32x32")
+    assert (small["receptive_field"], small["output_stride"]) == ([435, 435], 32)  # layer4's map is 1x1 here
+
+    class Upsampling(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.conv(nn.functional.interpolate(self.conv(x), scale_factor=2))
+
+    trace, fields = _fields(Upsampling())
+    assert fields.backbone is None and fields.output_stride is None
+
+
+def test_every_layer_name_stays_whole_with_rf_on_80_columns():
+    result = run("summary", "resnet18", "--depth", "3", "--rf")
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip().startswith("layer2.0.")]
+    assert names[:4] == ["layer2.0.conv1", "layer2.0.bn1", "layer2.0.relu1", "layer2.0.dropout"] or \
+        names[:3] == ["layer2.0.conv1", "layer2.0.bn1", "layer2.0.relu1"]
+    assert all(line.rstrip().endswith("/8") for line in result.stdout.splitlines() if "layer2.0.conv2" in line)
 
 
 def test_without_rf_the_summary_is_unchanged():

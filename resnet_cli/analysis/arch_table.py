@@ -40,7 +40,7 @@ class ArchColumn:
     row_params: dict[str, int]  # per row (pool rows have none)
     row_macs: dict[str, int]  # conv + linear, per row
     downsample_on: str  # where a bottleneck stage's stride sits: "3x3" or "1x1"; "" for basic blocks
-    receptive_field: int | None = None  # the last feature map's (analysis.receptive_field), height
+    receptive_field: int | str | None = None  # the last feature map's (analysis.receptive_field), height; "global"
     output_stride: int | None = None
     row_receptive_fields: dict[str, int] = field(default_factory=dict)  # at each row's output (not after global pooling)
 
@@ -130,7 +130,7 @@ def arch_column(label: str, request: ModelRequest) -> ArchColumn:
         row_params={rows[s.name]: s.params for s in stages},
         row_macs={rows[s.name]: s.macs_conv_linear for s in stages},
         downsample_on=spec.stride_on if spec.block == "bottleneck" else "",
-        receptive_field=fields.backbone.rf[0] if fields.backbone else None,
+        receptive_field=None if fields.backbone is None else "global" if fields.backbone.whole else fields.backbone.rf[0],
         output_stride=fields.output_stride,
         row_receptive_fields=row_fields,
     )

@@ -328,7 +328,7 @@ class NetworkCost:
     engine: str
     acts: int = 0  # output elements of conv and linear layers (MacCount.acts)
     output_stride: int | None = None  # the backbone's effective stride (analysis.receptive_field)
-    receptive_field: tuple[int, int] | None = None  # the backbone's last feature map's
+    receptive_field: tuple[int, int] | str | None = None  # the backbone's last feature map's; "global" after an SE gate
     layers: list[LayerSide] = field(default_factory=list)
     units: list[OperatorUnit] = field(default_factory=list)  # what each block (or call) computes, in order
     state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state_dict key -> shape
@@ -572,7 +572,7 @@ def network_cost(label: str, request: Any) -> NetworkCost:
         engine=count.engine,
         acts=count.acts,
         output_stride=fields.output_stride,
-        receptive_field=fields.backbone.rf if fields.backbone else None,
+        receptive_field=None if fields.backbone is None else "global" if fields.backbone.whole else fields.backbone.rf,
         layers=layers,
         units=operator_units(trace, stages),
         state_shapes={key: tuple(value.shape) for key, value in model.state_dict().items()},

@@ -42,7 +42,7 @@ class ReceptiveFields:
     ops: dict[int, Field | None]
     calls: dict[int, Field | None]
     output_stride: int | None  # the jump of the last map larger than 1x1 (the backbone's output stride)
-    backbone: Field | None  # the field of that map: the backbone's receptive field
+    backbone: Field | None  # the field of that map (None when an operator was not followed)
     unknown_ops: dict[str, int] = field(default_factory=dict)
 
     def of(self, record: LayerRecord) -> Field | None:
@@ -64,7 +64,7 @@ def receptive_fields(trace: ModelTrace) -> ReceptiveFields:
             break
         fields[op.order] = _through(op, [f for f in map(of, op.input_from) if f is not None], unknown)
     calls = {r.order: of(r.output_ops[0]) if r.output_ops else None for r in trace.records}
-    backbone = _backbone(trace, fields)
+    backbone = None if unknown else _backbone(trace, fields)
     return ReceptiveFields(fields, calls, max(backbone.jump) if backbone else None, backbone, unknown)
 
 
@@ -122,10 +122,12 @@ def _window(op: OpRecord, incoming: Field) -> Field:
 
 
 def _backbone(trace: ModelTrace, fields: dict[int, Field | None]) -> Field | None:
-    """The field of the last 4-D operator output larger than 1x1, before global pooling: the backbone's."""
+    """The field of the last 4-D map that is not a global pooling's output: the backbone's last feature map (whole
+    when an SE gate or another global pooling made it depend on the whole input). Called only when every operator
+    was followed."""
     for op in reversed(trace.ops):
         out = op.output_shapes[0] if op.output_shapes else ()
         found = fields.get(op.order)
-        if len(out) == 4 and out[-2:] != (1, 1) and found is not None and found is not UNKNOWN and not found.whole:
+        if len(out) == 4 and found is not None and not (op.op in _GLOBAL or op.op.startswith(("adaptive_", "_adaptive_"))):
             return found
     return None

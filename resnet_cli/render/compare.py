@@ -439,6 +439,8 @@ def _field_text(net: NetworkCost) -> str:
     """'427 px, 32': the backbone's receptive field (a side when not square) and output stride."""
     if net.receptive_field is None or net.output_stride is None:
         return "unknown"
+    if isinstance(net.receptive_field, str):
+        return f"{net.receptive_field}, {net.output_stride}"
     h, w = net.receptive_field
     return f"{h if h == w else f'{h}x{w}'} px, {net.output_stride}"
 

@@ -31,11 +31,15 @@ def summary_table(summary: ModelSummary) -> TableData:
     columns += [Column(_EXTRA_HEADERS.get(k, k), "right") for k in extra_keys]
     fields = summary.fields
     if fields is not None:
-        columns += [Column("RF", "right"), Column("Stride", "right")]
+        columns += [Column("RF/stride", "right", min_width=9)]
+        # two more columns on 80: keep layer names whole, and let Type and Output shape wrap instead
+        longest = max((len(_label(r)) for r in summary.rows()), default=5)
+        columns[0] = Column("Layer", min_width=min(longest, 20))
+        columns[1] = Column("Type", max_width=12)
     rows = [
         [_label(r), _type(r), _output_shape(r), getattr(r, "params", None),
          *(_extra_cell(k, getattr(r, k, None)) for k in extra_keys),
-         *(_field_cells(fields.of(r) if isinstance(r, LayerRecord) else None) if fields is not None else ())]
+         *((_field_cell(fields.of(r) if isinstance(r, LayerRecord) else None),) if fields is not None else ())]
         for r in summary.rows()
     ]  # fmt: skip
     depth = {None: "all levels", 0: "totals only"}.get(summary.max_depth, f"depth <= {summary.max_depth}")
@@ -67,17 +71,18 @@ def summary_table(summary: ModelSummary) -> TableData:
     )
 
 
-RF_NOTE = ("RF: theoretical receptive field in input pixels (max over paths at residual adds); Stride: effective "
+RF_NOTE = ("RF/stride: theoretical receptive field in input pixels (max over paths at residual adds) and effective "
            "stride (jump); global: after a global pooling (see docs/receptive-field.md).")
 
 
-def _field_cells(found: Field | None) -> tuple[str, str]:
-    """The RF and Stride cells: '435', '435x427', 'global', '?' past an operator not followed, '' for no map."""
+def _field_cell(found: Field | None) -> str:
+    """'435/32' (receptive field / effective stride; '435x427' when not square), 'global/32', '?' past an operator
+    not followed, '' for no map."""
     if found is None:
-        return "", ""
+        return ""
     if found is UNKNOWN:
-        return "?", "?"
-    return ("global" if found.whole else _pair(found.rf)), _pair(found.jump)
+        return "?"
+    return f"{'global' if found.whole else _pair(found.rf)}/{_pair(found.jump)}"
 
 
 def _pair(pair: tuple[int, int]) -> str:
@@ -86,7 +91,11 @@ def _pair(pair: tuple[int, int]) -> str:
 
 def _field_footer(fields: ReceptiveFields) -> list[tuple[str, str]]:
     backbone = fields.backbone
-    lines = [("Receptive field", f"{_pair(backbone.rf)} px (last feature map)" if backbone else "unknown"),
+    if backbone is None:
+        rf = "unknown (an operator was not followed)"
+    else:
+        rf = "global (after an SE gate or other global pooling)" if backbone.whole else f"{_pair(backbone.rf)} px (last feature map)"
+    lines = [("Receptive field", rf),
              ("Output stride", str(fields.output_stride) if fields.output_stride else "unknown")]  # fmt: skip
     if fields.unknown_ops:
         lines.append(("Not followed", ", ".join(f"aten.{k} x{v}" for k, v in fields.unknown_ops.items())))
@@ -140,7 +149,8 @@ def summary_json(summary: ModelSummary) -> dict[str, Any]:
 
 def _fields_json(fields: ReceptiveFields) -> dict[str, Any]:
     backbone = fields.backbone
-    return {"receptive_field": list(backbone.rf) if backbone else None, "output_stride": fields.output_stride,
+    rf = None if backbone is None else "global" if backbone.whole else list(backbone.rf)
+    return {"receptive_field": rf, "output_stride": fields.output_stride,
             "receptive_field_not_followed": dict(fields.unknown_ops)}  # fmt: skip
 
 

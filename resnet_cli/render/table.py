@@ -26,6 +26,7 @@ class Column:
     justify: str = "left"  # "left" | "right"
     style: str | None = None
     min_width: int | None = None  # keeps short multi-line cells from being folded on narrow terminals
+    max_width: int | None = None  # folds long cells, to leave room for the other columns
 
 
 @dataclass
@@ -71,7 +72,8 @@ def to_rich(data: TableData) -> RenderableType:
     """A rich Table with its footer and notes beneath."""
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     for col in data.columns:
-        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold", min_width=col.min_width)
+        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold", min_width=col.min_width,
+                         max_width=col.max_width)  # fmt: skip
     for i, row in enumerate(data.rows):
         style = data.row_styles[i] if i < len(data.row_styles) else None
         table.add_row(*(cell if isinstance(cell, Text) else format_cell(cell) for cell in row), style=style)
