@@ -136,6 +136,12 @@ class BasicBlock(nn.Module):
         return self.relu2(self.drop_path(out) + self.downsample(x))
 
 
+def bottleneck_sizes(spec: ResNetSpec, planes: int, stride: int, stage: int) -> tuple[int, int, int, int]:
+    """(inner width, output channels, stride of the first 1x1, stride of the 3x3) of a bottleneck in `stage`."""
+    stride_1x1, stride_3x3 = (stride, 1) if spec.stride_on == "1x1" else (1, stride)
+    return spec.inner_width(stage), planes * spec.block_expansion, stride_1x1, stride_3x3
+
+
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, and a shortcut (He et al. 2015, Fig. 5)."""
 
@@ -144,9 +150,7 @@ class Bottleneck(nn.Module):
         device: Device = None,
     ) -> None:  # fmt: skip
         super().__init__()
-        width = spec.inner_width(stage)
-        out_ch = planes * spec.block_expansion
-        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_on == "1x1" else (1, stride)
+        width, out_ch, stride_1x1, stride_3x3 = bottleneck_sizes(spec, planes, stride, stage)
         self.conv1 = conv1x1(in_ch, width, stride_1x1, device)
         self.bn1 = nn.BatchNorm2d(width, device=device)
         self.relu1 = nn.ReLU(inplace=True)
@@ -234,9 +238,7 @@ class PreActBottleneck(nn.Module):
         device: Device = None,
     ) -> None:  # fmt: skip
         super().__init__()
-        width = spec.inner_width(stage)
-        out_ch = planes * spec.block_expansion
-        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_on == "1x1" else (1, stride)
+        width, out_ch, stride_1x1, stride_3x3 = bottleneck_sizes(spec, planes, stride, stage)
         self.bn1 = nn.BatchNorm2d(in_ch, device=device)
         self.relu1 = nn.ReLU(inplace=False)  # its input is also the identity shortcut
         self.conv1 = conv1x1(in_ch, width, stride_1x1, device)
