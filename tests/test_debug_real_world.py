@@ -521,3 +521,28 @@ def test_an_se_layer_built_for_another_width_is_fixed_where_the_block_builds_it(
     assert (found["kind"], found["module"]) == ("layer_features", "se.fc.0")
     assert "first layer of se (SE), which receives 1x32x8x8 from conv2 (Conv2d) but was built for 8" in found["diagnosis"]
     assert "`self.se = SE(planes)` must get the size that builds conv2 (`nn.Conv2d(planes, planes * 4, 1)`" in found["fix"]
+
+
+def test_a_functional_pool_that_rounds_the_other_way_is_found_too(tmp_path):
+    # the same mistake as docs/examples/cat_mismatch.py, with F.max_pool2d in forward instead of nn.MaxPool2d
+    path = _model(tmp_path, "functional_pool", """
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
+        class Reduction(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+
+            def forward(self, x):
+                return torch.cat([self.conv(x), F.max_pool2d(x, 3, 2, 1, ceil_mode=True)], 1)
+
+        def net():
+            return Reduction()
+    """)
+    found = problem(path, "--input", "1x3x32x32")
+    assert found["kind"] == "cat_mismatch"
+    # closed form: ceil((32 + 2 - 3) / 2) + 1 = 17 with ceil_mode, 16 without, as the strided conv gives
+    assert "F.max_pool2d in the model (Reduction) rounds up with ceil_mode=True: 32x32 -> 17x17" in found["diagnosis"]
+    assert found["fix"] == "Make F.max_pool2d in the model (Reduction) round like the other branch: ceil_mode=False gives 16x16."

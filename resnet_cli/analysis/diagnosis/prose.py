@@ -60,14 +60,13 @@ def rounding_shortcut(
     block: LayerRecord, add: Any, pool: Any, size_rule: tuple[int, int] | None, broadcast: bool = False
 ) -> Diagnosis:
     """The shortcut's pooling layer rounds the other way than the main branch's strided conv (an avg-down shortcut
-    in floor mode): `pool` is (its call, its module, the size with the other rounding); `size_rule` (M, a size
+    in floor mode): `pool` is (the rules.PoolCall, the size with the other rounding); `size_rule` (M, a size
     that runs) when the input's size explains it."""
-    record, module, size = pool
-    entered = record.input_shapes[0][2:]
+    call, size = pool
     summary = (
         f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives "
-        f"{shape_text(add.main)} but the shortcut gives {shape_text(add.shortcut)}. {record.name} "
-        f"({record.type}, ceil_mode={module.ceil_mode}) turns the {shape_text(entered)} map into {shape_text(record.output_shape[2:])}, "
+        f"{shape_text(add.main)} but the shortcut gives {shape_text(add.shortcut)}. {call.label[:-1]}, ceil_mode="
+        f"{call.ceil_mode}) turns the {shape_text(call.entered)} map into {shape_text(call.out)}, "
         f"while the main branch's strided conv rounds the other way, to {shape_text(size)}. This depends on the input "
         f"size: the two agree whenever the map entering {block.name} has even sides."
     )
@@ -76,8 +75,8 @@ def rounding_shortcut(
         summary += (f" Input sides that are multiples of {multiple} keep every such map even ({runs}x{runs} and "
                     f"{runs + multiple}x{runs + multiple} run).")
     fix = (
-        f"Set ceil_mode={not module.ceil_mode} on {record.name}"
-        + (", with count_include_pad=False, as ResNet-D's avg-down shortcut does" if isinstance(module, nn.AvgPool2d) else "")
+        f"Set ceil_mode={not call.ceil_mode} on {call.name}"
+        + (", with count_include_pad=False, as ResNet-D's avg-down shortcut does" if call.average else "")
         + "; it then rounds like the main branch. Or keep the model and use inputs whose sides keep every map even."
     )
     return Diagnosis("residual_add_mismatch", summary, fix)
@@ -293,35 +292,29 @@ def layer_features(
 
 def cat_mismatch(enclosing: LayerRecord, function: str, shapes: list[Shape], makers: list[str], cause: Any) -> Diagnosis:
     """`function` (torch.cat) in `enclosing` got tensors of `shapes`, made by `makers`; `cause` is a pooling layer
-    that makes the odd one out: (its call, its module, the size with the other rounding) or, with a fourth item,
-    (..., the size with that padding, the padding), or None."""
+    that makes the odd one out: (the rules.PoolCall, the size with the other rounding), (the pool, the size with
+    padding, that padding), or None."""
     listed = "; ".join(f"{shape_text(shape)} from {maker}" for shape, maker in zip(shapes, makers, strict=True))
     stack = "stack" in function
     summary = (
         f"{function} in {_label(enclosing)} " + ("stacks tensors that must have one shape" if stack else
         "joins tensors that must agree in every dimension but the joined one") + f", and they do not: {listed}."
     )  # fmt: skip
-    if cause is not None and len(cause) == 4:
-        record, module, size, padding = cause
+    if cause is not None and len(cause) == 3:
+        call, size, padding = cause
         summary += (
-            f" {_label(record)} has no padding: it shrinks {shape_text(record.input_shapes[0][2:])} to "
-            f"{shape_text(record.output_shape[2:])}, where the other branch gives {shape_text(size)}."
+            f" {call.label} has no padding: it shrinks {shape_text(call.entered)} to {shape_text(call.out)}, where "
+            f"the other branch gives {shape_text(size)}."
         )
-        fix = f"Give {record.name} padding={padding} (kernel {module.kernel_size}): it then gives {shape_text(size)}."
+        fix = f"Give {call.name} padding={padding} (kernel {call.kernel[0]}): it then gives {shape_text(size)}."
     elif cause is not None:
-        record, module, size = cause
+        call, size = cause
+        rounds = "rounds up with ceil_mode=True" if call.ceil_mode else "rounds down (ceil_mode=False)"
         summary += (
-            f" {_label(record)} rounds up with ceil_mode={module.ceil_mode}: "
-            f"{shape_text(record.input_shapes[0][2:])} -> {shape_text(record.output_shape[2:])}, where the other "
-            f"branch gives {shape_text(size)}."
-            if module.ceil_mode else
-            f" {_label(record)} rounds down (ceil_mode=False): {shape_text(record.input_shapes[0][2:])} -> "
-            f"{shape_text(record.output_shape[2:])}, where the other branch gives {shape_text(size)}."
+            f" {call.label} {rounds}: {shape_text(call.entered)} -> {shape_text(call.out)}, where the other branch "
+            f"gives {shape_text(size)}."
         )
-        fix = (
-            f"Make {record.name} round like the other branch: ceil_mode={not module.ceil_mode} gives "
-            f"{shape_text(size)}."
-        )
+        fix = f"Make {call.name} round like the other branch: ceil_mode={not call.ceil_mode} gives {shape_text(size)}."
     elif stack and _differ_only_in_channels(shapes):
         joined = (shapes[0][0], sum(s[1] for s in shapes), *shapes[0][2:])
         fix = (

@@ -98,7 +98,7 @@ def input_too_small(ctx: FailureContext) -> Diagnosis | None:
     smallest = None
     if ctx.search and record is not None:
         smallest = smallest_input(ctx.model, ctx.inputs, ctx.retrace)
-    fixed_pool = isinstance(module, (nn.AvgPool2d, nn.MaxPool2d))
+    fixed_pool = isinstance(module, POOLS)
     kernel, function = getattr(module, "kernel_size", None), None
     op = ctx.trace.ops[-1] if zero is None and ctx.trace.ops and not ctx.trace.ops[-1].finished else None
     if (op is not None and not fixed_pool and op.op in _FIXED_POOLS and op.function is not None
@@ -274,8 +274,8 @@ def cat_mismatch(ctx: FailureContext) -> Diagnosis | None:
     cause = None
     for shape, source in zip(shapes, sources, strict=True):
         for other in (o for o in shapes if o != shape and len(o) == len(shape) == 4):
-            cause = cause or rounding_pool(ctx.model, ctx.trace, enclosing, source, other)
-            cause = cause or unpadded_pool(ctx.model, ctx.trace, enclosing, source, other)
+            cause = cause or rounding_pool(ctx.trace, enclosing, source, other)
+            cause = cause or unpadded_pool(ctx.trace, enclosing, source, other)
     function = ctx.trace.functions[op.function].name if op.function is not None else f"torch.{op.op}"
     return prose.cat_mismatch(enclosing, function, shapes, makers, cause)
 
@@ -381,7 +381,7 @@ def _residual_mismatch(
     """The residual add's diagnosis: a shortcut pool that rounds the other way, an option-A pad of the wrong size,
     or the general case; `broadcast` when the add ran by broadcasting instead of failing."""
     if add is not None and add.main[1:2] == add.shortcut[1:2] and len(add.main) == 4:
-        pool = rounding_pool(ctx.model, ctx.trace, block, add.shortcut_source, add.main)
+        pool = rounding_pool(ctx.trace, block, add.shortcut_source, add.main)
         if pool is not None:
             return prose.rounding_shortcut(block, add, pool, _size_rule(ctx, block, pool[0]), broadcast)
     pad = _channel_pad(ctx.trace, add) if add is not None and add.main[1] != add.shortcut[1] else None
@@ -454,11 +454,11 @@ def _channel_pad(trace: ModelTrace, add: ResidualAdd) -> tuple[int, int, tuple[s
     return None
 
 
-def _size_rule(ctx: FailureContext | PassContext, block: LayerRecord, pool: LayerRecord) -> tuple[int, int] | None:
+def _size_rule(ctx: FailureContext | PassContext, block: LayerRecord, pool: PoolCall) -> tuple[int, int] | None:
     """(M, a size that runs) when input sides that are multiples of M keep `pool`'s input even, checked by tracing
     two consecutive multiples on meta (M = 2 x the stride up to the pool, or 2x, 4x that for pools further on);
     None when not searched or nothing checks out."""
-    entered, size = pool.input_shapes[0][2:] if pool.input_shapes else (), tuple(ctx.inputs.shape[2:])
+    entered, size = pool.entered, tuple(ctx.inputs.shape[2:])
     if not ctx.search or len(entered) != 2 or len(size) != 2 or entered[0] == 0 or size[0] % entered[0]:
         return None
     model = ctx.model if ctx.inputs.device.type == "meta" else meta_copy(ctx.model)
@@ -547,44 +547,82 @@ def call_that_made(trace: ModelTrace, source: int | None, enclosing: int | None)
     return None
 
 
-def rounding_pool(
-    model: nn.Module, trace: ModelTrace, enclosing: LayerRecord, source: int | None, target: Shape
-) -> tuple[LayerRecord, nn.Module, Shape] | None:
-    """A pooling layer inside `enclosing`, on the path that made operator `source`'s result, whose output would have
-    `target`'s height and width with the other rounding (ceil_mode flipped): (its call, its module, that size)."""
+@dataclass(frozen=True)
+class PoolCall:
+    """A max or average pooling window as the operator ran it (nn.MaxPool2d or F.max_pool2d alike)."""
+
+    label: str  # 'reduce1.pool (MaxPool2d)', or 'F.avg_pool2d in layer1.0 (Block)'
+    name: str  # what to change: the module's path, or the torch call
+    average: bool
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    ceil_mode: bool
+    entered: Shape  # height and width in and out
+    out: Shape
+
+    def size(self, entered: Shape, *, ceil_mode: bool | None = None, padding: int | None = None) -> Shape:
+        """The output height and width with another rounding or padding."""
+        ceil = self.ceil_mode if ceil_mode is None else ceil_mode
+        pads = self.padding if padding is None else (padding, padding)
+        return tuple(output_size(entered[i], self.kernel[i], self.stride[i], pads[i], self.dilation[i], ceil)
+                     for i in range(2))  # fmt: skip
+
+
+def pool_call(trace: ModelTrace, op: OpRecord) -> PoolCall | None:
+    """The pooling window `op` ran, read from its arguments, or None for other operators."""
+    if op.op not in _FIXED_POOLS or not op.args or not op.output_shapes or len(op.args[0].shape) != 4:
+        return None
+    average = op.op == "avg_pool2d"
+    # avg_pool2d(x, kernel, stride, padding, ceil_mode, ...); max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    names = ["kernel_size", "stride", "padding", "ceil_mode"] if average else \
+        ["kernel_size", "stride", "padding", "dilation", "ceil_mode"]  # fmt: skip
+    given = dict(zip(names, op.args[1:], strict=False)) | {k: v for k, v in op.kwargs.items() if k in names}
+
+    def pair(value: Any, default: tuple[int, int]) -> tuple[int, int]:
+        if value in (None, [], ()):
+            return default
+        if isinstance(value, (list, tuple)):
+            return (value[0], value[-1])
+        return (value, value)
+
+    kernel = pair(given.get("kernel_size"), (1, 1))
+    record = trace.records[op.module] if op.module is not None else None
+    function = trace.functions[op.function].name if op.function is not None else f"aten.{op.op}"
+    if record is not None and record.type.endswith("Pool2d"):
+        label, name = f"{record.name} ({record.type})", record.name
+    else:
+        label = name = function + (f" in {record.name or 'the model'} ({record.type})" if record is not None else "")
+    return PoolCall(label, name, average, kernel, pair(given.get("stride"), kernel), pair(given.get("padding"), (0, 0)),
+                    pair(given.get("dilation"), (1, 1)), bool(given.get("ceil_mode", False)), op.args[0].shape[2:],
+                    op.output_shapes[0][2:])  # fmt: skip
+
+
+def rounding_pool(trace: ModelTrace, enclosing: LayerRecord, source: int | None, target: Shape) -> tuple[PoolCall, Shape] | None:
+    """A pooling window inside `enclosing`, on the path that made operator `source`'s result, whose output would have
+    `target`'s height and width with the other rounding (ceil_mode flipped): (the pool, that size)."""
     for order in sorted(_ops_on_path(trace, enclosing, source), reverse=True):
-        op = trace.ops[order]
-        record = trace.records[op.module] if op.module is not None else None
-        module = submodule(model, record)
-        if record is None or not isinstance(module, POOLS) or not record.input_shapes or not record.output_shape:
-            continue
-        pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
-        k, st, p = pair(module.kernel_size), pair(module.stride or module.kernel_size), pair(module.padding)
-        d = pair(getattr(module, "dilation", 1))
-        size = record.input_shapes[0][2:]
-        flipped = tuple(output_size(size[i], k[i], st[i], p[i], d[i], not module.ceil_mode) for i in range(2))
-        if flipped == tuple(target[2:]) != tuple(record.output_shape[2:]):
-            return record, module, flipped
+        pool = pool_call(trace, trace.ops[order])
+        if pool is not None:
+            flipped = pool.size(pool.entered, ceil_mode=not pool.ceil_mode)
+            if flipped == tuple(target[2:]) != tuple(pool.out):
+                return pool, flipped
     return None
 
 
 def unpadded_pool(
-    model: nn.Module, trace: ModelTrace, enclosing: LayerRecord, source: int | None, target: Shape
-) -> tuple[LayerRecord, nn.Module, Shape, int] | None:
-    """A pooling layer without padding on the path to operator `source`'s result that would give `target`'s height
-    and width with padding kernel // 2: (its call, its module, that size, that padding)."""
+    trace: ModelTrace, enclosing: LayerRecord, source: int | None, target: Shape
+) -> tuple[PoolCall, Shape, int] | None:
+    """A pooling window without padding on the path to operator `source`'s result that would give `target`'s height
+    and width with padding kernel // 2: (the pool, that size, that padding)."""
     for order in sorted(_ops_on_path(trace, enclosing, source), reverse=True):
-        op = trace.ops[order]
-        record = trace.records[op.module] if op.module is not None else None
-        module = submodule(model, record)
-        if record is None or not isinstance(module, POOLS) or not record.input_shapes or module.padding not in (0, (0, 0)):
+        pool = pool_call(trace, trace.ops[order])
+        if pool is None or pool.padding != (0, 0) or pool.kernel[0] != pool.kernel[1] or pool.kernel[0] < 2:
             continue
-        pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
-        k, st = pair(module.kernel_size), pair(module.stride or module.kernel_size)
-        size = record.input_shapes[0][2:]
-        padded = tuple(output_size(size[i], k[i], st[i], k[i] // 2, 1, module.ceil_mode) for i in range(2))
-        if padded == tuple(target[2:]) and k[0] == k[1] and k[0] > 1:
-            return record, module, padded, k[0] // 2
+        padded = pool.size(pool.entered, padding=pool.kernel[0] // 2)
+        if padded == tuple(target[2:]):
+            return pool, padded, pool.kernel[0] // 2
     return None
 
 
