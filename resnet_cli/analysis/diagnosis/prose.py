@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from torch import nn
 
-from resnet_cli.analysis.diagnosis.report import Diagnosis, Shape, SourceLocation
+from resnet_cli.analysis.diagnosis.report import Diagnosis, Shape, SourceLocation, relative_path
 from resnet_cli.analysis.diagnosis.source import keyword_or_position
 from resnet_cli.trace import LayerRecord
 from resnet_cli.units import shape_text
@@ -87,7 +86,7 @@ def conditional_projection(block: LayerRecord, add: Any, others: list[str], buil
     __init__ (`built`, a source.Assignment): the condition is false here although the shape changes."""
     entered = block.input_shapes[0] if block.input_shapes else add.shortcut
     listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-    where = f"{built.owner}.__init__ ({_relative(built.file)}:{built.condition_line})"
+    where = f"{built.owner}.__init__ ({relative_path(built.file)}:{built.condition_line})"
     summary = (
         f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives {shape_text(add.main)} but the "
         f"shortcut is the block's input unchanged, {shape_text(add.shortcut)}. Other {block.type} blocks ({listed}) "
@@ -113,7 +112,7 @@ def shortcut_stride(
     broadcast: bool = False,
 ) -> Diagnosis:  # fmt: skip
     """The projection exists but strides differently from the main branch's strided conv `main_conv`."""
-    where = f"{built.owner}.__init__ ({_relative(built.file)}:{built.line})"
+    where = f"{built.owner}.__init__ ({relative_path(built.file)}:{built.line})"
     summary = (
         f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives {shape_text(add.main)} but the "
         f"projection {add.shortcut_from} gives {shape_text(add.shortcut)}: it is built with stride {written}, while "
@@ -132,7 +131,7 @@ def padded_shortcut(
     """An option-A shortcut (subsampled, zero-padded channels) pads `before` + `after` channels, the wrong amount."""
     entered = add.shortcut[1] - before - after
     needed = add.main[1] - entered
-    where = f" at {_relative(location[0])}:{location[1]}" if location else ""
+    where = f" at {relative_path(location[0])}:{location[1]}" if location else ""
     summary = (
         f"{_add_fails(block, broadcast)}: the main branch ({_from(add.main_from)}) gives "
         f"{shape_text(add.main)} but the zero-padded shortcut{' ' + add.shortcut_from if add.shortcut_from else ''} "
@@ -336,7 +335,7 @@ def _differ_only_in_channels(shapes: list[Shape]) -> bool:
 def split_width(conv_record: LayerRecord, conv: nn.Module, received: int, function: Any, total: int | None) -> Diagnosis:
     """`conv` received a `received`-channel piece of a `total`-channel tensor split by `function` (a FunctionRecord)."""
     name = function.name if function is not None else "torch.split"
-    where = f" at {_relative(function.location[0])}:{function.location[1]}" if function and function.location else ""
+    where = f" at {relative_path(function.location[0])}:{function.location[1]}" if function and function.location else ""
     pieces = f" of {total} channels" if total else ""
     summary = (
         f"{_label(conv_record)} {_conv_call(conv)} expects {conv.in_channels} input channels but receives "
@@ -417,7 +416,7 @@ def batch_changed(shape: Shape, output: Shape, op: Any, function: Any, record: L
 
 def tensor_without_device(function: Any, record: LayerRecord, count: int, places: list[tuple[str, int]], device: str) -> Diagnosis:
     """forward made `count` tensors with factory functions and no device=, first `function` in `record`."""
-    where = ", ".join(f"{_relative(f)}:{line}" for f, line in places) or "forward"
+    where = ", ".join(f"{relative_path(f)}:{line}" for f, line in places) or "forward"
     summary = (
         f"{_label(record)} creates a tensor in forward with {function.name}(...) and no device= ({where}). It lands "
         f"on the default device, the CPU: this pass ran on {device}, but on CUDA the next operation fails with "
@@ -452,7 +451,7 @@ def module_width(
         f"{_label(module)}, which receives {shape_text(module.input_shapes[0])}{made} but was built for "
         f"{linear.in_features} channels."
     )
-    where = f"{site.owner}.__init__ ({_relative(site.file)}:{site.line})"
+    where = f"{site.owner}.__init__ ({relative_path(site.file)}:{site.line})"
     size = f" (`{maker_site.text}` there)" if maker_site is not None else ""
     fix = (
         f"In {where} build self.{site.attribute} for the {received} channels it is applied to: `self.{site.attribute} "
@@ -467,7 +466,7 @@ def _constructor_fix_text(record: LayerRecord, site: Any) -> str | None:
     if site is None:
         return None
     line = site.site
-    where = f"{line.owner}.__init__ ({_relative(line.file)}:{line.line})"
+    where = f"{line.owner}.__init__ ({relative_path(line.file)}:{line.line})"
     change = f"In {where} change `self.{line.attribute} = {line.text}` to `self.{line.attribute} = {site.call}`"
     if site.shared is not None:
         return (
@@ -484,14 +483,6 @@ def _norm_call(norm: nn.Module, channels: int) -> str:
     if isinstance(norm, nn.GroupNorm):
         return f"GroupNorm({norm.num_groups}, {channels})"
     return f"{type(norm).__name__}({channels})"
-
-
-def _relative(path: str) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if relative.startswith("..") else relative
 
 
 def missing_attribute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -59,3 +60,12 @@ class ShapeReport:
 def dtype_text(dtype: torch.dtype) -> str:
     """torch.float32 -> 'float32'."""
     return str(dtype).removeprefix("torch.")
+
+
+def relative_path(path: str) -> str:
+    """`path` relative to the working directory when it lies below it (as the user typed the file), else as is."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative

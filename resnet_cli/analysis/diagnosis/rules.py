@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import linecache
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from resnet_cli.analysis.diagnosis import prose
-from resnet_cli.analysis.diagnosis.report import Diagnosis, Shape, SourceLocation, dtype_text
+from resnet_cli.analysis.diagnosis.report import Diagnosis, Shape, SourceLocation, dtype_text, relative_path
 from resnet_cli.analysis.diagnosis.search import Retrace, meta_copy, sides_that_run, smallest_input
 from resnet_cli.analysis.diagnosis.source import (
     IN_ARGUMENT,
@@ -70,7 +69,7 @@ class FailureContext:
         frame = innermost_user_frame(error)
         location = None
         if frame is not None:
-            location = SourceLocation(_relative(frame.filename), frame.lineno or 0, frame.name, (frame.line or "").strip())
+            location = SourceLocation(relative_path(frame.filename), frame.lineno or 0, frame.name, (frame.line or "").strip())
         unfinished = trace.unfinished
         failing = unfinished[-1] if unfinished else None
         children = tuple(r for r in trace.children(failing) if r.finished) if failing is not None else ()
@@ -772,13 +771,6 @@ def _main_branch_shape(entered: Shape, children: tuple[LayerRecord, ...]) -> Sha
     return None
 
 
-def _relative(path: str) -> str:
-    try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
-    except ValueError:
-        return path
-
-
 # --- passes that run but are wrong: the silent problems -----------------------------------------------------------
 
 
@@ -861,7 +853,7 @@ def source_location(function: Any) -> SourceLocation | None:
     if function is None or function.location is None:
         return None
     file, line = function.location
-    return SourceLocation(_relative(file), line, _function_at(file, line), linecache.getline(file, line).strip())
+    return SourceLocation(relative_path(file), line, _function_at(file, line), linecache.getline(file, line).strip())
 
 
 def _function_at(file: str, line: int) -> str:
