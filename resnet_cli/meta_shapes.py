@@ -38,10 +38,11 @@ def _new(shape: list[int] | tuple[int, ...], like: torch.Tensor, dtype: torch.dt
     return torch.empty(tuple(shape), dtype=dtype or like.dtype, device="meta")
 
 
-def _pair(value: Any, default: Any = None) -> tuple[int, int] | None:
+def pair(value: Any, default: Any = None) -> tuple[int, int] | None:
+    """(h, w) from an int or a one- or two-element list (an operator argument); `default` for an empty list."""
     value = list(value) if isinstance(value, (list, tuple)) else [value]
     if not value and default is not None:
-        return _pair(default)
+        return pair(default)
     if len(value) == 1:
         value = value * 2
     return (int(value[0]), int(value[1])) if len(value) == 2 else None
@@ -167,8 +168,8 @@ def _native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: 
 
 
 def _pool_output(x: torch.Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> tuple | None:
-    kernel, step = _pair(kernel_size), _pair(stride, kernel_size)
-    pad, dil = _pair(padding), _pair(dilation)
+    kernel, step = pair(kernel_size), pair(stride, kernel_size)
+    pad, dil = pair(padding), pair(dilation)
     if None in (kernel, step, pad, dil) or x.dim() != 4 or not _plain_order(x):
         return None
     if min(*kernel, *step, *dil) < 1 or min(pad) < 0 or any(2 * p > k for p, k in zip(pad, kernel, strict=True)):

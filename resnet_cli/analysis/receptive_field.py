@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from resnet_cli.meta_shapes import pair
 from resnet_cli.trace import LayerRecord, ModelTrace, OpRecord
 
 Pair = tuple[int, int]  # (height, width)
@@ -101,17 +102,12 @@ def _through(op: OpRecord, incoming: list[Field], unknown: dict[str, int]) -> Fi
 
 def _window(op: OpRecord, incoming: Field) -> Field:
     """Through a conv or pooling window."""
-    def pair(v: object) -> Pair:
-        if isinstance(v, (list, tuple)):
-            return (v[0], v[1]) if len(v) == 2 else (v[0], v[0])
-        return (v, v)  # type: ignore[return-value]
-
     if op.op == "convolution":
         kernel = op.args[1].shape[-2:]
         stride, dilation = pair(op.args[3]), pair(op.args[5])
     else:
         kernel = pair(op.args[1])
-        stride = pair(op.args[2]) if len(op.args) > 2 and op.args[2] not in ((), [], None) else kernel
+        stride = pair(op.args[2], kernel) if len(op.args) > 2 and op.args[2] is not None else kernel
         dilation = pair(op.args[4]) if op.op.startswith("max_pool") and len(op.args) > 4 else (1, 1)
     effective = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
     return Field(

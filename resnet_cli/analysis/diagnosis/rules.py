@@ -32,7 +32,7 @@ from resnet_cli.analysis.diagnosis.source import (
 )
 from resnet_cli.analysis.mac_rules import VIEWS_AND_ALLOCATION
 from resnet_cli.analysis.residuals import ResidualAdd, residual_adds
-from resnet_cli.meta_shapes import output_size
+from resnet_cli.meta_shapes import output_size, pair
 from resnet_cli.trace import ForwardExit, LayerRecord, ModelTrace, OpRecord, TensorInfo, has_zero_size, make_input
 from resnet_cli.user_model import innermost_user_frame
 
@@ -579,23 +579,19 @@ def pool_call(trace: ModelTrace, op: OpRecord) -> PoolCall | None:
         ["kernel_size", "stride", "padding", "dilation", "ceil_mode"]  # fmt: skip
     given = dict(zip(names, op.args[1:], strict=False)) | {k: v for k, v in op.kwargs.items() if k in names}
 
-    def pair(value: Any, default: tuple[int, int]) -> tuple[int, int]:
-        if value in (None, [], ()):
-            return default
-        if isinstance(value, (list, tuple)):
-            return (value[0], value[-1])
-        return (value, value)
+    def two(key: str, default: tuple[int, int]) -> tuple[int, int]:
+        value = given.get(key)
+        return default if value is None else pair(value, default) or default
 
-    kernel = pair(given.get("kernel_size"), (1, 1))
+    kernel = two("kernel_size", (1, 1))
     record = trace.records[op.module] if op.module is not None else None
     function = trace.functions[op.function].name if op.function is not None else f"aten.{op.op}"
     if record is not None and record.type.endswith("Pool2d"):
         label, name = f"{record.name} ({record.type})", record.name
     else:
         label = name = function + (f" in {record.name or 'the model'} ({record.type})" if record is not None else "")
-    return PoolCall(label, name, average, kernel, pair(given.get("stride"), kernel), pair(given.get("padding"), (0, 0)),
-                    pair(given.get("dilation"), (1, 1)), bool(given.get("ceil_mode", False)), op.args[0].shape[2:],
-                    op.output_shapes[0][2:])  # fmt: skip
+    return PoolCall(label, name, average, kernel, two("stride", kernel), two("padding", (0, 0)), two("dilation", (1, 1)),
+                    bool(given.get("ceil_mode", False)), op.args[0].shape[2:], op.output_shapes[0][2:])  # fmt: skip
 
 
 def rounding_pool(trace: ModelTrace, enclosing: LayerRecord, source: int | None, target: Shape) -> tuple[PoolCall, Shape] | None:
@@ -699,10 +695,12 @@ def _too_small(module: nn.Module | None, record: LayerRecord | None, message: st
     kernel = getattr(module, "kernel_size", None)
     if kernel is None or isinstance(module, nn.modules.conv._ConvTransposeNd):
         return False
-    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
-    k, s, p = pair(kernel), pair(getattr(module, "stride", 1) or kernel), pair(getattr(module, "padding", 0))
+    padding = getattr(module, "padding", 0)
+    if isinstance(padding, str):  # 'same' / 'valid': torch sizes these itself
+        return False
+    k, s, p = pair(kernel), pair(getattr(module, "stride", 1) or kernel), pair(padding)
     d = pair(getattr(module, "dilation", 1))
-    if isinstance(p[0], str):
+    if None in (k, s, p, d):  # a 3-D window: not this 2-D check
         return False
     size = record.input_shapes[0][2:]
     return any(output_size(size[i], k[i], s[i], p[i], d[i]) <= 0 for i in range(2))
