@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from spec_strategies import valid_specs
 from torch import nn
 
-from resnet_cli.analysis.receptive_field import UNKNOWN, receptive_fields
+from resnet_cli.analysis.receptive_field import UNKNOWN, Field, receptive_fields
 from resnet_cli.model import build_model
 from resnet_cli.spec import PRESETS, ResNetSpec
 from resnet_cli.trace import make_input, trace_model
@@ -203,3 +203,18 @@ def test_table_has_the_receptive_field_of_every_row():
         assert [rows[f"conv{i + 2}_x"] for i in range(4)] == [rf for rf, _ in expected]
         assert (rows["conv1"], rows["maxpool"]) == (7, 11)  # 7x7/2, then + 2 x 2
         assert (model["receptive_field"], model["output_stride"]) == (expected[-1][0], 32)
+
+
+def test_a_mean_over_channels_keeps_the_field():
+    class SpatialAttention(nn.Module):  # CBAM's spatial gate: channel mean and max, a 7x7 conv, a sigmoid
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 1, 7, padding=3)
+
+        def forward(self, x):
+            pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], 1)
+            return x * torch.sigmoid(self.conv(pooled))
+
+    trace, fields = _fields(SpatialAttention())
+    assert fields.of(trace.records[0]) == Field((7, 7), (1, 1), whole=False)  # the 7x7 conv, at jump 1
+    assert fields.unknown_ops == {}

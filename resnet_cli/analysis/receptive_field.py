@@ -82,8 +82,11 @@ def _through(op: OpRecord, incoming: list[Field], unknown: dict[str, int]) -> Fi
     out = op.output_shapes[0] if op.output_shapes else ()
     if name in _WINDOWED and not (name == "convolution" and len(op.args) > 6 and op.args[6]):  # not transposed
         return _window(op, merged)
+    keeps_map = len(out) >= 4 and len(shapes[0]) >= 4 and out[-2:] == shapes[0][-2:]
+    if name in _GLOBAL and keeps_map:
+        return merged  # a mean or sum over channels (CBAM's spatial attention): each pixel sees what it saw
     if name in _GLOBAL or name.startswith(("adaptive_", "_adaptive_")):
-        if len(out) >= 4 and out[-2:] != (1, 1):
+        if len(out) >= 4 and out[-2:] != (1, 1) and not keeps_map:
             unknown[name] = unknown.get(name, 0) + 1  # adaptive pooling to more than 1x1: windows of uneven size
             return UNKNOWN
         size = shapes[0][-2:] if len(shapes[0]) >= 4 else (1, 1)
