@@ -152,8 +152,16 @@ def _convolution(
 
 
 def _batch_norm_eval(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: Any, *_: Any) -> tuple | None:
+    return _batch_norm(x, weight, bias, mean, var, optional=(weight, bias))
+
+
+def _batch_norm(x: torch.Tensor, *per_channel: Any, optional: tuple = ()) -> tuple | None:
+    """(output, mean, inverse std) of a batch norm; `per_channel` tensors must be (C,), those in `optional` may be
+    None (no affine; in training, no running statistics)."""
     channels = x.shape[1] if x.dim() >= 2 else 0
-    for t in (weight, bias, mean, var):
+    for t in per_channel:
+        if t is None and any(t is o for o in optional):
+            continue
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != (channels,):
             return None
     out = _unary(x)
@@ -164,7 +172,11 @@ def _batch_norm_eval(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: An
 
 
 def _native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, mean: Any, var: Any, training: bool, *rest: Any) -> tuple | None:
-    return None if training else _batch_norm_eval(x, weight, bias, mean, var)
+    if not training:
+        return _batch_norm_eval(x, weight, bias, mean, var)
+    # with batch statistics: the same shapes (torch's meta kernel updates the running statistics of meta tensors,
+    # which hold no values, and F.batch_norm has already refused one value per channel)
+    return _batch_norm(x, weight, bias, mean, var, optional=(weight, bias, mean, var))
 
 
 def _pool_output(x: torch.Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> tuple | None:

@@ -524,6 +524,38 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(dict.fromkeys(sizes))
 
 
+BYTE_UNITS = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+MAX_BYTES = 2**60  # an exbibyte: a memory budget above it is a typo
+
+
+def parse_bytes(flag: str, text: str) -> int:
+    """A memory size such as '16GiB', '12GB', '800 MiB' or '1e9' (bytes) as bytes; SI units are powers of 1000,
+    binary ones (KiB, MiB, GiB, TiB) of 1024."""
+    usage = f"give a number and a unit: 16GiB, 12GB, 800MiB (units: {', '.join(_unit_names())})"
+    cleaned = text.strip().replace(" ", "").replace("_", "")
+    number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    unit = cleaned[len(number) :].lower() or "b"
+    if number.lower().endswith("e"):  # '1e' + unit is not a number
+        number, unit = number[:-1], "e" + unit
+    try:
+        value = float(number)
+    except ValueError:
+        raise SpecError(f"{flag} {text!r} is not a size; {usage}") from None
+    if unit not in BYTE_UNITS:
+        raise SpecError(f"{flag} {text!r}: unknown unit {cleaned[len(number):]!r}; {usage}")
+    size = value * BYTE_UNITS[unit]
+    if not size >= 1 or size > MAX_BYTES:  # `not >=` also catches nan
+        raise SpecError(f"{flag} {text!r} must be between 1 B and {MAX_BYTES // 2**60} EiB")
+    return int(size)
+
+
+def _unit_names() -> list[str]:
+    return [name.upper() if len(name) == 1 else name[0].upper() + name[1:-1] + name[-1].upper() for name in BYTE_UNITS]
+
+
 DEVICES = ("meta", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 

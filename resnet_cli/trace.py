@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from resnet_cli.amp import autocast_like
 from resnet_cli.errors import SpecError
 from resnet_cli.meta_shapes import answer_from_shapes
 from resnet_cli.units import first_line, shape_text
@@ -60,6 +61,7 @@ class LayerRecord:
     finished: bool = False
     macs: int | None = None  # this call's MACs, children included (fvcore convention); None until counted
     macs_conv_linear: int | None = None  # the same, conv and linear operators only
+    input_storages: tuple[int, ...] = ()  # per input, the memory it lives in (ModelTrace.storage_bytes); autograd only
     extra: dict[str, Any] = field(default_factory=dict)  # filled by observers (e.g. debug-shapes' residual watcher)
 
     @property
@@ -108,6 +110,7 @@ class OpRecord:
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
     finished: bool = False
+    requires_grad: tuple[bool, ...] = ()  # per tensor argument (as `inputs`), with trace_model(autograd=True)
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -148,6 +151,18 @@ class FunctionRecord:
     macs: int | None = None  # MACs of the operators it ran (fvcore convention); None until counted
 
 
+@dataclass(slots=True)
+class SavedTensor:
+    """One tensor autograd saved for the backward pass (trace_model(autograd=True)): where and which memory."""
+
+    module: int | None  # `order` of the innermost module call running when it was saved (None: outside the model)
+    storage: int  # the memory it lives in (a view shares its base's): ModelTrace.storage_bytes has its size
+    shape: Shape
+    dtype: str
+    source: int | None  # the operator that made it (OpRecord.order), -1 - i: the model's i-th input, None: other
+    is_state: bool  # a parameter or buffer of the model: held anyway, not activation memory
+
+
 class Producer(NamedTuple):
     """Who last returned a tensor: a module call (`LayerRecord.order`) or a function call (`FunctionRecord.index`)."""
 
@@ -166,6 +181,8 @@ class ModelTrace:
     ops: list[OpRecord] = field(default_factory=list)
     functions: list[FunctionRecord] = field(default_factory=list)
     functions_tracked: bool = True  # False: traced with functions=False, so every OpRecord.function is None
+    saved: list[SavedTensor] = field(default_factory=list)  # with autograd=True, in the order autograd saved them
+    storage_bytes: dict[int, int] = field(default_factory=dict)  # storage -> bytes, for `saved` and input_storages
 
     @property
     def ok(self) -> bool:
@@ -317,6 +334,8 @@ def trace_model(
     shape_only: bool | None = None,
     functions: bool = True,
     locate: bool = False,
+    autograd: bool = False,
+    amp: torch.dtype | None = None,
 ) -> ModelTrace:
     """Run `model` once on `inputs` with hooks on every module and operator and return the records.
 
@@ -327,6 +346,11 @@ def trace_model(
     (each operator's `function` is then None): the sweep's many variants of resnet-cli's own ResNets need no
     functional rows, and tracking every Python-level torch call costs about a third of a trace. `locate` records
     where in the user's code each function call was made (FunctionRecord.location), for debug-shapes.
+
+    `autograd` runs the pass with gradients enabled, as a training step's forward: each operator records which tensor
+    arguments require grad, and every tensor autograd saves for backward is recorded (`ModelTrace.saved`, through
+    `torch.autograd.graph.saved_tensors_hooks`), with the memory it lives in. `amp` casts as `torch.autocast` does
+    to that dtype (resnet_cli.amp), also on meta, where torch.autocast does nothing.
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -340,8 +364,9 @@ def trace_model(
     for t in tensors_in(args):
         origins.note(t, None)
     calls: dict[nn.Module, int] = {}
-    operators = _OperatorRecorder(stack, records, origins, shape_only)
+    operators = _OperatorRecorder(stack, records, origins, shape_only, record_grads=autograd)
     operators.mark_inputs(tensors_in(args))
+    saver = _SavedTensorRecorder(model, stack, operators) if autograd else None
 
     def pre_hook(module: nn.Module, hook_args: tuple) -> None:
         name = names.get(module, type(module).__name__)
@@ -366,6 +391,8 @@ def trace_model(
             input_ops=tuple(operators.producer_op(t) for t in tensors),
             ops_start=len(operators.ops),
         )
+        if saver is not None:
+            record.input_storages = tuple(saver.storage(t) for t in tensors)
         records.append(record)
         stack.append(record)
         for observer in observers:
@@ -395,8 +422,11 @@ def trace_model(
             handles.append(module.register_forward_hook(post_hook))
             module.training = train  # not model.train(): a user's train() override may have side effects
         tracker = _FunctionTracker(operators, locate) if functions else contextlib.nullcontext()
+        grad = torch.enable_grad() if autograd else torch.no_grad()
+        saving = saver.hooks() if saver is not None else contextlib.nullcontext()
+        casting = autocast_like(amp) if amp is not None else contextlib.nullcontext()
         # The user's print() goes to stderr, so that --format json and csv stay parseable.
-        with contextlib.redirect_stdout(sys.stderr), torch.no_grad(), tracker, operators:
+        with contextlib.redirect_stdout(sys.stderr), grad, saving, tracker, casting, operators:
             model(*args)
     except Exception as exc:  # the failure is the finding; the caller decides how to report it
         error = exc
@@ -418,7 +448,63 @@ def trace_model(
         ops=operators.ops,
         functions=operators.functions,
         functions_tracked=functions,
+        saved=saver.saved if saver is not None else [],
+        storage_bytes=saver.sizes if saver is not None else {},
     )
+
+
+class _SavedTensorRecorder:
+    """Records each tensor autograd saves for backward, and the memory (storage) it lives in.
+
+    Saved tensors and module inputs are held until the trace ends (on meta they hold no memory), so that no storage
+    is freed and its identity reused meanwhile.
+    """
+
+    def __init__(self, model: nn.Module, stack: list[LayerRecord], operators: _OperatorRecorder) -> None:
+        self.stack = stack
+        self.operators = operators
+        self.saved: list[SavedTensor] = []
+        self.sizes: dict[int, int] = {}
+        self._held: list[torch.Tensor] = []
+        self._state = {self.storage(t) for t in (*model.parameters(), *model.buffers())}
+
+    def storage(self, tensor: torch.Tensor) -> int:
+        """A key for the memory `tensor` lives in (shared by its views), its size noted in `sizes`; the tensor is
+        held until the trace ends, so that the key stays its own."""
+        self._held.append(tensor)
+        try:
+            storage = tensor.untyped_storage()
+            key, size = storage._cdata, storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # no storage (a sparse or nested tensor): the tensor itself
+            key, size = id(tensor), tensor.numel() * tensor.element_size()
+        self.sizes[key] = size
+        return key
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = self.storage(tensor)
+        self.saved.append(
+            SavedTensor(
+                module=self.stack[-1].order if self.stack else None,
+                storage=key,
+                shape=tuple(tensor.shape),
+                dtype=_dtype_name(tensor.dtype),
+                source=self.operators.producer_op(tensor),
+                is_state=key in self._state,
+            )
+        )
+        return tensor
+
+    @contextlib.contextmanager
+    def hooks(self) -> Iterator[None]:
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(self.pack, _unpack):
+                yield
+        finally:
+            self._held.clear()
+
+
+def _unpack(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 class _OperatorRecorder(TorchDispatchMode):
@@ -427,7 +513,14 @@ class _OperatorRecorder(TorchDispatchMode):
     With `shape_only`, operators that meta_shapes can answer from shapes are answered without torch's kernels.
     """
 
-    def __init__(self, stack: list[LayerRecord], records: list[LayerRecord], origins: TensorOrigins, shape_only: bool):
+    def __init__(
+        self,
+        stack: list[LayerRecord],
+        records: list[LayerRecord],
+        origins: TensorOrigins,
+        shape_only: bool,
+        record_grads: bool = False,
+    ):
         super().__init__()
         self.stack = stack  # the tracer's running module calls
         self.records = records
@@ -435,6 +528,8 @@ class _OperatorRecorder(TorchDispatchMode):
         self.shape_only = shape_only
         self.ops: list[OpRecord] = []
         self.functions: list[FunctionRecord] = []
+        self.record_grads = record_grads  # OpRecord.requires_grad, for a pass with autograd on
+        self.grads: list[bool] | None = None  # the running operator's, while its arguments are read
         self.pending: tuple[Any, tuple, dict] | None = None  # the running torch call (func, args, kwargs), if any
         self.location: tuple[str, int] | None = None  # where the user's code made that call (locate=True)
         self.function: FunctionRecord | None = None  # its record, once it ran an operator
@@ -474,6 +569,8 @@ class _OperatorRecorder(TorchDispatchMode):
         if function is None and self.pending is not None:  # the first operator makes the function call a record
             function = self.function = self._start_function()
         producers: list[int | None] = []
+        grads: list[bool] | None = [] if self.record_grads else None
+        self.grads = grads
         record = OpRecord(
             order=len(self.ops),
             op=names[0],
@@ -485,6 +582,8 @@ class _OperatorRecorder(TorchDispatchMode):
             input_from=(),
         )
         record.input_from = tuple(producers)
+        if grads is not None:
+            record.requires_grad = tuple(grads)
         self.ops.append(record)
         result = answer_from_shapes(func, args, kwargs) if self.shape_only else None
         if result is None:
@@ -502,6 +601,8 @@ class _OperatorRecorder(TorchDispatchMode):
         """A tensor argument as TensorInfo (its producer appended to `producers`); lists of tensors as tuples."""
         if isinstance(value, torch.Tensor):
             producers.append(self.producer_op(value))
+            if self.grads is not None:
+                self.grads.append(value.requires_grad)
             return TensorInfo(tuple(value.shape), _DTYPE_NAMES.get(value.dtype) or _dtype_name(value.dtype))
         if type(value) in (list, tuple) and value and (
             isinstance(value[0], torch.Tensor) or (value[0] is None and any(isinstance(v, torch.Tensor) for v in value))

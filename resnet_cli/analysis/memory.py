@@ -12,8 +12,9 @@ from typing import Any
 from resnet_cli.errors import UserError
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-# Extra buffers per trainable parameter: SGD with momentum keeps one, Adam two (exp_avg, exp_avg_sq).
-OPTIMIZER_STATE_BUFFERS = {"sgd": 1, "adam": 2}
+# Extra buffers per trainable parameter: plain SGD none, SGD with momentum one, Adam and AdamW two (exp_avg,
+# exp_avg_sq).
+OPTIMIZER_STATE_BUFFERS = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
 
 
 @dataclass

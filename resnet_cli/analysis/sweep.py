@@ -204,6 +204,7 @@ def measure_request(request: ModelRequest) -> Measurement:
         input_elements=built.inputs.numel(),
         activation_elements=built.trace.activation_elements,
         dtype=request.dtype,
+        optimizer="sgd-momentum",
     )
     return Measurement(
         params=count.params,

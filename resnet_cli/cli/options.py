@@ -143,6 +143,11 @@ def with_build_flags(skip: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]
     return decorate
 
 
+AmpOption = Annotated[
+    Optional[Literal["bf16", "fp16"]],
+    typer.Option(help="Mixed precision: torch.autocast to this dtype.", show_default=False),
+]
+
 PlotOption = Annotated[
     Optional[str],
     typer.Option("--plot", help="Also write a chart here; .png or .svg (needs matplotlib).", show_default=False),
