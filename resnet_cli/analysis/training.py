@@ -352,12 +352,7 @@ def _memory(model: nn.Module, trace: ModelTrace, settings: TrainSettings, dtype:
     storages = activation_storages(trace)
     size = trace.storage_bytes
     input_storages = {s.storage for s in trace.saved if s.source is not None and s.source < 0}
-    copies = {
-        s.storage
-        for s in trace.saved
-        if s.source is not None and s.source >= 0 and trace.ops[s.source].op == "_to_copy"
-        and trace.ops[s.source].input_from[:1] == (None,)  # a cast of a parameter or buffer
-    }  # fmt: skip
+    copies = {s.storage for s in trace.saved if _is_weight_copy(trace, s.source)}
     return TrainingMemory(
         dtype=dtype,
         amp=settings.amp,
@@ -372,6 +367,19 @@ def _memory(model: nn.Module, trace: ModelTrace, settings: TrainSettings, dtype:
         weight_copy_bytes=sum(size[s] for s in copies if s in storages),
         peak_saved_bytes=peak_saved,
     )
+
+
+_VIEWS = frozenset("t view _unsafe_view transpose permute expand reshape alias slice select unsqueeze squeeze".split())
+
+
+def _is_weight_copy(trace: ModelTrace, source: int | None) -> bool:
+    """Whether the operator `source` made (a view of) a cast of a parameter or buffer: AMP's 16-bit weight copy."""
+    while source is not None and source >= 0 and trace.ops[source].op in _VIEWS:
+        source = trace.ops[source].input_from[0] if trace.ops[source].input_from else None
+    if source is None or source < 0:
+        return False
+    op = trace.ops[source]
+    return op.op == "_to_copy" and op.input_from[:1] == (None,)
 
 
 def _chosen(costs: list[CheckpointCost], choice: str, model: nn.Module) -> CheckpointCost:
