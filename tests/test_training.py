@@ -9,9 +9,12 @@ import math
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch.nn.functional as F
 from cli_runner import one_error_line, run, run_json
 from models.corpus import CORPUS, IMAGENET
+from spec_strategies import valid_specs
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
@@ -19,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from resnet_cli.analysis.checkpointing import checkpoint_segments, checkpointed
 from resnet_cli.analysis.training import TrainSettings, activation_storages, training_report
 from resnet_cli.model import build_model
-from resnet_cli.spec import PRESETS, request_from_flags
+from resnet_cli.spec import PRESETS, ModelRequest, request_from_flags
 from resnet_cli.trace import trace_model
 from resnet_cli.user_model import UserModelRequest
 
@@ -80,6 +83,19 @@ def test_step_macs_equal_flop_counter_mode_on_every_preset(name):
 @pytest.mark.parametrize("name", ["resnet1202", "preact_resnet1001"])
 def test_step_macs_equal_flop_counter_mode_on_the_deepest_presets(name):
     test_step_macs_equal_flop_counter_mode_on_every_preset(name)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(spec=valid_specs(), size=st.sampled_from([16, 24]), freeze_stages=st.sampled_from([None, 0, 1]))
+def test_step_macs_equal_flop_counter_mode_on_drawn_specs(spec, size, freeze_stages):
+    request = ModelRequest("custom", spec, (2, spec.in_channels, size, size))
+    report = training_report(request, TrainSettings(freeze_stages=freeze_stages))
+    model = build_model(spec, device="meta")
+    if freeze_stages is not None:
+        for name in report.frozen:
+            model.get_submodule(name).requires_grad_(False)
+    expected, grouped_excess = flop_counter_step(model, torch.empty(request.input_shape, device="meta"))
+    assert report.step_macs == expected - grouped_excess
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[m.id for m in CORPUS])
