@@ -9,7 +9,13 @@ import pytest
 from golden import REPO, check_block, examples
 
 README = REPO / "README.md"
-GOLDEN_FILES = [README, REPO / "docs" / "flops.md", REPO / "docs" / "summary.md", REPO / "docs" / "receptive-field.md"]
+GOLDEN_FILES = [
+    README,
+    REPO / "docs" / "flops.md",
+    REPO / "docs" / "summary.md",
+    REPO / "docs" / "receptive-field.md",
+    REPO / "docs" / "training.md",
+]
 
 
 def test_readme_has_examples():

@@ -151,5 +151,7 @@ def emit(console: Console, fmt: str, data: TableData | list[TableData], payload:
     elif fmt == "markdown":
         console.file.write("\n".join(to_markdown(t) for t in tables))
     else:
-        for t in tables:
+        for index, t in enumerate(tables):
+            if index:
+                console.print()  # a blank line between tables
             console.print(to_rich(t))
