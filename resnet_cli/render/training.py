@@ -8,7 +8,7 @@ from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS
 from resnet_cli.analysis.training import OPTIMIZER_STATE_BUFFERS, BatchFit, TrainingReport
 from resnet_cli.render.flops import coverage_json, human
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
-from resnet_cli.units import format_bytes, saved_percent, share_percent
+from resnet_cli.units import format_bytes, mib, saved_percent, share_percent
 
 BACKWARD_CONVENTION = (
     "backward: conv + linear convention, as torch's FlopCounterMode / 2: each conv and matrix product costs its "
@@ -63,12 +63,11 @@ def _by_stage(report: TrainingReport, depth: int | None) -> tuple[str, list[Colu
         Column("Stage"),
         Column("Fwd MACs (conv+lin)", "right"),
         Column("Bwd MACs (conv+lin)", "right"),
-        Column("Saved", "right"),
+        Column("Saved MiB", "right"),
         Column("% saved", "right"),
     ]
     rows = [
-        [s.name, s.forward_macs_conv_linear, s.backward_macs, format_bytes(s.saved_bytes),
-         f"{share_percent(s.saved_bytes, total):.1f}"]
+        [s.name, s.forward_macs_conv_linear, s.backward_macs, mib(s.saved_bytes), round(share_percent(s.saved_bytes, total), 1)]
         for s in report.stages
     ]  # fmt: skip
     return "by stage", columns, rows, []
@@ -89,12 +88,12 @@ def _by_module(report: TrainingReport, depth: int | None) -> tuple[str, list[Col
         Column("Layer"),
         Column("Fwd MACs (conv+lin)", "right"),
         Column("Bwd MACs (conv+lin)", "right"),
-        Column("Saved", "right"),
+        Column("Saved MiB", "right"),
     ]
     shown = [m for m in report.modules if depth is None or report.module_depths[m.name] <= depth]
     rows = [
         ["  " * (report.module_depths[m.name] - 1) + m.name, m.forward_macs_conv_linear, m.backward_macs,
-         format_bytes(m.saved_bytes)]
+         mib(m.saved_bytes)]
         for m in shown
     ]  # fmt: skip
     styles = ["bold" if report.module_depths[m.name] == 1 else None for m in shown]
@@ -195,28 +194,28 @@ def _checkpoint_table(report: TrainingReport) -> TableData:
     none = next(c for c in report.checkpoints if c.choice == "none")
     columns = [
         Column("Checkpoint"),
-        Column("Kept", "right"),
-        Column("Recomputed", "right"),
-        Column("Peak saved", "right"),
-        Column("Memory", "right"),
-        Column("Extra MACs", "right"),
-        Column("Compute", "right"),
+        Column("Kept MiB", "right"),
+        Column("Recompute MiB", "right"),
+        Column("Peak MiB", "right"),
+        Column("Saved %", "right"),
+        Column("Extra GMACs", "right"),
+        Column("Added %", "right"),
     ]
     rows = []
     for cost in report.checkpoints:
         saved = saved_percent(cost.peak_saved_bytes, none.peak_saved_bytes) if cost is not none else None
         rows.append([
-            f"{cost.choice} x{cost.segments}" if cost.segments else cost.choice, format_bytes(cost.kept_bytes),
-            format_bytes(cost.recompute_bytes), format_bytes(cost.peak_saved_bytes),
-            f"-{saved:.1f}%" if saved is not None else "", human(cost.extra_macs_conv_linear, "").strip(),
-            f"+{share_percent(cost.extra_macs_conv_linear, step):.1f}%" if cost is not none else "",
+            f"{cost.choice} x{cost.segments}" if cost.segments else cost.choice, mib(cost.kept_bytes),
+            mib(cost.recompute_bytes), mib(cost.peak_saved_bytes), None if saved is None else round(saved, 1),
+            round(cost.extra_macs_conv_linear / 1e9, 2),
+            round(share_percent(cost.extra_macs_conv_linear, step), 1) if cost is not none else None,
         ])  # fmt: skip
     return TableData(
         title="Gradient checkpointing side by side (--checkpoint)",
         columns=columns,
         rows=rows,
-        notes=[CHECKPOINT_NOTE, "x N: segments; Memory: peak saved bytes against none; Extra MACs: forward conv + "
-                                "linear MACs run again; Compute: their share of the step's."],  # fmt: skip
+        notes=[CHECKPOINT_NOTE, "x N: segments; Saved %: peak saved bytes below none's; Extra GMACs: forward conv + "
+                                "linear MACs run again (10^9); Added %: their share of the step's."],  # fmt: skip
         row_styles=["bold" if c.choice == report.memory.checkpoint else None for c in report.checkpoints],
     )
 
