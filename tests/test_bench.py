@@ -30,7 +30,7 @@ from resnet_cli.user_model import user_model_request
 TINY = ["resnet18", "--input", "1x3x32x32", "--iters", "3", "--warmup", "1", "--threads", "1"]
 ROW_KEYS = {
     "label", "channels_last", "amp", "compile", "median_ms", "p10_ms", "p90_ms", "images_per_s",
-    "peak_memory_bytes", "speedup", "latencies_ms",
+    "peak_memory_bytes", "speedup", "latencies_ms", "fuse_bn", "checkpoint", "fusion",
 }  # fmt: skip
 
 

@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 import torch.nn.functional as F
 from cli_runner import one_error_line, run, run_json
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from models.corpus import CORPUS, IMAGENET
 from spec_strategies import valid_specs
 from torch import nn

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from resnet_cli.analysis.checkpointing import check_checkpoint, checkpoint_segments, checkpointed
+from resnet_cli.analysis.fusion import FusionCheck, fuse_and_check
 from resnet_cli.errors import UserError
 from resnet_cli.model import instantiate, resolve_device
 from resnet_cli.spec import ModelRequest
@@ -50,6 +52,8 @@ class BenchSettings:
     amp: str | None = None  # "bf16" | "fp16": autocast to that dtype
     compile: bool = False
     threads: int | None = None  # CPU intra-op threads; None keeps torch's default
+    fuse_bn: bool = False  # infer: each BatchNorm folded into the conv before it (analysis.fusion), outputs checked
+    checkpoint: str = "none"  # train: "block" or "stage" segments recomputed during backward (analysis.checkpointing)
 
     def knobs(self) -> list[str]:
         """The enabled speed knobs as flag text, e.g. ['channels-last', 'amp bf16']."""
@@ -60,6 +64,10 @@ class BenchSettings:
             enabled.append(f"amp {self.amp}")
         if self.compile:
             enabled.append("compile")
+        if self.fuse_bn:
+            enabled.append("fuse-bn")
+        if self.checkpoint != "none":
+            enabled.append(f"checkpoint {self.checkpoint}")
         return enabled
 
     @property
@@ -69,7 +77,7 @@ class BenchSettings:
 
     def baseline(self) -> BenchSettings:
         """The same run with every speed knob off."""
-        return replace(self, channels_last=False, amp=None, compile=False)
+        return replace(self, channels_last=False, amp=None, compile=False, fuse_bn=False, checkpoint="none")
 
 
 @dataclass
@@ -81,6 +89,7 @@ class BenchRow:
     latencies_ms: list[float]
     peak_memory_bytes: int | None  # CUDA allocator peak, or CPU resident-set growth; None if unknown
     speedup: float | None = None  # baseline median / this median, in a grid
+    fusion: FusionCheck | None = None  # with fuse_bn: what was folded and how far the outputs moved
 
     @property
     def median_ms(self) -> float:
@@ -138,6 +147,10 @@ def grid_settings(settings: BenchSettings) -> list[BenchSettings]:
         rows.append(replace(base, amp=settings.amp))
     if settings.compile:
         rows.append(replace(base, compile=True))
+    if settings.fuse_bn:
+        rows.append(replace(base, fuse_bn=True))
+    if settings.checkpoint != "none":
+        rows.append(replace(base, checkpoint=settings.checkpoint))
     if len(settings.knobs()) > 1:
         rows.append(settings)
     return rows
@@ -165,9 +178,21 @@ def check_settings(request: BenchRequest, settings: BenchSettings, grid: bool) -
             raise UserError(f"--threads sets CPU threads and applies to --device cpu only, not {request.device}")
     if settings.compile and settings.warmup < 1:
         raise UserError("--compile needs --warmup 1 or more: the first step compiles and must not be timed")
+    if settings.fuse_bn and settings.mode != "infer":
+        raise UserError(
+            "--fuse-bn with --mode train: fusion folds BatchNorm's running statistics, which only inference uses; "
+            "use --mode infer"
+        )
+    check_checkpoint(settings.checkpoint)
+    if settings.checkpoint != "none" and settings.mode != "train":
+        raise UserError(
+            f"--checkpoint {settings.checkpoint} with --mode infer: checkpointing recomputes activations during "
+            f"backward, which only --mode train runs; use --mode train or --checkpoint none"
+        )
     if grid and not settings.knobs():
         raise UserError(
-            "--grid compares knobs against the baseline; add at least one of --channels-last, --amp, --compile"
+            "--grid compares knobs against the baseline; add at least one of --channels-last, --amp, --compile, "
+            "--fuse-bn (infer), --checkpoint (train)"
         )
 
 
@@ -200,15 +225,20 @@ def run_bench(
             torch_version=torch.__version__,
         )
         configs = grid_settings(settings) if grid else [settings]
-        prepared = [prepare_row(request, config, progress) for config in configs]
-        steps = [functools.partial(run_step, row.step, row.settings, request, first=False) for row in prepared]
-        labels, total = [row.label for row in prepared], settings.warmup + settings.iters
-        after_step = (lambda i, run: progress(labels[i], settings.warmup + run + 1, total)) if progress else None
-        with grad_mode(settings):
-            latencies = time_interleaved(steps, device, settings.iters, after_step=after_step)
+        with contextlib.ExitStack() as rows_open:  # a checkpointed row's model stays so until every row is timed
+            prepared = [rows_open.enter_context(prepare_row(request, config, progress)) for config in configs]
+            steps = [functools.partial(run_step, row.step, row.settings, request, first=False) for row in prepared]
+            labels, total = [row.label for row in prepared], settings.warmup + settings.iters
+            after_step = (lambda i, run: progress(labels[i], settings.warmup + run + 1, total)) if progress else None
+            with grad_mode(settings):
+                latencies = time_interleaved(steps, device, settings.iters, after_step=after_step)
         report.rows = [
             BenchRow(
-                label=row.label, settings=row.settings, latencies_ms=times, peak_memory_bytes=row.peak_memory_bytes
+                label=row.label,
+                settings=row.settings,
+                latencies_ms=times,
+                peak_memory_bytes=row.peak_memory_bytes,
+                fusion=row.fusion,
             )
             for row, times in zip(prepared, latencies, strict=True)
         ]
@@ -226,20 +256,32 @@ def run_bench(
 
 @dataclass
 class PreparedRow:
-    """A configuration built and warmed up, ready to be timed; holds its model alive through `step`."""
+    """A configuration built and warmed up, ready to be timed; holds its model alive through `step`. Used as a
+    context manager: on exit, a checkpointed model's modules get their own forward back."""
 
     label: str
     settings: BenchSettings
     step: Callable[[], None]
     peak_memory_bytes: int | None
     loss: TrainLoss | None  # the train step's loss; None in infer mode
+    fusion: FusionCheck | None = None  # with fuse_bn: what was folded and how far the outputs moved
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def __enter__(self) -> PreparedRow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.resources.close()
 
 
 def prepare_row(
     request: BenchRequest, settings: BenchSettings, progress: ProgressCallback | None = None
 ) -> PreparedRow:
-    """Build a fresh model for one configuration and run its warm-up steps, measuring peak memory meanwhile."""
+    """Build a fresh model for one configuration and run its warm-up steps, measuring peak memory meanwhile. With
+    fuse_bn the model is fused and its outputs checked first (fusion.fuse_and_check; the check's float64 copy is
+    left out of the peak); with a checkpoint choice its segments stay checkpointed until the row is closed."""
     label = settings.label
+    resources = contextlib.ExitStack()
     with peak_memory(request.device) as memory:
         try:
             model, inputs = instantiate(request)
@@ -249,21 +291,39 @@ def prepare_row(
                 f"--input {shape_text(request.input_shape)}: cannot allocate the model and input on {request.device} "
                 f"({message}); use a smaller batch or model"
             ) from None
+        fusion = None
+        if settings.fuse_bn:
+            fusion = fuse_and_check(model, inputs)
+            memory.forget_peak()
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         model.train(settings.mode == "train")  # before compiling: a later mode switch would recompile
-        if settings.compile:
-            model = compile_model(model)
-        loss = TrainLoss() if settings.mode == "train" else None
-        step = make_step(model, inputs, settings, loss)
-        total = settings.warmup + settings.iters
-        with grad_mode(settings):
-            for i in range(settings.warmup):
-                run_step(step, settings, request, first=i == 0)
-                if progress:
-                    progress(label, i + 1, total)
-    return PreparedRow(label=label, settings=settings, step=step, peak_memory_bytes=memory.peak_bytes, loss=loss)
+        try:
+            if settings.checkpoint != "none":
+                resources.enter_context(checkpointed(model, checkpoint_segments(model, settings.checkpoint)))
+            if settings.compile:
+                model = compile_model(model)
+            loss = TrainLoss() if settings.mode == "train" else None
+            step = make_step(model, inputs, settings, loss)
+            total = settings.warmup + settings.iters
+            with grad_mode(settings):
+                for i in range(settings.warmup):
+                    run_step(step, settings, request, first=i == 0)
+                    if progress:
+                        progress(label, i + 1, total)
+        except BaseException:
+            resources.close()
+            raise
+    return PreparedRow(
+        label=label,
+        settings=settings,
+        step=step,
+        peak_memory_bytes=memory.peak_bytes,
+        loss=loss,
+        fusion=fusion,
+        resources=resources,
+    )
 
 
 class TrainLoss:
@@ -427,11 +487,24 @@ class PeakMemory:
 
     peak_bytes: int | None = None
 
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def forget_peak(self) -> None:
+        """Start the peak again from what is allocated now: memory used and freed so far stops counting (what is
+        still allocated since the block began still does)."""
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            _release_free_heap()
+            _reset_peak_rss()
+
 
 @contextlib.contextmanager
 def peak_memory(device: str) -> Iterator[PeakMemory]:
     """Peak memory added inside the block: CUDA allocator peak, or on the CPU resident-set growth to its peak."""
-    result = PeakMemory()
+    result = PeakMemory(device)
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()

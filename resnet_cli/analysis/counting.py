@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_cli.analysis.fusion import FusionResult, fuse_conv_bn
 from resnet_cli.analysis.mac_rules import (
     ACTIVATION_OPS,
     CONV_LINEAR_OPS,
@@ -337,6 +338,7 @@ class BuiltCount:
     inputs: torch.Tensor
     trace: ModelTrace
     count: MacCount
+    fusion: FusionResult | None = None  # with fuse_bn: the conv+BN pairs folded and the batch norms left
 
 
 def build_and_count(
@@ -346,11 +348,19 @@ def build_and_count(
     counter: str = "fast",
     functions: bool = True,
     before_fvcore: TraceCheck | None = None,
+    fuse_bn: bool = False,
 ) -> BuiltCount:
     """Build the model a request describes (a preset's ModelRequest or a UserModelRequest) on `device` (meta by
     default; None: the request's own), trace it once and count its MACs with `counter`. A pass that fails or shrinks
-    to nothing raises ForwardPassFailed naming the layer; `functions` and `before_fvcore` are count_traced's."""
+    to nothing raises ForwardPassFailed naming the layer; `functions` and `before_fvcore` are count_traced's.
+    With `fuse_bn` the model is the inference model with each BatchNorm that follows a convolution folded into it
+    (analysis.fusion, pairs found in a first trace), and the count is the fused model's."""
     model, inputs = instantiate(request, device=device)
+    fusion = None
+    if fuse_bn:
+        unfused = trace_model(model, (inputs,))
+        unfused.raise_for_failure()
+        fusion = fuse_conv_bn(model, unfused)
     trace, count = count_traced(
         model,
         (inputs,),
@@ -359,4 +369,4 @@ def build_and_count(
         before_fvcore=before_fvcore,
         functions=functions,
     )
-    return BuiltCount(model, inputs, trace, count)
+    return BuiltCount(model, inputs, trace, count, fusion)

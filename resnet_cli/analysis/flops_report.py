@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_cli.analysis.counting import MacCount, build_and_count, check_counter
+from resnet_cli.analysis.fusion import FusionResult
 from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
 from resnet_cli.analysis.stages import StageCount, count_by_stage
 from resnet_cli.errors import UserError
@@ -25,11 +26,19 @@ class FlopsReport:
     memory: MemoryEstimate
     max_depth: int | None = None
     notes: list[str] = field(default_factory=list)
+    fusion: FusionResult | None = None  # with fuse_bn: the conv+BN pairs folded and the batch norms left
 
 
-def flops_report(request: Any, counter: str = "fast", optimizer: str = "sgd", max_depth: int | None = None) -> FlopsReport:
+def flops_report(
+    request: Any,
+    counter: str = "fast",
+    optimizer: str = "sgd",
+    max_depth: int | None = None,
+    fuse_bn: bool = False,
+) -> FlopsReport:
     """Build the requested model (preset or the user's own), count its MACs with `counter` and estimate its memory;
-    `layers` keeps the module calls down to `max_depth` (None: all)."""
+    `layers` keeps the module calls down to `max_depth` (None: all). With `fuse_bn` the model counted is the
+    inference model with each BatchNorm that follows a convolution folded into it (analysis.fusion)."""
     check_counter(counter)
     check_optimizer(optimizer)
     built = build_and_count(
@@ -37,6 +46,7 @@ def flops_report(request: Any, counter: str = "fast", optimizer: str = "sgd", ma
         device=None,
         counter=counter,
         before_fvcore=lambda t: _check_fits_in_memory(t.activation_elements, request),
+        fuse_bn=fuse_bn,
     )
     model, trace, count = built.model, built.trace, built.count
     memory = estimate_memory(
@@ -59,6 +69,7 @@ def flops_report(request: Any, counter: str = "fast", optimizer: str = "sgd", ma
         stages=count_by_stage(model, trace, count),
         memory=memory,
         max_depth=max_depth,
+        fusion=built.fusion,
     )
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from resnet_cli.analysis.counting import build_and_count
+from resnet_cli.analysis.fusion import FusionResult
 from resnet_cli.analysis.receptive_field import ReceptiveFields, receptive_fields
 from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, in_call_order, parameter_count
 
@@ -41,6 +42,7 @@ class ModelSummary:
     functions: list[FunctionRecord] = field(default_factory=list)  # with --ops: ModelTrace.functional_calls()
     coverage: str = "complete"  # MacCount.coverage
     fields: ReceptiveFields | None = None  # with --rf: receptive field and effective stride of every call
+    fusion: FusionResult | None = None  # with --fuse-bn: the conv+BN pairs folded and the batch norms left
 
     def rows(self) -> list[LayerRecord | FunctionRecord]:
         """Layers and functional calls in the order the forward pass started them."""
@@ -64,11 +66,14 @@ def _shown(record: LayerRecord, max_depth: int | None) -> bool:
     return max_depth is None or record.depth <= max_depth
 
 
-def summarize(request: Any, max_depth: int | None = None, ops: bool = False, rf: bool = False) -> ModelSummary:
+def summarize(
+    request: Any, max_depth: int | None = None, ops: bool = False, rf: bool = False, fuse_bn: bool = False
+) -> ModelSummary:
     """Build the requested model (preset or the user's own), trace one forward pass and summarise it per layer,
     MACs included, down to `max_depth` (None: all; 0: totals only); with `ops`, the functional calls in each
-    module's forward are listed too; with `rf`, each call's receptive field and effective stride."""
-    built = build_and_count(request, device=None)
+    module's forward are listed too; with `rf`, each call's receptive field and effective stride; with `fuse_bn`,
+    the inference model with each BatchNorm that follows a convolution folded into it."""
+    built = build_and_count(request, device=None, fuse_bn=fuse_bn)
     trace, count = built.trace, built.count
     totals = model_totals(built.model, built.inputs, trace)
     totals.macs = count.macs
@@ -83,4 +88,5 @@ def summarize(request: Any, max_depth: int | None = None, ops: bool = False, rf:
         functions=[f for f in trace.functional_calls() if max_depth is None or f.depth <= max_depth] if ops else [],
         coverage=count.coverage,
         fields=receptive_fields(trace) if rf else None,
+        fusion=built.fusion,
     )

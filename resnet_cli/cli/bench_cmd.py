@@ -42,6 +42,18 @@ def bench(
     threads: Annotated[
         Optional[int], typer.Option(help="CPU intra-op threads. \\[default: torch's]", rich_help_panel=BENCH)
     ] = None,
+    fuse_bn: Annotated[
+        bool,
+        typer.Option(
+            "--fuse-bn",
+            help="Infer: fold each BatchNorm into the conv before it; outputs checked against the unfused model.",
+            rich_help_panel=BENCH,
+        ),
+    ] = False,
+    checkpoint: Annotated[
+        Literal["none", "block", "stage"],
+        typer.Option(help="Train: recompute each block's or stage's activations during backward.", rich_help_panel=BENCH),
+    ] = "none",
     grid: Annotated[
         bool,
         typer.Option(
@@ -63,6 +75,8 @@ def bench(
         amp=amp,
         compile=compile_model,
         threads=threads,
+        fuse_bn=fuse_bn,
+        checkpoint=checkpoint,
     )
     with progress_bar(enabled=format == "table") as progress:
         report = run_bench(request, settings, grid=grid, progress=progress)

@@ -35,6 +35,9 @@ def summary(
     rf: Annotated[
         bool, typer.Option("--rf", help="Also each layer's theoretical receptive field and effective stride, and the output stride.")
     ] = False,
+    fuse_bn: Annotated[
+        bool, typer.Option("--fuse-bn", help="The inference model with each BatchNorm folded into the conv before it.")
+    ] = False,
     format: FormatOption = "table",
 ) -> None:
     """Per-layer table from forward hooks: output shapes, params, MACs, memory; your own model too."""
@@ -43,5 +46,5 @@ def summary(
     from resnet_cli.render.table import emit
 
     check_depth(depth, 0, "0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers")
-    result = summarize(request, max_depth=depth, ops=ops, rf=rf)
+    result = summarize(request, max_depth=depth, ops=ops, rf=rf, fuse_bn=fuse_bn)
     emit(stdout(), format, summary_table(result), summary_json(result))

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from resnet_cli.analysis.bench import CROSS_ENTROPY, OUTPUT_MEAN, BenchReport, BenchRow
+from resnet_cli.analysis.fusion import EPS_FACTOR, ROUNDING_FACTOR, FusionCheck
+from resnet_cli.render.summary import fusion_json, left_note
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
 from resnet_cli.units import mib
 from resnet_cli.user_model import UserModelRequest
@@ -69,6 +71,13 @@ def bench_table(report: BenchReport) -> TableData:
             "Speedup = baseline median / row median (x); each row has its own model, and the timed steps "
             "take the rows in turn."
         )
+    notes += fusion_notes(report)
+    checkpointed = next((row.settings.checkpoint for row in report.rows if row.settings.checkpoint != "none"), None)
+    if checkpointed is not None:
+        notes.append(
+            f"checkpoint {checkpointed}: each {checkpointed}'s forward runs under torch.utils.checkpoint "
+            f"(non-reentrant), which keeps its input and recomputes the rest during backward: less memory, more time."
+        )
     noisy = [row.label for row in report.rows if row.p90_ms > NOISY_SPREAD * row.p10_ms]
     if noisy:
         notes.append(
@@ -76,6 +85,26 @@ def bench_table(report: BenchReport) -> TableData:
             f"Raise --iters or run on a quiet machine before trusting small differences."
         )
     return TableData(title=title, columns=columns, rows=rows, footer=footer, notes=notes)
+
+
+def fusion_notes(report: BenchReport) -> list[str]:
+    """What the fused rows folded, and how far their outputs moved from the unfused model's (checked before timing)."""
+    fused = [(row.label, row.fusion) for row in report.rows if row.fusion is not None]
+    if not fused:
+        return []
+    fusion = fused[0][1].fusion
+    moved = ", ".join(
+        f"{check.max_abs_diff:.2g} (allowed {check.tolerance:.2g}){f' in {label}' if len(fused) > 1 else ''}"
+        for label, check in fused
+    )
+    notes = [
+        f"fuse-bn: {len(fusion.fused)} BatchNorms folded into the conv before them, {len(fusion.left)} left; "
+        f"checked against the unfused model before timing, max |fused - unfused| output: {moved}.",
+        f"Allowed: {ROUNDING_FACTOR} x the unfused model's own {fused[0][1].dtype} rounding error (its distance from "
+        f"a float64 run) + {EPS_FACTOR} x eps x max |output|.",
+    ]
+    left = left_note(fusion)
+    return notes + ([left] if left else [])
 
 
 def _step_text(mode: str, loss: str | None) -> str:
@@ -116,6 +145,8 @@ def row_json(report: BenchReport, row: BenchRow) -> dict[str, Any]:
         "channels_last": row.settings.channels_last,
         "amp": row.settings.amp,
         "compile": row.settings.compile,
+        "fuse_bn": row.settings.fuse_bn,
+        "checkpoint": row.settings.checkpoint,
         "median_ms": row.median_ms,
         "p10_ms": row.p10_ms,
         "p90_ms": row.p90_ms,
@@ -123,6 +154,19 @@ def row_json(report: BenchReport, row: BenchRow) -> dict[str, Any]:
         "peak_memory_bytes": row.peak_memory_bytes,
         "speedup": row.speedup,
         "latencies_ms": row.latencies_ms,
+        "fusion": None if row.fusion is None else fusion_check_json(row.fusion),
+    }
+
+
+def fusion_check_json(check: FusionCheck) -> dict[str, Any]:
+    """A fused row's `fusion` object: what was folded and left, and the output check."""
+    return {
+        **fusion_json(check.fusion),
+        "dtype": check.dtype,
+        "max_abs_diff": check.max_abs_diff,
+        "rounding_error": check.rounding_error,
+        "max_abs_output": check.max_abs_output,
+        "tolerance": check.tolerance,
     }
 
 

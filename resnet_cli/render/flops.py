@@ -10,7 +10,7 @@ from rich.text import Text
 from resnet_cli.analysis.counting import MacCount
 from resnet_cli.analysis.flops_report import FlopsReport
 from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, DATA_MOVEMENT, OPERATOR_FORMULAS
-from resnet_cli.render.summary import layer_json, layer_label
+from resnet_cli.render.summary import fusion_footer, fusion_json, fusion_notes, layer_json, layer_label
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
 from resnet_cli.units import format_bytes, share_percent
 
@@ -28,6 +28,7 @@ ENGINES = {
     "fast": "counter: fast (fvcore's rules on the traced aten operators, meta tensors)",
     "fvcore": "counter: fvcore (FlopCountAnalysis on real CPU tensors)",
 }
+FUSED = " (BN fused)"
 OPTIMIZER_STATE = {"sgd": "momentum", "adam": "Adam moments"}
 
 
@@ -61,7 +62,7 @@ def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> Ta
     label, columns, rows, styles = breakdown(report, share_columns, share)
     request = report.request
     return TableData(
-        title=f"{request.label}  input {format_cell(request.input_shape)}  {label}",
+        title=f"{request.label}  input {format_cell(request.input_shape)}  {label}{FUSED if report.fusion else ''}",
         columns=columns,
         rows=rows,
         footer=_footer(report),
@@ -111,6 +112,7 @@ def _footer(report: FlopsReport) -> list[tuple[str, str]]:
         ("Forward activations", f"{format_bytes(memory.activation_bytes)} (input {format_bytes(memory.input_bytes)})"),
         (f"Training ({memory.optimizer})", f"{format_bytes(memory.training_bytes)}: params+grads+{state}+activations"),
         ("Operators counted", count.coverage),
+        *([fusion_footer(report.fusion)] if report.fusion is not None else []),
     ]
 
 
@@ -119,7 +121,7 @@ def _notes(report: FlopsReport, by: str) -> list[str]:
     if by == "operator":
         notes += [f"{op}: {OPERATOR_FORMULAS[op]}" for op in report.count.by_operator if op in OPERATOR_FORMULAS]
     notes.append(ENGINES.get(report.count.engine, f"counter: {report.count.engine}"))
-    return notes + report.notes
+    return notes + (fusion_notes(report.fusion) if report.fusion is not None else []) + report.notes
 
 
 def zero_note(count: MacCount) -> str:
@@ -177,4 +179,5 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
         "memory": report.memory.as_dict(),
         "layers": [layer_json(r) for r in report.layers],
         "notes": report.notes,
+        **({"fusion": fusion_json(report.fusion)} if report.fusion is not None else {}),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from resnet_cli.analysis.fusion import FusionResult
 from resnet_cli.analysis.receptive_field import UNKNOWN, Field, ReceptiveFields
 from resnet_cli.analysis.summary import ModelSummary
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
@@ -43,7 +44,8 @@ def summary_table(summary: ModelSummary) -> TableData:
         for r in summary.rows()
     ]  # fmt: skip
     depth = {None: "all levels", 0: "totals only"}.get(summary.max_depth, f"depth <= {summary.max_depth}")
-    title = f"{request.label}  input {format_cell(request.input_shape)}  ({depth}, device {request.device})"
+    fused = ", BN fused" if summary.fusion is not None else ""
+    title = f"{request.label}  input {format_cell(request.input_shape)}  ({depth}, device {request.device}{fused})"
     footer = [
         ("Total params", f"{totals.params:,}"),
         ("Trainable params", f"{totals.trainable_params:,}"),
@@ -54,6 +56,7 @@ def summary_table(summary: ModelSummary) -> TableData:
         ("MACs (fvcore)", f"{totals.macs:,}  (FLOPs = 2 x MACs = {2 * totals.macs:,})"),
         ("Activations (acts)", f"{totals.acts:,}  (conv and linear output elements)"),
         *(_field_footer(fields) if fields is not None else []),
+        *([fusion_footer(summary.fusion)] if summary.fusion is not None else []),
     ]
     return TableData(
         title=title,
@@ -66,6 +69,7 @@ def summary_table(summary: ModelSummary) -> TableData:
             *([] if summary.coverage == "complete" else [f"MACs are {summary.coverage}."]),
             *(["Type function: a torch call made in a module's own forward (--ops)."] if summary.functions else []),
             *([RF_NOTE] if fields is not None else []),
+            *(fusion_notes(summary.fusion) if summary.fusion is not None else []),
         ],
         row_styles=[_stage_style(r) for r in summary.rows()],
     )
@@ -144,6 +148,54 @@ def summary_json(summary: ModelSummary) -> dict[str, Any]:
                    for r in summary.layers],  # fmt: skip
         **(_fields_json(summary.fields) if summary.fields else {}),
         **({"functions": [function_json(f) for f in summary.functions]} if summary.functions else {}),
+        **({"fusion": fusion_json(summary.fusion)} if summary.fusion is not None else {}),
+    }
+
+
+FUSION_NOTE = (
+    "--fuse-bn: each BatchNorm whose input only a convolution reads is folded into it with its running statistics, "
+    "W' = W x gamma / sqrt(var + eps), b' = (b - mean) x gamma / sqrt(var + eps) + beta: the inference model, equal "
+    "to the original in eval mode only (in training, BatchNorm uses each batch's statistics)."
+)
+LISTED = 6  # batch norms left for one reason: named up to this many, beyond that the first three and a count
+
+
+def fusion_footer(fusion: FusionResult) -> tuple[str, str]:
+    """The footer line: how many BatchNorms were folded and left, and the parameters before and after."""
+    return (
+        "BatchNorms fused",
+        f"{len(fusion.fused)} folded, {len(fusion.left)} left; params {fusion.params_before:,} -> {fusion.params_after:,}",
+    )
+
+
+def fusion_notes(fusion: FusionResult) -> list[str]:
+    """What fusion does, and the batch norms left as they are: by name with the reason, or counted by reason."""
+    left = left_note(fusion)
+    return [FUSION_NOTE, *([left] if left else [])]
+
+
+def left_note(fusion: FusionResult) -> str | None:
+    """The batch norms fusion left as they are, grouped by reason."""
+    if not fusion.left:
+        return None
+    by_reason: dict[str, list[str]] = {}
+    for left in fusion.left:
+        by_reason.setdefault(left.reason, []).append(left.name)
+    groups = [f"{_names(names)}: {reason}" for reason, names in by_reason.items()]
+    return f"Left as they are ({len(fusion.left)}): {'; '.join(groups)}."
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= LISTED else f"{', '.join(names[:3])} and {len(names) - 3} more"
+
+
+def fusion_json(fusion: FusionResult) -> dict[str, Any]:
+    """The `fusion` object: the pairs folded, the batch norms left (with the reason) and params before and after."""
+    return {
+        "fused": [{"conv": p.conv, "bn": p.bn, "channels": p.channels, "bias_added": p.bias_added} for p in fusion.fused],
+        "left": [{"name": left.name, "reason": left.reason} for left in fusion.left],
+        "params_before": fusion.params_before,
+        "params_after": fusion.params_after,
     }
 
 
