@@ -1,11 +1,11 @@
-"""Memory figures for one small model, computed by hand, and the estimate's arithmetic."""
+"""Forward memory figures for one small model, computed by hand (the training step: tests/test_training.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from resnet_cli.analysis.flops_report import flops_report
-from resnet_cli.analysis.memory import estimate_memory
+from resnet_cli.analysis.memory import forward_memory
 from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags
 
@@ -30,20 +30,16 @@ def resnet20_by_hand() -> tuple[int, int]:
 def test_resnet20_memory_matches_the_hand_count():
     params, activations = resnet20_by_hand()
     assert params == 269_722
-    memory = flops_report(request_from_flags("resnet20"), optimizer="sgd").memory
-    inputs = 3 * 32 * 32
-    assert memory.param_bytes == memory.grad_bytes == memory.optimizer_state_bytes == 4 * params
-    assert memory.input_bytes == 4 * inputs
+    memory = flops_report(request_from_flags("resnet20")).memory
+    assert memory.param_bytes == 4 * params
+    assert memory.input_bytes == 4 * 3 * 32 * 32
     assert memory.activation_bytes == 4 * activations
-    assert memory.saved_activation_bytes == 4 * (inputs + activations)
-    assert memory.training_bytes == 4 * (3 * params + inputs + activations)
 
 
-def test_adam_keeps_two_state_buffers_and_half_precision_halves_everything():
+def test_half_precision_halves_everything():
     params, activations = resnet20_by_hand()
-    memory = flops_report(request_from_flags("resnet20", dtype="bfloat16"), optimizer="adam").memory
-    assert memory.optimizer_state_bytes == 2 * 2 * params
-    assert memory.training_bytes == 2 * (4 * params + 3 * 32 * 32 + activations)
+    memory = flops_report(request_from_flags("resnet20", dtype="bfloat16")).memory
+    assert (memory.param_bytes, memory.input_bytes, memory.activation_bytes) == (2 * params, 2 * 3 * 32 * 32, 2 * activations)
 
 
 def test_batch_scales_activations_not_parameters():
@@ -53,15 +49,9 @@ def test_batch_scales_activations_not_parameters():
     assert eight.activation_bytes == 8 * one.activation_bytes
 
 
-def test_frozen_parameters_need_no_gradient_or_state():
-    memory = estimate_memory(params=100, trainable_params=40, input_elements=10, activation_elements=50)
-    assert (memory.param_bytes, memory.grad_bytes, memory.optimizer_state_bytes) == (400, 160, 160)
-    assert memory.training_bytes == 400 + 160 + 160 + 4 * 60
-
-
-def test_unknown_optimizer_is_a_user_error():
-    with pytest.raises(UserError, match=r"--optimizer 'rmsprop' is not one of sgd, adam"):
-        estimate_memory(params=1, trainable_params=1, input_elements=1, activation_elements=1, optimizer="rmsprop")
+def test_unknown_dtype_is_a_user_error():
+    with pytest.raises(UserError, match=r"--dtype 'int8' is not one of float32, float16, bfloat16"):
+        forward_memory(params=1, input_elements=1, activation_elements=1, dtype="int8")
 
 
 def test_real_tensors_give_the_same_figures_as_meta():

@@ -197,7 +197,7 @@ def test_every_json_document_starts_with_its_schema_version(argv, request):
     result = request.getfixturevalue("preset_list") if argv == ["list"] else run(*argv, "--format", "json")
     assert result.exit_code == 0, result.output
     assert next(iter(json.loads(result.stdout))) == "schema_version"
-    assert json.loads(result.stdout)["schema_version"] == SCHEMA_VERSION == 2
+    assert json.loads(result.stdout)["schema_version"] == SCHEMA_VERSION == 3
 
 
 def test_one_name_per_quantity_in_the_json():

@@ -170,16 +170,15 @@ def test_junk_values_never_escape_as_other_errors(flag, junk):
 
 @functools.cache
 def flops_of(flags: tuple[str, ...]) -> tuple[int, ...] | str:
-    """`resnet-cli flops resnet20 FLAGS` at 1x3x32x32: params, both MACs, activation and training bytes, or the
-    error it refuses the flags with."""
+    """`resnet-cli flops resnet20 FLAGS` at 1x3x32x32: params, both MACs and activation bytes, or the error it
+    refuses the flags with."""
     result = run("flops", "resnet20", "--input", "1x3x32x32", *flags, "--format", "json")
     if result.exit_code == 2:
         return one_error_line(result).removeprefix("Error: ")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     totals, memory = data["totals"], data["memory"]
-    return (totals["params"], totals["macs"], totals["macs_conv_linear"],
-            memory["activation_bytes"], memory["training_bytes"])  # fmt: skip
+    return totals["params"], totals["macs"], totals["macs_conv_linear"], memory["activation_bytes"]
 
 
 def as_flags(labels: dict[str, str]) -> tuple[str, ...]:
@@ -230,7 +229,7 @@ def test_every_variant_is_measured_as_the_same_flags_would_be_or_skipped_with_th
             assert variant.skipped_reason == expected
         else:
             m = variant.measurement
-            assert (m.params, m.macs, m.conv_linear_macs, m.activation_bytes, m.training_bytes) == expected
+            assert (m.params, m.macs, m.conv_linear_macs, m.activation_bytes) == expected
 
 
 def test_block_by_layers_reproduces_torchvision_params_and_gflops():

@@ -7,7 +7,7 @@ from typing import Any
 
 from resnet_cli.analysis.counting import MacCount, build_and_count, check_counter
 from resnet_cli.analysis.fusion import FusionResult
-from resnet_cli.analysis.memory import MemoryEstimate, check_optimizer, estimate_memory
+from resnet_cli.analysis.memory import MemoryEstimate, forward_memory
 from resnet_cli.analysis.stages import StageCount, count_by_stage
 from resnet_cli.errors import UserError
 from resnet_cli.model import device_memory
@@ -32,15 +32,13 @@ class FlopsReport:
 def flops_report(
     request: Any,
     counter: str = "fast",
-    optimizer: str = "sgd",
     max_depth: int | None = None,
     fuse_bn: bool = False,
 ) -> FlopsReport:
-    """Build the requested model (preset or the user's own), count its MACs with `counter` and estimate its memory;
+    """Build the requested model (preset or the user's own), count its MACs with `counter` and its forward memory;
     `layers` keeps the module calls down to `max_depth` (None: all). With `fuse_bn` the model counted is the
     inference model with each BatchNorm that follows a convolution folded into it (analysis.fusion)."""
     check_counter(counter)
-    check_optimizer(optimizer)
     built = build_and_count(
         request,
         device=None,
@@ -49,13 +47,11 @@ def flops_report(
         fuse_bn=fuse_bn,
     )
     model, trace, count = built.model, built.trace, built.count
-    memory = estimate_memory(
+    memory = forward_memory(
         params=parameter_count(model),
-        trainable_params=parameter_count(model, trainable=True),
         input_elements=built.inputs.numel(),
         activation_elements=trace.activation_elements,
         dtype=request.dtype,
-        optimizer=optimizer,
     )
     layers = [
         r

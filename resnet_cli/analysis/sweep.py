@@ -105,7 +105,6 @@ class Measurement:
     macs: int  # fvcore convention: conv, linear, batch norm, adaptive pooling
     conv_linear_macs: int  # conv and linear only (He et al. 2015, torchvision)
     activation_bytes: int  # forward pass: distinct module outputs
-    training_bytes: int  # params + grads + SGD momentum + saved activations
     acts: int = 0  # output elements of conv, linear and matrix products (MacCount.acts)
 
 
@@ -193,25 +192,22 @@ def measure_request(request: ModelRequest) -> Measurement:
     """Params, MACs and memory of one request on the meta device; a SpecError if its forward pass fails."""
     # Imported here: this module stays torch-free until a variant is measured (the forkserver preloads counting).
     from resnet_cli.analysis.counting import build_and_count
-    from resnet_cli.analysis.memory import estimate_memory
+    from resnet_cli.analysis.memory import forward_memory
 
     # Presets only: no functional rows to show, so the trace skips the (costly) torch-call tracking.
     built = build_and_count(request, functions=False)
     count = built.count
-    memory = estimate_memory(
+    memory = forward_memory(
         params=count.params,
-        trainable_params=count.params,
         input_elements=built.inputs.numel(),
         activation_elements=built.trace.activation_elements,
         dtype=request.dtype,
-        optimizer="sgd-momentum",
     )
     return Measurement(
         params=count.params,
         macs=count.macs,
         conv_linear_macs=count.conv_linear_macs,
         activation_bytes=memory.activation_bytes,
-        training_bytes=memory.training_bytes,
         acts=count.acts,
     )
 

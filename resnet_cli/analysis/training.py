@@ -23,12 +23,14 @@ from torch import nn
 from resnet_cli.analysis.checkpointing import CHECKPOINT_CHOICES, check_checkpoint, checkpoint_segments
 from resnet_cli.analysis.counting import MacCount, _caller, _owners, count_trace
 from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, VIEWS_AND_ALLOCATION, operator_macs
-from resnet_cli.analysis.memory import OPTIMIZER_STATE_BUFFERS
 from resnet_cli.analysis.stages import StageCount, count_by_stage, stage_names
 from resnet_cli.errors import UserError
 from resnet_cli.model import instantiate
 from resnet_cli.trace import ModelTrace, make_input, parameter_count, trace_model
 
+OPTIMIZER_STATE_BUFFERS = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
+"""State each optimizer keeps per trainable parameter: plain SGD none, SGD with momentum one buffer, Adam and AdamW
+two (exp_avg, exp_avg_sq)."""
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 STEM = "stem"  # --freeze's name for the modules before the first stage
 MAX_FIT_BATCH = 2**31 - 1

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, check_plot, say_plot_written, with_model_request
+from resnet_cli.cli.options import FormatOption, amp_option, check_plot, say_plot_written, with_model_request
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
 from resnet_cli.user_model import UserModelRequest
@@ -32,10 +32,7 @@ def bench(
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="NHWC memory format for weights and input.", rich_help_panel=BENCH)
     ] = False,
-    amp: Annotated[
-        Optional[Literal["bf16", "fp16"]],
-        typer.Option(help="Autocast to this dtype (mixed precision).", rich_help_panel=BENCH),
-    ] = None,
+    amp: amp_option(BENCH) = None,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (first step compiles).", rich_help_panel=BENCH)
     ] = False,

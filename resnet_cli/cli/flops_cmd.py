@@ -8,7 +8,7 @@ import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.depth import check_depth
-from resnet_cli.cli.options import AmpOption, FormatOption, PlotOption, check_plot, with_model_request, write_plot
+from resnet_cli.cli.options import FormatOption, PlotOption, amp_option, check_plot, with_model_request, write_plot
 from resnet_cli.errors import UserError
 from resnet_cli.units import shape_text
 
@@ -47,7 +47,7 @@ def flops(
         typer.Option(help="Optimizer state: none, 1 or 2 buffers per trainable parameter. \\[default: sgd]",
                      rich_help_panel=TRAIN, show_default=False),
     ] = None,
-    amp: AmpOption = None,
+    amp: amp_option(TRAIN) = None,
     checkpoint: Annotated[
         Optional[Literal["none", "block", "stage"]],
         typer.Option(help="Gradient checkpointing of each block or stage (all three are compared). \\[default: none]",
@@ -88,6 +88,8 @@ def flops(
             raise UserError("--counter fvcore with --mode train: fvcore does not count backward passes; use --counter fast")
         if plot is not None:
             raise UserError("--plot with --mode train: plots show the forward pass; drop --plot or use --mode infer")
+        if fuse_bn:
+            raise UserError("--fuse-bn with --mode train: folding BatchNorm into convs is for inference; drop one")
         _train(request, by, depth, format, strict, optimizer, amp, checkpoint, freeze, freeze_stages, fit_memory)
         return
     given = [name for name, value in train_options.items() if value is not None]

@@ -143,10 +143,13 @@ def with_build_flags(skip: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]
     return decorate
 
 
-AmpOption = Annotated[
-    Optional[Literal["bf16", "fp16"]],
-    typer.Option(help="Mixed precision: torch.autocast to this dtype.", show_default=False),
-]
+def amp_option(panel: str) -> Any:
+    """--amp bf16|fp16 (torch.autocast to that dtype), in the command's help panel; `bench` and `flops --mode train`
+    share it."""
+    return Annotated[
+        Optional[Literal["bf16", "fp16"]],
+        typer.Option(help="Mixed precision: torch.autocast to this dtype.", show_default=False, rich_help_panel=panel),
+    ]
 
 PlotOption = Annotated[
     Optional[str],

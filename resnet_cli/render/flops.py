@@ -29,7 +29,6 @@ ENGINES = {
     "fvcore": "counter: fvcore (FlopCountAnalysis on real CPU tensors)",
 }
 FUSED = " (BN fused)"
-OPTIMIZER_STATE = {"sgd": "momentum", "adam": "Adam moments"}
 
 
 def human(value: int, unit: str) -> str:
@@ -100,7 +99,6 @@ def _by_stage(report: FlopsReport, share_columns: list[Column], share: Callable[
 def _footer(report: FlopsReport) -> list[tuple[str, str]]:
     count, memory = report.count, report.memory
     conv_linear = count.conv_linear_macs
-    state = OPTIMIZER_STATE[memory.optimizer]
     return [
         ("Params", f"{count.params:,}"),
         ("MACs (fvcore)", f"{count.macs:,}  ({human(count.macs, 'MACs')})"),
@@ -110,7 +108,7 @@ def _footer(report: FlopsReport) -> list[tuple[str, str]]:
         ("Activations (acts)", f"{count.acts:,}  ({human(count.acts, '').strip()})"),
         ("Parameter memory", f"{format_bytes(memory.param_bytes)} ({memory.dtype})"),
         ("Forward activations", f"{format_bytes(memory.activation_bytes)} (input {format_bytes(memory.input_bytes)})"),
-        (f"Training ({memory.optimizer})", f"{format_bytes(memory.training_bytes)}: params+grads+{state}+activations"),
+        ("Training step", "measured with --mode train (docs/training.md)"),
         ("Operators counted", count.coverage),
         *([fusion_footer(report.fusion)] if report.fusion is not None else []),
     ]
@@ -149,6 +147,7 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
     conv_linear = count.conv_linear_macs
     return {
         **request_json(request),
+        "mode": "infer",
         "counter": count.engine,
         **coverage_json(count),
         "totals": {
@@ -176,7 +175,7 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
             }
             for s in report.stages
         },
-        "memory": report.memory.as_dict(),
+        "memory": dict(report.memory.__dict__),
         "layers": [layer_json(r) for r in report.layers],
         "notes": report.notes,
         **({"fusion": fusion_json(report.fusion)} if report.fusion is not None else {}),

@@ -112,7 +112,6 @@ def sweep_json(result: SweepResult) -> dict[str, Any]:
                 "macs": v.measurement.macs,
                 "macs_conv_linear": v.measurement.conv_linear_macs,
                 "activation_bytes": v.measurement.activation_bytes,
-                "training_bytes": v.measurement.training_bytes,
                 "acts": v.measurement.acts,
                 "pareto": v.pareto,
             }

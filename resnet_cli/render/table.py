@@ -130,7 +130,7 @@ def _raw(value: Any) -> Any:
     return value
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of every command's JSON document; docs/json.md lists what changed between versions."""
 
 
