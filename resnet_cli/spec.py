@@ -570,6 +570,7 @@ class ModelRequest:
     device: str = "meta"
     dtype: str = "float32"
     weights: str | None = None
+    default_input: bool = False  # no --input: input_shape is the preset's default (batch 1)
 
     @property
     def label(self) -> str:
@@ -610,6 +611,7 @@ def request_from_flags(
         device=device,
         dtype=dtype,
         weights=weights,
+        default_input=input is None,
     )
 
 

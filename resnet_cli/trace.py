@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_flatten
 
 from resnet_cli.amp import autocast_like
@@ -163,6 +163,16 @@ class SavedTensor:
     is_state: bool  # a parameter or buffer of the model: held anyway, not activation memory
 
 
+@dataclass(slots=True)
+class GradientCut:
+    """A call in forward code that stops gradients (recorded with autograd=True): `.detach()`, `.data`, or
+    entering `torch.no_grad()`; none of them runs an operator the records would show."""
+
+    kind: str  # "detach", "data" or "no_grad"
+    module: str  # the dotted name of the module call it ran in ("" the model's own forward)
+    location: tuple[str, int] | None  # (file, line) in the user's code, with locate=True
+
+
 class Producer(NamedTuple):
     """Who last returned a tensor: a module call (`LayerRecord.order`) or a function call (`FunctionRecord.index`)."""
 
@@ -183,6 +193,7 @@ class ModelTrace:
     functions_tracked: bool = True  # False: traced with functions=False, so every OpRecord.function is None
     saved: list[SavedTensor] = field(default_factory=list)  # with autograd=True, in the order autograd saved them
     storage_bytes: dict[int, int] = field(default_factory=dict)  # storage -> bytes, for `saved` and input_storages
+    gradient_cuts: list[GradientCut] = field(default_factory=list)  # with autograd=True
 
     @property
     def ok(self) -> bool:
@@ -271,6 +282,14 @@ class TraceObserver(Protocol):
     def on_finish(self, record: LayerRecord, module: nn.Module, args: tuple, output: Any) -> None: ...
 
 
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """Run code inside an observer's callback without the tracer recording it: no operator, function or gradient
+    cut records, and (on tensors detached first) nothing saved for backward."""
+    with torch._C.DisableTorchFunction(), _disable_current_modes():
+        yield
+
+
 class TensorOrigins:
     """Which traced module call, and which function call, last returned each tensor.
 
@@ -328,7 +347,7 @@ def trace_model(
     model: nn.Module,
     inputs: torch.Tensor | tuple[torch.Tensor, ...],
     *,
-    train: bool = False,
+    train: bool | None = False,
     observers: Iterable[TraceObserver] = (),
     origins: TensorOrigins | None = None,
     shape_only: bool | None = None,
@@ -336,10 +355,12 @@ def trace_model(
     locate: bool = False,
     autograd: bool = False,
     amp: torch.dtype | None = None,
+    keep_output: list[Any] | None = None,
 ) -> ModelTrace:
     """Run `model` once on `inputs` with hooks on every module and operator and return the records.
 
-    The model runs in eval mode unless `train`, under `torch.no_grad()`; its mode is restored afterwards.
+    The model runs in eval mode unless `train` (`train=None`: in the modes its modules are in), under
+    `torch.no_grad()`; its mode is restored afterwards. `keep_output` gets the model's output appended.
     Pass `origins` to share the tracer's record of which call returned each tensor with an observer.
     `shape_only` (default: when every input is on meta) answers a ResNet's common operators from shapes alone
     (resnet_cli.meta_shapes), which gives the same records faster. `functions=False` skips the FunctionRecords
@@ -350,7 +371,8 @@ def trace_model(
     `autograd` runs the pass with gradients enabled, as a training step's forward: each operator records which tensor
     arguments require grad, and every tensor autograd saves for backward is recorded (`ModelTrace.saved`, through
     `torch.autograd.graph.saved_tensors_hooks`), with the memory it lives in. `amp` casts as `torch.autocast` does
-    to that dtype (resnet_cli.amp), also on meta, where torch.autocast does nothing.
+    to that dtype (resnet_cli.amp), also on meta, where torch.autocast does nothing. With autograd, the calls that
+    stop gradients in forward code are recorded too (`ModelTrace.gradient_cuts`).
     """
     observers = list(observers)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -367,6 +389,7 @@ def trace_model(
     operators = _OperatorRecorder(stack, records, origins, shape_only, record_grads=autograd)
     operators.mark_inputs(tensors_in(args))
     saver = _SavedTensorRecorder(model, stack, operators) if autograd else None
+    cuts: list[GradientCut] | None = [] if autograd else None
 
     def pre_hook(module: nn.Module, hook_args: tuple) -> None:
         name = names.get(module, type(module).__name__)
@@ -420,14 +443,18 @@ def trace_model(
         for module in was_training:
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
-            module.training = train  # not model.train(): a user's train() override may have side effects
-        tracker = _FunctionTracker(operators, locate) if functions else contextlib.nullcontext()
+            if train is not None:
+                module.training = train  # not model.train(): a user's train() override may have side effects
+        tracker = _FunctionTracker(operators, locate, cuts) if functions else contextlib.nullcontext()
         grad = torch.enable_grad() if autograd else torch.no_grad()
         saving = saver.hooks() if saver is not None else contextlib.nullcontext()
         casting = autocast_like(amp) if amp is not None else contextlib.nullcontext()
         # The user's print() goes to stderr, so that --format json and csv stay parseable.
         with contextlib.redirect_stdout(sys.stderr), grad, saving, tracker, casting, operators:
-            model(*args)
+            output = model(*args)
+        if keep_output is not None:
+            keep_output.append(output)
+        del output
     except Exception as exc:  # the failure is the finding; the caller decides how to report it
         error = exc
     except SystemExit as exc:  # sys.exit() in forward must not become resnet-cli's exit code
@@ -450,6 +477,7 @@ def trace_model(
         functions_tracked=functions,
         saved=saver.saved if saver is not None else [],
         storage_bytes=saver.sizes if saver is not None else {},
+        gradient_cuts=cuts or [],
     )
 
 
@@ -655,10 +683,11 @@ class _OperatorRecorder(TorchDispatchMode):
 class _FunctionTracker(TorchFunctionMode):
     """Tells the operator recorder which Python-level torch call is running, and records its result."""
 
-    def __init__(self, recorder: _OperatorRecorder, locate: bool = False) -> None:
+    def __init__(self, recorder: _OperatorRecorder, locate: bool = False, cuts: list[GradientCut] | None = None) -> None:
         super().__init__()
         self.recorder = recorder
         self.locate = locate
+        self.cuts = cuts  # GradientCuts are recorded here when not None
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -667,6 +696,8 @@ class _FunctionTracker(TorchFunctionMode):
             return func(*args, **kwargs)
         recorder.pending = (func, args, kwargs)
         recorder.location = user_code_location(sys._getframe(1)) if self.locate else None
+        if self.cuts is not None:
+            self._note_cut(func, args)
         try:
             result = func(*args, **kwargs)
         finally:
@@ -678,6 +709,20 @@ class _FunctionTracker(TorchFunctionMode):
             function.finished = True
             recorder.returned(function, outputs)
         return result
+
+
+    def _note_cut(self, func: Any, args: tuple) -> None:
+        name = getattr(func, "__name__", "")
+        if name == "detach":
+            kind = "detach"
+        elif name == "__get__" and getattr(getattr(func, "__self__", None), "__name__", "") == "data":
+            kind = "data"
+        elif name == "_set_grad_enabled" and args and args[0] is False:
+            kind = "no_grad"
+        else:
+            return
+        stack = self.recorder.stack
+        self.cuts.append(GradientCut(kind, stack[-1].name if stack else "", self.recorder.location))  # type: ignore[union-attr]
 
 
 _NAMES: dict[Any, str] = {}

@@ -31,7 +31,7 @@ class BasicBlock(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    def __init__(self, num_classes: int = 10, widths: tuple = (16, 32, 64)) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple = (16, 32, 64), block: type = BasicBlock, blocks: int = 2) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -39,7 +39,7 @@ class SmallResNet(nn.Module):
         stages, in_ch = [], widths[0]
         for i, width in enumerate(widths):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(BasicBlock(in_ch, width, stride), BasicBlock(width, width)))
+            stages.append(nn.Sequential(block(in_ch, width, stride), *(block(width, width) for _ in range(blocks - 1))))
             in_ch = width
         self.layer1, self.layer2, self.layer3 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)

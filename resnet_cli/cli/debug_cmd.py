@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.depth import check_depth
-from resnet_cli.cli.options import FormatOption, with_model_request
+from resnet_cli.cli.options import FormatOption, PlotOption, check_plot, with_model_request, write_plot
+from resnet_cli.errors import UserError
 
 
 @app.command("debug-shapes")
@@ -60,4 +61,50 @@ def _scan_sizes(request: Any, text: str, depth: int | None, format: str) -> None
     scan = scan_request(request, parse_sizes(text))
     emit(stdout(), format, sizes_table(scan), sizes_json(scan))
     if not scan.ok:
+        raise typer.Exit(1)
+
+
+@app.command("debug-training")
+@with_model_request(default_device="cpu", user_models=True)
+def debug_training(
+    request: Any,
+    loss: Annotated[
+        Literal["ce", "mse"],
+        typer.Option(help="ce: cross-entropy against random labels (N x classes logits); mse: against a random target."),
+    ] = "ce",
+    seed: Annotated[int, typer.Option(help="Seeds the model's initialisation, the input and the targets.")] = 0,
+    depth: Annotated[
+        Optional[int], typer.Option(help="1: a row per stage; 2: per block too. \\[default: 1]", show_default=False)
+    ] = None,
+    plot: PlotOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """Run one real training step at initialisation with hooks: why the model will not train, and the fix.
+
+    Without --input: a batch of 8 at the model's natural size. Exit 0 with "no training problems found", 1 with
+    findings (each with evidence, why and the fix), 2 when it cannot run (bad flag, file, or a step too large).
+    """
+    from resnet_cli.analysis.train_diagnosis import debug_training_request
+    from resnet_cli.render.debug_training import (
+        debug_training_json,
+        findings_table,
+        report_renderable,
+        scale_panels,
+        scale_table,
+    )
+    from resnet_cli.render.table import emit
+
+    check_plot(plot)
+    check_depth(depth, 1, "1 = stages, 2 = stages and blocks")
+    if depth is not None and depth > 2:
+        raise UserError(f"--depth {depth}: debug-training shows stages (1) and blocks (2); use 1 or 2")
+    report = debug_training_request(request, loss=loss, seed=seed)
+    console = stdout()
+    if format == "table":
+        console.print(report_renderable(report, depth or 1))
+    else:
+        emit(console, format, [scale_table(report, depth or 1), findings_table(report)], debug_training_json(report))
+    if plot is not None:
+        write_plot(plot, f"{report.model}: scale per layer at initialisation", scale_panels(report))
+    if not report.ok:
         raise typer.Exit(1)
