@@ -19,7 +19,8 @@ from resnet_cli.cli import app
 # One option each command's help must show, so an empty help page fails too.
 HELP_SHOWS = {
     None: "summary", "list": "--format", "summary": "--layers", "flops": "--counter", "compare": "--time",
-    "table": "--layers", "debug-shapes": "--arg", "bench": "--channels-last", "sweep": "--vary",
+    "table": "--layers", "debug-shapes": "--arg", "debug-training": "--loss", "bench": "--channels-last",
+    "sweep": "--vary",
 }  # fmt: skip
 
 

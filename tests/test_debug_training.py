@@ -4,10 +4,13 @@ alarm on the presets and the model corpus, and the model left exactly as it was 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from cli_runner import one_error_line, run
+from golden import CONSOLE_BLOCK, examples, real_output
 from models.corpus import CORPUS, IMAGENET
 from torch import nn
 
@@ -209,3 +212,25 @@ def test_csv_and_markdown_carry_the_rows_and_findings():
     assert 'dead ReLUs,"relu, layer1.0.relu, layer1.1.relu' in result.stdout
     result = run("debug-training", "resnet20", "--input", CIFAR_BATCH, "--format", "markdown", "--depth", "2")
     assert result.exit_code == 0 and "layer1.0 | BasicBlock |" in result.stdout
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "debug-training.md"
+NUMBER = re.compile(r"\d+(\.\d+)?(e[-+]?\d+)?")
+
+
+def masked(text: str) -> str:
+    """Numbers masked: activation and gradient RMS are floats of a real run (their last digits may differ from one
+    CPU to another); the structure, the words and the findings are compared."""
+    return NUMBER.sub("#", "\n".join(" ".join(line.split()) for line in text.splitlines()))
+
+
+@pytest.mark.parametrize("args", examples(DOC))
+def test_docs_blocks_are_real_output(args, overwrite, monkeypatch):
+    monkeypatch.chdir(DOC.parent.parent)
+    text = DOC.read_text()
+    match = next(m for m in CONSOLE_BLOCK.finditer(text) if m["args"] == args)
+    actual = real_output(args, exit_codes=(0, 1))
+    if overwrite:
+        DOC.write_text(text[: match.start("output")] + actual + text[match.end("output") :])
+        return
+    assert masked(match["output"]) == masked(actual)

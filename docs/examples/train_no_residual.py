@@ -12,7 +12,7 @@ class ForgetfulBlock(BasicBlock):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.downsample is not None:
-            identity = self.downsample(x)  # computed ...
+            identity = self.downsample(x)  # computed ... (noqa: a linter flags it: F841)
         return self.relu(out)  # ... but `out += identity` was deleted
 
 

@@ -157,7 +157,7 @@ def diagnose_training(
         rows=rows,
         layers=layers,
         findings=findings,
-        notes=_notes(ctx),
+        notes=_notes(ctx, findings),
     )
 
 
@@ -219,11 +219,11 @@ def _rows(ctx: TrainingContext) -> list[ScaleRow]:
     return rows
 
 
-def _notes(ctx: TrainingContext) -> list[str]:
+def _notes(ctx: TrainingContext, findings: list[Finding]) -> list[str]:
     notes = []
     params = {p.module: p for p in ctx.run.params if p.name.endswith("weight")}
     zeroed = sorted(n for n in ctx.intended_zero if n in params and params[n].all_zero)
-    if zeroed:
+    if zeroed and not any(f.kind == "zero_weights" for f in findings):
         notes.append(
             f"zero-initialised on purpose: the last layer of {len(zeroed)} residual blocks (zero_init_residual), so "
             "each block starts as the identity; the layers before it in the same block get a zero gradient at this "

@@ -248,14 +248,16 @@ def no_gradient(ctx: TrainingContext) -> list[Finding]:
         dead = _dead_relus(ctx)
         if state == "zero" and dead and not ctx.run.cuts:
             reasons = f"ReLUs after them output 0 everywhere ({listed([r.name for r, _ in dead])}), which passes no gradient"
+            why = "a gradient of exactly zero everywhere: they do not change, however long the model trains"
+            fix = "fix what makes those ReLUs dead (see the dead ReLU and zero-weight findings); the gradient then flows"
         else:
             reasons = _cut_text(ctx)
+            why = "the loss does not depend on them through a path autograd can follow, so they never change"
+            fix = ("remove the .detach() / .data / torch.no_grad() from forward (keep it only where the gradient must "
+                   "stop), and make sure the module's output reaches the model's output")  # fmt: skip
         findings.append(Finding(
             "no_gradient", tuple(modules), f"{len(cut)} parameters of modules that ran get a {state} gradient: "
-            f"{listed(modules)}; {reasons}",
-            "the loss does not depend on them through a path autograd can follow, so they never change",
-            "remove the .detach() / .data / torch.no_grad() from forward (keep it only where the gradient must stop), "
-            "and make sure the module's output reaches the model's output",
+            f"{listed(modules)}; {reasons}", why, fix,
         ))  # fmt: skip
     if frozen:
         modules = sorted({p.module for p in frozen}, key=[p.module for p in ctx.run.params].index)
