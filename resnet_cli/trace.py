@@ -110,7 +110,9 @@ class OpRecord:
     output_shapes: tuple[Shape, ...] = ()
     output_dtypes: tuple[str, ...] = ()
     finished: bool = False
-    requires_grad: tuple[bool, ...] = ()  # per tensor argument (as `inputs`), with trace_model(autograd=True)
+    # per tensor argument (as `inputs`), with trace_model(autograd=True): whether autograd tracks it through this
+    # operator (it requires grad and grad mode is on: False for everything under torch.no_grad() in forward code)
+    requires_grad: tuple[bool, ...] = ()
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -161,6 +163,7 @@ class SavedTensor:
     dtype: str
     source: int | None  # the operator that made it (OpRecord.order), -1 - i: the model's i-th input, None: other
     is_state: bool  # a parameter or buffer of the model: held anyway, not activation memory
+    position: int = 0  # operators recorded before it was saved (an operator's inputs are saved before it runs)
 
 
 @dataclass(slots=True)
@@ -194,6 +197,7 @@ class ModelTrace:
     saved: list[SavedTensor] = field(default_factory=list)  # with autograd=True, in the order autograd saved them
     storage_bytes: dict[int, int] = field(default_factory=dict)  # storage -> bytes, for `saved` and input_storages
     gradient_cuts: list[GradientCut] = field(default_factory=list)  # with autograd=True
+    grad_params: set[int] = field(default_factory=set)  # with autograd=True: id() of parameters that get a gradient
 
     @property
     def ok(self) -> bool:
@@ -478,6 +482,7 @@ def trace_model(
         saved=saver.saved if saver is not None else [],
         storage_bytes=saver.sizes if saver is not None else {},
         gradient_cuts=cuts or [],
+        grad_params=operators.grad_params,
     )
 
 
@@ -518,6 +523,7 @@ class _SavedTensorRecorder:
                 dtype=_dtype_name(tensor.dtype),
                 source=self.operators.producer_op(tensor),
                 is_state=key in self._state,
+                position=len(self.operators.ops),
             )
         )
         return tensor
@@ -558,6 +564,8 @@ class _OperatorRecorder(TorchDispatchMode):
         self.functions: list[FunctionRecord] = []
         self.record_grads = record_grads  # OpRecord.requires_grad, for a pass with autograd on
         self.grads: list[bool] | None = None  # the running operator's, while its arguments are read
+        self.grad_mode = False  # whether grad mode was on for the running operator
+        self.grad_params: set[int] = set()  # id() of the parameters some tracked operator used: they get a gradient
         self.pending: tuple[Any, tuple, dict] | None = None  # the running torch call (func, args, kwargs), if any
         self.location: tuple[str, int] | None = None  # where the user's code made that call (locate=True)
         self.function: FunctionRecord | None = None  # its record, once it ran an operator
@@ -599,6 +607,7 @@ class _OperatorRecorder(TorchDispatchMode):
         producers: list[int | None] = []
         grads: list[bool] | None = [] if self.record_grads else None
         self.grads = grads
+        self.grad_mode = grads is not None and torch.is_grad_enabled()
         record = OpRecord(
             order=len(self.ops),
             op=names[0],
@@ -630,7 +639,10 @@ class _OperatorRecorder(TorchDispatchMode):
         if isinstance(value, torch.Tensor):
             producers.append(self.producer_op(value))
             if self.grads is not None:
-                self.grads.append(value.requires_grad)
+                tracked = self.grad_mode and value.requires_grad
+                self.grads.append(tracked)
+                if tracked and isinstance(value, nn.Parameter):
+                    self.grad_params.add(id(value))
             return TensorInfo(tuple(value.shape), _DTYPE_NAMES.get(value.dtype) or _dtype_name(value.dtype))
         if type(value) in (list, tuple) and value and (
             isinstance(value[0], torch.Tensor) or (value[0] is None and any(isinstance(v, torch.Tensor) for v in value))

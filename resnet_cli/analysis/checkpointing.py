@@ -30,8 +30,9 @@ def check_checkpoint(choice: str) -> None:
 
 
 def checkpoint_segments(model: nn.Module, choice: str) -> list[str]:
-    """Dotted names of the modules `choice` checkpoints: none, each stage, or each block (a stage's children; a
-    stage without children is its own block). A model without recognisable stages raises a UserError."""
+    """Dotted names of the modules `choice` checkpoints: none, each stage, or each block (a stage's children, or,
+    when a stage wraps one container as Wide ResNet code's `block1.layer`, that one's; a stage without children is
+    its own block). A model without recognisable stages raises a UserError."""
     check_checkpoint(choice)
     if choice == "none":
         return []
@@ -46,8 +47,12 @@ def checkpoint_segments(model: nn.Module, choice: str) -> list[str]:
     modules = dict(model.named_modules())
     blocks: list[str] = []
     for stage in stages:
-        children = [f"{stage}.{name}" for name, _ in modules[stage].named_children()]
-        blocks += children or [stage]
+        name, module = stage, modules[stage]
+        children = list(module.named_children())
+        while len(children) == 1 and isinstance(children[0][1], (nn.Sequential, nn.ModuleList)):
+            name, module = f"{name}.{children[0][0]}", children[0][1]
+            children = list(module.named_children())
+        blocks += [f"{name}.{child}" for child, _ in children] or [stage]
     return blocks
 
 

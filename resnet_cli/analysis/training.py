@@ -23,10 +23,10 @@ from torch import nn
 from resnet_cli.analysis.checkpointing import CHECKPOINT_CHOICES, check_checkpoint, checkpoint_segments
 from resnet_cli.analysis.counting import MacCount, _caller, _owners, count_trace
 from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, VIEWS_AND_ALLOCATION, operator_macs
-from resnet_cli.analysis.stages import StageCount, count_by_stage, stage_names
+from resnet_cli.analysis.stages import OWN_FORWARD, StageCount, count_by_stage, stage_names
 from resnet_cli.errors import UserError
 from resnet_cli.model import instantiate
-from resnet_cli.trace import ModelTrace, make_input, parameter_count, trace_model
+from resnet_cli.trace import ForwardPassFailed, ModelTrace, make_input, parameter_count, trace_model
 
 OPTIMIZER_STATE_BUFFERS = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
 """State each optimizer keeps per trainable parameter: plain SGD none, SGD with momentum one buffer, Adam and AdamW
@@ -81,19 +81,16 @@ class BackwardCount:
 
 @dataclass
 class CheckpointCost:
-    """Memory and compute of one --checkpoint choice: saved bytes kept through the step, the largest segment
-    recomputed during backward, and the forward MACs recomputing costs."""
+    """Memory and compute of one --checkpoint choice: saved bytes kept at the end of the forward pass, the peak of
+    saved bytes over the step, and the forward MACs recomputing costs."""
 
     choice: str
     segments: int
-    kept_bytes: int  # saved outside every segment, plus each segment's input
-    recompute_bytes: int  # the largest segment's interior, alive while it is recomputed and run backward
+    kept_bytes: int  # at the end of forward: saved outside every segment, plus each segment's input
+    recompute_bytes: int  # the interior of the segment being recomputed at the peak (0: the peak is the forward's end)
+    peak_saved_bytes: int  # the largest of: kept_bytes, and for each segment while recomputed, what is still alive
     extra_macs: int  # fvcore convention
     extra_macs_conv_linear: int
-
-    @property
-    def peak_saved_bytes(self) -> int:
-        return self.kept_bytes + self.recompute_bytes
 
 
 @dataclass
@@ -140,7 +137,7 @@ class BatchFit:
     budget_bytes: int
     batch: int  # 0: not even one sample fits
     bytes_at_batch: int | None  # measured at `batch`
-    bytes_at_next: int  # measured at batch + 1 (over the budget)
+    bytes_at_next: int | None  # measured at batch + 1 (over the budget); None when `batch` is the search's limit
     fixed_bytes: int  # the line's value at batch 0: state plus per-channel statistics
     per_sample_bytes: int  # the line's slope
     checks: list[tuple[int, int, int]]  # (batch, bytes the line predicts, bytes measured): equal when linear
@@ -232,37 +229,57 @@ def activation_storages(trace: ModelTrace) -> dict[int, int | None]:
 
 
 def checkpoint_cost(trace: ModelTrace, segments: list[str], choice: str) -> CheckpointCost:
-    """What checkpointing `segments` keeps and recomputes, from a pass traced without it."""
+    """What checkpointing `segments` keeps and recomputes, from a pass traced without it.
+
+    Backward runs the segments last to first, freeing what each kept once it is done, so while segment k is
+    recomputed what is alive is what was kept before it ended, plus its interior. Recomputing stops after the last
+    operator whose tensors the segment saved (torch's checkpoint stops early by default), so the operators after it
+    (a pre-activation block's last conv) are not run again.
+    """
     storages = activation_storages(trace)
+    size = trace.storage_bytes
     if not segments:
-        return CheckpointCost(choice, 0, sum(trace.storage_bytes[s] for s in storages), 0, 0, 0)
+        total = sum(size[s] for s in storages)
+        return CheckpointCost(choice, 0, total, 0, total, 0, 0)
     segment_of = _segment_of(trace, set(segments))
     state = {s.storage for s in trace.saved if s.is_state}
-    kept: set[int] = set()
+    kept: dict[int, int] = {}  # storage -> operator position from which it is alive
     interior: dict[int, set[int]] = {}
+    last_save: dict[int, int] = {}  # segment -> operators run before its last save
     for saved in trace.saved:
         if saved.is_state:
             continue
         segment = segment_of.get(saved.module) if saved.module is not None else None
         if segment is None:
-            kept.add(saved.storage)
+            kept.setdefault(saved.storage, saved.position)
         else:
             interior.setdefault(segment, set()).add(saved.storage)
+            last_save[segment] = max(last_save.get(segment, 0), saved.position)
     # A segment in which autograd saves nothing (frozen, nothing before it trains) is never reached by backward:
     # it keeps no input and is not recomputed.
     calls = [r for r in trace.records if r.name in segments and segment_of.get(r.order) == r.order and r.order in interior]
     for record in calls:  # torch.utils.checkpoint keeps each segment's tensor inputs to run it again
-        kept.update(s for s in record.input_storages if s not in state)
-    size = trace.storage_bytes
-    recompute = max((sum(size[s] for s in inner - kept) for inner in interior.values()), default=0)
-    return CheckpointCost(
-        choice=choice,
-        segments=len(calls),
-        kept_bytes=sum(size[s] for s in kept),
-        recompute_bytes=recompute,
-        extra_macs=sum(r.macs or 0 for r in calls),
-        extra_macs_conv_linear=sum(r.macs_conv_linear or 0 for r in calls),
-    )
+        for storage in record.input_storages:
+            if storage not in state:
+                kept[storage] = min(kept.get(storage, record.ops_start), record.ops_start)
+    kept_bytes = sum(size[s] for s in kept)
+    peak, recompute = kept_bytes, 0
+    for record in calls:
+        end = record.ops_end if record.ops_end >= 0 else len(trace.ops)
+        alive = {s for s, position in kept.items() if position < end}
+        inner = interior[record.order] - alive
+        at_peak = sum(size[s] for s in alive) + sum(size[s] for s in inner)
+        if at_peak > peak:
+            peak, recompute = at_peak, sum(size[s] for s in inner)
+    extra = extra_conv_linear = 0
+    for record in calls:
+        stop = last_save[record.order]
+        for op in trace.ops[record.ops_start : min(stop, record.ops_end if record.ops_end >= 0 else stop)]:
+            counted = operator_macs(op, _caller(trace, op, None if op.function is None else trace.functions[op.function]))
+            if counted is not None:
+                extra += counted[1]
+                extra_conv_linear += counted[1] if counted[0] in CONV_LINEAR_OPS else 0
+    return CheckpointCost(choice, len(calls), kept_bytes, recompute, peak, extra, extra_conv_linear)
 
 
 def _saved_by_module(trace: ModelTrace) -> dict[str, int]:
@@ -331,8 +348,19 @@ def _top_level(model: nn.Module) -> list[str]:
 
 
 def _measure(model: nn.Module, inputs: torch.Tensor, amp: str | None) -> ModelTrace:
-    trace = trace_model(model, inputs, train=True, autograd=True, amp=AMP_DTYPES[amp] if amp else None)
-    trace.raise_for_failure()
+    """One traced training forward pass: `model.train()` first, as a training loop calls it (an override that keeps
+    batch norm in eval mode, mmdetection's norm_eval, is honoured)."""
+    model.train()
+    trace = trace_model(model, inputs, train=None, autograd=True, amp=AMP_DTYPES[amp] if amp else None)
+    try:
+        trace.raise_for_failure()
+    except ForwardPassFailed as exc:
+        if "more than 1 value per channel" not in str(exc):
+            raise
+        raise UserError(
+            f"{str(exc).split('; run `resnet-cli debug-shapes`')[0]}; batch norm in training mode needs more than one "
+            "value per channel: use a larger batch or input"
+        ) from None
     return trace
 
 
@@ -349,11 +377,10 @@ def _checkpoint_costs(model: nn.Module, trace: ModelTrace) -> list[CheckpointCos
 
 def _memory(model: nn.Module, trace: ModelTrace, settings: TrainSettings, dtype: str, peak_saved: int) -> TrainingMemory:
     params = list(model.parameters())
-    trainable = [p for p in params if p.requires_grad]
-    grad_bytes = sum(p.numel() * p.element_size() for p in trainable)
+    grad_bytes = sum(p.numel() * p.element_size() for p in params if id(p) in trace.grad_params)
     storages = activation_storages(trace)
     size = trace.storage_bytes
-    input_storages = {s.storage for s in trace.saved if s.source is not None and s.source < 0}
+    input_storages = {s.storage for s in trace.saved if _origin(trace, s.source) is not None and _origin(trace, s.source) < 0}  # type: ignore[operator]
     copies = {s.storage for s in trace.saved if _is_weight_copy(trace, s.source)}
     return TrainingMemory(
         dtype=dtype,
@@ -374,10 +401,16 @@ def _memory(model: nn.Module, trace: ModelTrace, settings: TrainSettings, dtype:
 _VIEWS = frozenset("t view _unsafe_view transpose permute expand reshape alias slice select unsqueeze squeeze".split())
 
 
-def _is_weight_copy(trace: ModelTrace, source: int | None) -> bool:
-    """Whether the operator `source` made (a view of) a cast of a parameter or buffer: AMP's 16-bit weight copy."""
+def _origin(trace: ModelTrace, source: int | None) -> int | None:
+    """The producer (as in OpRecord.input_from) of what `source` made, followed back through views."""
     while source is not None and source >= 0 and trace.ops[source].op in _VIEWS:
         source = trace.ops[source].input_from[0] if trace.ops[source].input_from else None
+    return source
+
+
+def _is_weight_copy(trace: ModelTrace, source: int | None) -> bool:
+    """Whether the operator `source` made (a view of) a cast of a parameter or buffer: AMP's 16-bit weight copy."""
+    source = _origin(trace, source)
     if source is None or source < 0:
         return False
     op = trace.ops[source]
@@ -403,11 +436,16 @@ def training_report(request: Any, settings: TrainSettings) -> TrainingReport:
         what = "--freeze leaves" if frozen else "the model has"
         raise UserError(f"{what} no trainable parameters, so a training step computes no gradients; freeze less")
     trace = _measure(model, inputs, settings.amp)
+    if not trace.grad_params:
+        raise UserError(
+            "no parameter receives a gradient: the forward pass runs its trainable layers under torch.no_grad() or "
+            "inference_mode, or the output does not depend on them; there is no training step to measure"
+        )
     forward = count_trace(model, trace)
     backward = backward_count(trace)
     costs = _checkpoint_costs(model, trace)
     chosen = _chosen(costs, settings.checkpoint, model)
-    memory = _memory(model, trace, settings, request.dtype, chosen.peak_saved_bytes)
+    memory = _memory(model, trace, settings, _params_dtype(model, request.dtype), chosen.peak_saved_bytes)
     saved_by_module = _saved_by_module(trace)
     stage_rows = count_by_stage(model, trace, forward)
     report = TrainingReport(
@@ -415,12 +453,13 @@ def training_report(request: Any, settings: TrainSettings) -> TrainingReport:
         settings=settings,
         forward=forward,
         backward=backward,
-        stages=[_stage_row(row, saved_by_module, backward, memory.saved_bytes) for row in stage_rows],
+        stages=_stage_rows(stage_rows, saved_by_module, backward),
         modules=[
-            SavedRow(r.name, saved_by_module.get(r.name, 0), r.macs_conv_linear or 0, backward.by_module.get(r.name, 0))
+            SavedRow(r.name, saved_by_module.get(r.name, 0), forward.module_conv_linear_macs(r.name),
+                     backward.by_module.get(r.name, 0))  # every call of the module, as backward counts them
             for r in trace.records
             if r.depth >= 1 and r.call_index == 0 and not r.is_disabled_option
-        ],
+        ],  # fmt: skip
         module_depths={r.name: r.depth for r in trace.records if r.call_index == 0},
         memory=memory,
         checkpoints=costs,
@@ -433,14 +472,27 @@ def training_report(request: Any, settings: TrainSettings) -> TrainingReport:
     return report
 
 
-def _stage_row(row: StageCount, saved_by_module: dict[str, int], backward: BackwardCount, total: int) -> SavedRow:
-    if row.modules or row.name != "(own forward)":
-        saved = sum(saved_by_module.get(name, 0) for name in row.modules)
-        back = sum(backward.by_module.get(name, 0) for name in row.modules)
-    else:  # the model's own forward: what no called module accounts for
-        saved = saved_by_module.get("", 0) - sum(v for k, v in saved_by_module.items() if k and "." not in k)
-        back = backward.by_module.get("", 0) - sum(v for k, v in backward.by_module.items() if k and "." not in k)
-    return SavedRow(row.name, saved, row.macs_conv_linear, back)
+def _stage_rows(rows: list[StageCount], saved_by_module: dict[str, int], backward: BackwardCount) -> list[SavedRow]:
+    """A SavedRow per stage; what the model's own forward saves or computes outside every stage row (a functional
+    F.relu in it) is the OWN_FORWARD row, so the rows add up to the totals."""
+    result = [
+        SavedRow(row.name, sum(saved_by_module.get(n, 0) for n in row.modules), row.macs_conv_linear,
+                 sum(backward.by_module.get(n, 0) for n in row.modules))
+        for row in rows
+        if row.name != OWN_FORWARD
+    ]  # fmt: skip
+    own_forward = next((row.macs_conv_linear for row in rows if row.name == OWN_FORWARD), 0)
+    saved = saved_by_module.get("", 0) - sum(r.saved_bytes for r in result)
+    back = backward.by_module.get("", 0) - sum(r.backward_macs for r in result)
+    if saved or back or own_forward:
+        result.append(SavedRow(OWN_FORWARD, saved, own_forward, back))
+    return result
+
+
+def _params_dtype(model: nn.Module, fallback: str) -> str:
+    """The dtype of the model's parameters (a user's model keeps its own whatever --dtype says)."""
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return str(first.dtype).removeprefix("torch.") if first is not None else fallback
 
 
 # ---------------------------------------------------------------- the largest batch that fits
@@ -459,7 +511,12 @@ def fit_batch(model: nn.Module, inputs: torch.Tensor, settings: TrainSettings, s
     def total(n: int) -> int:
         if n == batch:
             return state + measured
-        trace = _measure(model, make_input((n, *inputs.shape[1:]), "meta", inputs.dtype), settings.amp)
+        try:
+            trace = _measure(model, make_input((n, *inputs.shape[1:]), "meta", inputs.dtype), settings.amp)
+        except UserError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise UserError(f"--fit-memory: the training step fails at batch {n:,}, which the search must measure "
+                            f"({reason})") from None  # fmt: skip
         return state + _chosen(_checkpoint_costs(model, trace), settings.checkpoint, model).peak_saved_bytes
 
     at_1, at_2 = total(batch), total(2 * batch)
@@ -472,9 +529,13 @@ def fit_batch(model: nn.Module, inputs: torch.Tensor, settings: TrainSettings, s
             f"--fit-memory: saved bytes are not linear in the batch for this model (batch {3 * batch}: "
             f"{checks[0][2]:,} measured, {checks[0][1]:,} on the line); give --input with the batch to check instead"
         )
-    if fixed + per_sample > budget:
-        return BatchFit(budget, 0, None, total(1), fixed, per_sample, checks)
+    if fixed + per_sample > budget:  # the line's value at batch 1 (batch norm may not even run there)
+        return BatchFit(budget, 0, None, fixed + per_sample, fixed, per_sample, checks)
     best = min((budget - fixed) // per_sample if per_sample else MAX_FIT_BATCH, MAX_FIT_BATCH)
+    if best == MAX_FIT_BATCH:
+        at_best = total(best)
+        checks.append((best, fixed + best * per_sample, at_best))
+        return BatchFit(budget, best, at_best, None, fixed, per_sample, checks)
     at_best, at_next = total(best), total(best + 1)
     checks += [(best, fixed + best * per_sample, at_best), (best + 1, fixed + (best + 1) * per_sample, at_next)]
     while at_best > budget and best > 0:  # never taken for a linear model; a safety net if the line was wrong

@@ -20,16 +20,18 @@ SAVED_MEASURED = (
     "once (views share their base), parameters and buffers excluded."
 )
 LEFT_OUT = (
-    "not counted: allocator caching and fragmentation, cuDNN/oneDNN workspaces, the CUDA context, the loss's own "
-    "tensors, and activation gradients in flight during backward."
+    "not counted: activation gradients in flight during backward (a few feature maps: the real peak can exceed the "
+    "total by them), allocator caching and fragmentation, cuDNN/oneDNN workspaces, the CUDA context, the loss's own "
+    "tensors."
 )
 GRADIENTS_HELD = (
     "gradients are counted as held for the whole step (zero_grad(set_to_none=False), gradient accumulation); with "
-    "set_to_none=True the real peak can be lower, by at most their size."
+    "set_to_none=True they are made while saved tensors are freed."
 )
 CHECKPOINT_NOTE = (
-    "checkpointing (torch.utils.checkpoint, non-reentrant): a segment keeps only its input; its interior is recomputed "
-    "during backward, so the peak is what is kept plus the largest segment, and recomputing costs its forward MACs again."
+    "checkpointing (torch.utils.checkpoint, non-reentrant): a segment keeps only its input; backward recomputes the "
+    "segments last to first, up to the last tensor each saved, so the peak is the largest of what is kept at the end "
+    "of forward and, for each segment, what is still kept before it plus its interior."
 )
 OPTIMIZER_STATE = {"sgd": "none", "sgd-momentum": "momentum", "adam": "Adam moments", "adamw": "AdamW moments"}
 
@@ -104,18 +106,18 @@ def _footer(report: TrainingReport) -> list[tuple[str, str]]:
     forward, backward, memory = report.forward, report.backward, report.memory
     conv_linear = forward.conv_linear_macs
     step = report.step_macs
-    if report.frozen:
+    if report.frozen_params:
         trainable = f"{report.trainable_params:,} trainable, {report.frozen_params:,} frozen"
     else:
         trainable = "all trainable"
     lines = [
         ("Params", f"{forward.params:,} ({trainable})"),
-        ("Forward MACs (fvcore)", f"{forward.macs:,} ({human(forward.macs, '')}; BN in train mode)"),
-        ("Forward MACs (conv+lin)", f"{conv_linear:,} ({human(conv_linear, '')})"),
-        ("Backward MACs (conv+lin)", f"{backward.macs:,} ({human(backward.macs, '')})"),
-        ("  input / weight grads", f"{human(backward.input_grad_macs, '')} / {human(backward.weight_grad_macs, '')}"),
+        ("Forward MACs (fvcore)", f"{forward.macs:,} ({_short(forward.macs)}; BN in train mode)"),
+        ("Forward MACs (conv+lin)", f"{conv_linear:,} ({_short(conv_linear)})"),
+        ("Backward MACs (conv+lin)", f"{backward.macs:,} ({_short(backward.macs)})"),
+        ("  input / weight grads", f"{_short(backward.input_grad_macs)} / {_short(backward.weight_grad_macs)}"),
         ("Step MACs (conv+lin)", f"{step:,} ({_ratio(step, conv_linear)} forward)"),
-        ("Step FLOPs (conv+lin)", f"{2 * step:,} ({human(2 * step, '')})"),
+        ("Step FLOPs (conv+lin)", f"{2 * step:,} ({_short(2 * step)})"),
         ("Parameters", f"{format_bytes(memory.param_bytes)} {memory.dtype}, buffers {format_bytes(memory.buffer_bytes)}"),
         ("Gradients", format_bytes(memory.grad_bytes)),
         ("Optimizer state", f"{format_bytes(memory.optimizer_state_bytes)} ({memory.optimizer}: "
@@ -134,6 +136,11 @@ def _footer(report: TrainingReport) -> list[tuple[str, str]]:
     return lines
 
 
+def _short(value: int) -> str:
+    """1,234,567,890 -> '1.23 G'; small counts as they are."""
+    return human(value, "").strip()
+
+
 def _saved_text(report: TrainingReport) -> str:
     memory = report.memory
     parts = [f"input {format_bytes(memory.input_bytes)}"]
@@ -144,11 +151,10 @@ def _saved_text(report: TrainingReport) -> str:
 
 def _fit_text(fit: BatchFit) -> str:
     if fit.batch == 0:
-        return f"none: batch 1 needs {format_bytes(fit.bytes_at_next)}"
-    return (
-        f"{fit.batch:,} ({format_bytes(fit.bytes_at_batch or 0)}; {fit.batch + 1:,} needs "
-        f"{format_bytes(fit.bytes_at_next)})"
-    )
+        return f"none: batch 1 needs {fit.bytes_at_next:,} B"
+    if fit.bytes_at_next is None:
+        return f"{fit.batch:,} or more (the largest batch searched; {format_bytes(fit.bytes_at_batch or 0)})"
+    return f"{fit.batch:,} ({fit.bytes_at_batch:,} B; {fit.batch + 1:,} needs {fit.bytes_at_next:,} B)"
 
 
 def _ratio(step: int, forward: int) -> str:
@@ -254,10 +260,11 @@ def training_json(report: TrainingReport) -> dict[str, Any]:
             "total_bytes": memory.total_bytes,
         },
         "checkpointing": [{**c.__dict__, "peak_saved_bytes": c.peak_saved_bytes} for c in report.checkpoints],
-        "by_operator": {
-            op: {"forward_macs": forward.by_operator.get(op, 0), "backward_macs": backward.by_operator.get(op, 0)}
+        "by_operator": {  # backward_macs: null where the conv + linear convention does not count the backward
+            op: {"forward_macs": forward.by_operator.get(op, 0),
+                 "backward_macs": backward.by_operator.get(op, 0) if op in CONV_LINEAR_OPS else None}
             for op in sorted({*forward.by_operator, *backward.by_operator})
-        },
+        },  # fmt: skip
         "by_stage": {s.name: _row_json(s) for s in report.stages},
         "by_module": {m.name: _row_json(m) for m in report.modules},
         "fit": None if report.fit is None else {

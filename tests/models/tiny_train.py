@@ -1,5 +1,6 @@
 """Two tiny models whose training-step cost is computed by hand in tests/test_training.py."""
 
+import torch
 from torch import nn
 
 
@@ -24,3 +25,21 @@ def conv_net() -> nn.Module:
 def mlp() -> nn.Module:
     """Linear(64, 128) -> ReLU -> Linear(128, 10)."""
     return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+class LinearProbe(nn.Module):
+    """A frozen-by-no_grad backbone (conv 3 -> 8, 3x3, pad 1, ReLU, global mean) and a trained head (8 -> 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            features = self.backbone(x).relu().mean((2, 3))
+        return self.head(features)
+
+
+def probe() -> nn.Module:
+    return LinearProbe()

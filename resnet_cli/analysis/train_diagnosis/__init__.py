@@ -108,15 +108,15 @@ def _check_step_fits(request: Any, available: int | None) -> None:
     import dataclasses
 
     from resnet_cli.analysis.training import TrainSettings, training_report
-    from resnet_cli.trace import ForwardPassFailed
+    from resnet_cli.trace import ForwardPassFailed  # a UserError, named for the reader
     from resnet_cli.units import format_bytes, shape_text
 
     if available is None:
         return
     try:
         report = training_report(dataclasses.replace(request, device="meta"), TrainSettings())
-    except ForwardPassFailed:
-        return  # the real step fails the same way, and that failure is the finding
+    except (ForwardPassFailed, UserError):
+        return  # the real step fails or finds the same, and that is the finding
     needed = report.memory.total_bytes
     if needed > available:
         raise UserError(
