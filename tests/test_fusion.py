@@ -388,6 +388,17 @@ def test_fuse_and_check_refuses_a_model_whose_batch_norm_fusion_cannot_reach(use
         fuse_and_check(model, torch.randn(2, 3, 8, 8))
 
 
+def test_the_check_catches_a_wrong_fold_even_with_freshly_initialised_batch_norms(user_file):
+    # fresh statistics (mean 0, var 1, weight 1, bias 0) make a BatchNorm the identity in eval mode: the check runs
+    # on a copy with random statistics, so the hidden second call still shows
+    model = user_class(user_file, "HiddenCall")()
+    nn.init.ones_(model.bn.weight)
+    model.bn.reset_running_stats()
+    with pytest.raises(UserError, match=r"--fuse-bn: the fused model's outputs differ from the unfused model's"):
+        fuse_and_check(model, torch.randn(2, 3, 8, 8))
+    assert torch.equal(model.bn.running_mean, torch.zeros(8))  # the model's own statistics are not changed
+
+
 # ---------------------------------------------------------------- the CLI
 
 QUICK = ["--iters", "2", "--warmup", "1", "--threads", "1"]

@@ -15,6 +15,7 @@ counting); on a real device the weights are folded in float64 and stored in the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,8 +90,37 @@ class FusionCheck:
 
 
 def fuse_and_check(model: nn.Module, inputs: torch.Tensor) -> FusionCheck:
-    """Fuse `model` (on a real device) in place and check that its outputs on `inputs` equal the unfused model's
-    within the tolerance above; a UserError when they do not, or when the model cannot run to be checked."""
+    """Fuse `model` (on a real device) in place, after checking on a copy whose batch norms have random statistics
+    and affine parameters that the fused copy's outputs on `inputs` equal the unfused copy's within the tolerance
+    above; a UserError when they do not, or when the model cannot run to be checked.
+
+    Freshly initialised batch norms (mean 0, variance 1, weight 1, bias 0) are the identity in eval mode, so a
+    check on them could not tell a right fold from a wrong one; the copy's random statistics can."""
+    probe = copy.deepcopy(model)
+    randomise_norms(probe)
+    check = _fuse_and_compare(probe, inputs)
+    del probe
+    for module in model.modules():
+        module.training = False
+    trace = trace_model(model, (inputs,))
+    trace.raise_for_failure()
+    return dataclasses.replace(check, fusion=fuse_conv_bn(model, trace))
+
+
+def randomise_norms(model: nn.Module, seed: int = 0) -> None:
+    """Give every batch norm random running statistics and affine parameters (in place)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+                for tensor, low, high in ((module.running_mean, -0.5, 0.5), (module.running_var, 0.5, 2.0)):
+                    tensor.copy_(torch.empty(tensor.shape).uniform_(low, high, generator=generator))
+                if module.affine:
+                    for tensor, low, high in ((module.weight, 0.5, 1.5), (module.bias, -0.5, 0.5)):
+                        tensor.copy_(torch.empty(tensor.shape).uniform_(low, high, generator=generator))
+
+
+def _fuse_and_compare(model: nn.Module, inputs: torch.Tensor) -> FusionCheck:
     for module in model.modules():
         module.training = False
     output = _RootOutput()

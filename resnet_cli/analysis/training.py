@@ -117,6 +117,7 @@ class TrainingMemory:
     optimizer_state_bytes: int
     saved_bytes: int  # every saved tensor without checkpointing: activations, the input batch, AMP weight copies
     input_bytes: int  # the input batch, when a layer saves it (the first conv does, for its weight gradient)
+    batch_bytes: int  # the input batch itself (the caller holds it whether or not a layer saves it)
     weight_copy_bytes: int  # AMP: 16-bit copies of the weights that conv and linear layers save
     peak_saved_bytes: int  # with the chosen checkpointing: kept + the largest segment recomputed
 
@@ -375,7 +376,9 @@ def _checkpoint_costs(model: nn.Module, trace: ModelTrace) -> list[CheckpointCos
     return costs
 
 
-def _memory(model: nn.Module, trace: ModelTrace, settings: TrainSettings, dtype: str, peak_saved: int) -> TrainingMemory:
+def _memory(
+    model: nn.Module, trace: ModelTrace, settings: TrainSettings, dtype: str, peak_saved: int, batch_bytes: int
+) -> TrainingMemory:
     params = list(model.parameters())
     grad_bytes = sum(p.numel() * p.element_size() for p in params if id(p) in trace.grad_params)
     storages = activation_storages(trace)
@@ -393,6 +396,7 @@ def _memory(model: nn.Module, trace: ModelTrace, settings: TrainSettings, dtype:
         optimizer_state_bytes=grad_bytes * OPTIMIZER_STATE_BUFFERS[settings.optimizer],
         saved_bytes=sum(size[s] for s in storages),
         input_bytes=sum(size[s] for s in input_storages if s in storages),
+        batch_bytes=batch_bytes,
         weight_copy_bytes=sum(size[s] for s in copies if s in storages),
         peak_saved_bytes=peak_saved,
     )
@@ -445,7 +449,8 @@ def training_report(request: Any, settings: TrainSettings) -> TrainingReport:
     backward = backward_count(trace)
     costs = _checkpoint_costs(model, trace)
     chosen = _chosen(costs, settings.checkpoint, model)
-    memory = _memory(model, trace, settings, _params_dtype(model, request.dtype), chosen.peak_saved_bytes)
+    memory = _memory(model, trace, settings, _params_dtype(model, request.dtype), chosen.peak_saved_bytes,
+                     inputs.numel() * inputs.element_size())  # fmt: skip
     saved_by_module = _saved_by_module(trace)
     stage_rows = count_by_stage(model, trace, forward)
     report = TrainingReport(

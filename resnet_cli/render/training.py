@@ -143,7 +143,10 @@ def _short(value: int) -> str:
 
 def _saved_text(report: TrainingReport) -> str:
     memory = report.memory
-    parts = [f"input {format_bytes(memory.input_bytes)}"]
+    if memory.input_bytes:
+        parts = [f"input {format_bytes(memory.input_bytes)}"]
+    else:  # AMP casts the batch, or a frozen stem needs none: the caller still holds it
+        parts = [f"batch of {format_bytes(memory.batch_bytes)} not saved"]
     if memory.weight_copy_bytes:
         parts.append(f"AMP weight copies {format_bytes(memory.weight_copy_bytes)}")
     return f"{format_bytes(memory.saved_bytes)} ({', '.join(parts)})"
