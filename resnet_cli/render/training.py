@@ -127,8 +127,8 @@ def _footer(report: TrainingReport) -> list[tuple[str, str]]:
     if memory.checkpoint != "none":
         chosen = next(c for c in report.checkpoints if c.choice == memory.checkpoint)
         lines.append((f"Peak saved, {memory.checkpoint}s",
-                      f"{format_bytes(memory.peak_saved_bytes)} ({format_bytes(chosen.kept_bytes)} kept + "
-                      f"{format_bytes(chosen.recompute_bytes)} recomputed)"))  # fmt: skip
+                      f"{format_bytes(memory.peak_saved_bytes)} (kept after forward {format_bytes(chosen.kept_bytes)}; "
+                      f"recomputed at the peak {format_bytes(chosen.recompute_bytes)})"))  # fmt: skip
     lines.append(("Training step memory", f"{format_bytes(memory.total_bytes)} (params, buffers, grads, state, saved)"))
     if report.fit is not None:
         lines.append((f"Largest batch, {format_bytes(report.fit.budget_bytes)}", _fit_text(report.fit)))
