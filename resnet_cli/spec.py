@@ -556,6 +556,40 @@ def _unit_names() -> list[str]:
     return [name.upper() if len(name) == 1 else name[0].upper() + name[1:-1] + name[-1].upper() for name in BYTE_UNITS]
 
 
+COUNT_SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}  # SI: powers of 1000, any case
+MAX_COUNT = 10**18  # a count budget above it (an exa-MAC) is a typo
+
+
+def parse_count(flag: str, text: str) -> int:
+    """A count such as '25M', '4.2G', '25557032', '25,557,032' or '2.5e7' as an integer (rounded down); K, M, G
+    and T are powers of 1000."""
+    import decimal
+    import re
+
+    suffixes = ", ".join(f"{s.upper()} = 10^{len(str(v)) - 1}" for s, v in COUNT_SUFFIXES.items())
+    usage = f"give a number with an optional suffix: 25M, 4.2G, 25557032, 2.5e7 ({suffixes})"
+    cleaned = text.strip().replace(" ", "").replace("_", "")
+    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?[a-zA-Z]*", cleaned):  # digit groups, as the output prints them
+        cleaned = cleaned.replace(",", "")
+    number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    suffix = cleaned[len(number) :]
+    if number.lower().endswith("e"):  # '1e' + suffix is not a number
+        number, suffix = number[:-1], "e" + suffix
+    try:
+        value = decimal.Decimal(number)
+    except decimal.InvalidOperation:
+        value = decimal.Decimal("nan")
+    if not value.is_finite():
+        raise SpecError(f"{flag} {text!r} is not a count; {usage}")
+    if suffix.lower() not in ("", *COUNT_SUFFIXES):
+        raise SpecError(f"{flag} {text!r}: unknown suffix {suffix!r}; {usage}")
+    # exact decimal arithmetic (4.35K is 4,350, not float's 4,349.999...); 10^30 and above is out of range unscaled
+    count = value * COUNT_SUFFIXES.get(suffix.lower(), 1) if value.adjusted() < 30 else value
+    if not 1 <= count <= MAX_COUNT:
+        raise SpecError(f"{flag} {text!r} must be between 1 and 10^{len(str(MAX_COUNT)) - 1}")
+    return int(count)
+
+
 DEVICES = ("meta", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 

@@ -8,7 +8,7 @@ import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.depth import check_depth
-from resnet_cli.cli.options import FormatOption, with_model_request
+from resnet_cli.cli.options import FormatOption, say_over_budget, with_budgets, with_model_request
 
 
 @app.command("list")
@@ -24,8 +24,10 @@ def list_presets(format: FormatOption = "table") -> None:
 
 @app.command()
 @with_model_request(user_models=True)
+@with_budgets
 def summary(
     request: Any,
+    budgets: list,
     depth: Annotated[
         Optional[int], typer.Option(help="Deepest level shown: 0 totals only, 1 stages, 2 blocks, 3 layers. \\[default: all]")
     ] = None,
@@ -40,7 +42,10 @@ def summary(
     ] = False,
     format: FormatOption = "table",
 ) -> None:
-    """Per-layer table from forward hooks: output shapes, params, MACs, memory; your own model too."""
+    """Per-layer table from forward hooks: output shapes, params, MACs, memory; your own model too.
+
+    Exit 0, or 1 when a --max-* budget is exceeded (one line each on stderr, after the output).
+    """
     from resnet_cli.analysis.summary import summarize
     from resnet_cli.render.summary import summary_json, summary_table
     from resnet_cli.render.table import emit
@@ -48,3 +53,5 @@ def summary(
     check_depth(depth, 0, "0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers")
     result = summarize(request, max_depth=depth, ops=ops, rf=rf, fuse_bn=fuse_bn)
     emit(stdout(), format, summary_table(result), summary_json(result))
+    if say_over_budget(result, budgets):
+        raise typer.Exit(1)

@@ -8,7 +8,16 @@ import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.depth import check_depth
-from resnet_cli.cli.options import FormatOption, PlotOption, amp_option, check_plot, with_model_request, write_plot
+from resnet_cli.cli.options import (
+    FormatOption,
+    PlotOption,
+    amp_option,
+    check_plot,
+    say_over_budget,
+    with_budgets,
+    with_model_request,
+    write_plot,
+)
 from resnet_cli.errors import UserError
 from resnet_cli.units import shape_text
 
@@ -17,8 +26,10 @@ TRAIN = "Training step (--mode train)"
 
 @app.command()
 @with_model_request(user_models=True)
+@with_budgets
 def flops(
     request: Any,
+    budgets: list,
     by: Annotated[
         Literal["stage", "operator", "module"],
         typer.Option(help="Breakdown: stem/layerN/head, operator, or module tree."),
@@ -73,7 +84,8 @@ def flops(
 ) -> None:
     """MACs, FLOPs (= 2 x MACs) and params, fvcore and conv+linear conventions side by side, and memory.
 
-    Exit 0, or 1 with --strict when an operator has no rule (the report says which).
+    Exit 0, or 1 with --strict when an operator has no rule (the report says which), or when a --max-* budget is
+    exceeded (one line each on stderr, after the output).
     """
     from resnet_cli.analysis.flops_report import flops_report
     from resnet_cli.render.flops import flops_json, flops_table
@@ -90,7 +102,8 @@ def flops(
             raise UserError("--plot with --mode train: plots show the forward pass; drop --plot or use --mode infer")
         if fuse_bn:
             raise UserError("--fuse-bn with --mode train: folding BatchNorm into convs is for inference; drop one")
-        _train(request, by, depth, format, strict, optimizer, amp, checkpoint, freeze, freeze_stages, fit_memory)
+        _train(request, by, depth, format, strict, budgets, optimizer, amp, checkpoint, freeze, freeze_stages,
+               fit_memory)  # fmt: skip
         return
     given = [name for name, value in train_options.items() if value is not None]
     if given:
@@ -105,7 +118,8 @@ def flops(
             f"{request.label} per stage, input {shape_text(request.input_shape)}",
             stage_panels(report.stages),
         )
-    if strict and not report.count.complete:
+    over_budget = say_over_budget(report, budgets)
+    if over_budget or strict and not report.count.complete:
         raise typer.Exit(1)
 
 
@@ -115,6 +129,7 @@ def _train(
     depth: int | None,
     format: str,
     strict: bool,
+    budgets: list,
     optimizer: str | None,
     amp: str | None,
     checkpoint: str | None,
@@ -140,5 +155,6 @@ def _train(
         raise UserError(f"--freeze {freeze!r} names no module; give comma-separated module names such as stem,layer1")
     report = training_report(request, settings)
     emit(stdout(), format, training_tables(report, by=by, depth=depth), training_json(report))
-    if strict and not report.forward.complete:
+    over_budget = say_over_budget(report, budgets)
+    if over_budget or strict and not report.forward.complete:
         raise typer.Exit(1)

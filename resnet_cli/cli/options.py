@@ -177,3 +177,44 @@ def say_plot_written(path: Path) -> None:
     from rich.console import Console
 
     Console(stderr=True, highlight=False, emoji=False).print(f"Plot written to {path}", markup=False)
+
+
+BUDGET_PANEL = "Budgets for CI (exit 1 when over; docs/ci.md)"
+
+
+def with_budgets(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the --max-* options of `analysis.budgets.BUDGETS`; it receives them parsed, as one
+    `budgets: list[Limit]` (a malformed value stops with exit 2 before any work)."""
+    from resnet_cli.analysis.budgets import BUDGETS, parse_limits
+
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "budgets"]
+    options = [
+        inspect.Parameter(budget.parameter, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option(budget.flag, help=budget.help, metavar=budget.metavar, show_default=False,
+                                        rich_help_panel=BUDGET_PANEL)])
+        for budget in BUDGETS
+    ]  # fmt: skip
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        given = {budget.parameter: kwargs.pop(budget.parameter) for budget in BUDGETS}
+        return func(budgets=parse_limits(given), **kwargs)
+
+    return with_signature(command, [*own, *options])
+
+
+def say_over_budget(result: Any, limits: list) -> bool:
+    """One 'Budget exceeded: ...' line on stderr per limit `result` is above; True when there was any."""
+    from rich.console import Console
+
+    from resnet_cli.analysis.budgets import over_budget
+    from resnet_cli.units import format_bytes
+
+    exceeded = over_budget(result, limits)
+    console = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+    for over in exceeded:
+        limit, value, unit = over.limit, over.figure.value, " B" if over.limit.budget.in_bytes else ""
+        size = f" ({format_bytes(value)})" if unit else ""
+        console.print(f"Budget exceeded: {over.figure.measure} {value:,}{unit}{size} > {limit.budget.flag} {limit.text} "
+                      f"({limit.value:,}{unit})", markup=False)  # fmt: skip
+    return bool(exceeded)
