@@ -692,3 +692,186 @@ def parse_model_operand(text: str) -> tuple[str, dict[str, Any]]:
         except SpecError as exc:
             raise SpecError(f"{text!r}: {flag.name}={value}: {exc}") from None
     return name.strip() or CUSTOM, flags
+
+
+# Specs as files: `--spec FILE` (YAML or JSON) holds spec fields over a base preset; `resnet-cli spec` prints every
+# field in the same form, so what it prints reads back unchanged.
+SPEC_MODEL_KEY = "model"  # the file's base preset; the other keys are ResNetSpec fields
+MAX_SPEC_FILE_BYTES = 1 << 20  # a spec is a few dozen lines; anything larger is the wrong file
+# Fields whose None means "the default" (expansion: the block's; stem_channels: the first stage's width). In a file,
+# null keeps the preset's value, as an absent key or an unset flag does; every preset leaves both at None except
+# the Wide and pre-activation CIFAR nets' stem_channels, which `resnet-cli spec` prints as a number.
+_NULLABLE = tuple(f.name for f in dataclasses.fields(ResNetSpec) if f.default is None)
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    """A --spec file, read and checked field by field: its `model:` (None when absent) and its fields as
+    request_from_flags keywords (lists as text)."""
+
+    path: str
+    model: str | None
+    fields: dict[str, Any]
+
+
+def spec_document(model: str, spec: ResNetSpec) -> dict[str, Any]:
+    """Every field of `spec` as plain data, `model` first (lists; null where a field follows its default): what
+    `resnet-cli spec` prints and --spec reads back."""
+    data: dict[str, Any] = {SPEC_MODEL_KEY: model}
+    for name in BUILD_FLAGS:
+        value = getattr(spec, name)
+        data[name] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def import_yaml(purpose: str) -> Any:
+    """PyYAML, or a SpecError saying that `purpose` needs it and what works without it."""
+    try:
+        import yaml
+    except ImportError:
+        raise SpecError(f"{purpose} needs PyYAML (pip install pyyaml)") from None
+    return yaml
+
+
+def read_spec_file(path: str) -> SpecFile:
+    """Read and check a --spec file (.json as JSON, anything else as YAML); every problem is a SpecError naming
+    the file, and the key when there is one."""
+    where = f"--spec {path}"
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_SPEC_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{where} is a directory; give a YAML or JSON file of spec fields") from None
+    except OSError as exc:
+        raise SpecError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SPEC_FILE_BYTES:
+        raise SpecError(f"{where} is larger than {MAX_SPEC_FILE_BYTES >> 20} MiB; a spec file holds a few fields")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{where} is not a UTF-8 text file; give a YAML or JSON file of spec fields") from None
+    return parse_spec_text(text, path)
+
+
+def parse_spec_text(text: str, path: str) -> SpecFile:
+    """A spec file's text, parsed as JSON when `path` ends in .json, else as YAML, and checked field by field."""
+    where = f"--spec {path}"
+    if path.lower().endswith(".json"):
+        import json
+
+        try:
+            data = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{where} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    else:
+        yaml = import_yaml(f"{where}: reading YAML")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+            raise SpecError(f"{where} is not valid YAML: {at}{problem}") from None
+    return spec_file_from_data(data, path)
+
+
+def spec_file_from_data(data: Any, path: str) -> SpecFile:
+    """Check a parsed spec file: a mapping of `model` and spec fields (flag spellings with dashes work too), each
+    value parsed by its build flag as if it had been typed on the command line."""
+    where = f"--spec {path}"
+    example = "write spec fields such as `layers: [3, 4, 6, 3]` (`resnet-cli spec MODEL` prints them all)"
+    if data is None:
+        raise SpecError(f"{where} is empty; {example}")
+    if not isinstance(data, dict):
+        raise SpecError(f"{where} holds {_value_kind(data)}, not a mapping of spec fields; {example}")
+    model: str | None = None
+    fields: dict[str, Any] = {}
+    seen: set[str] = set()
+    for key, value in data.items():
+        name = str(key).strip().replace("-", "_")
+        if name != SPEC_MODEL_KEY and name not in BUILD_FLAGS:
+            raise SpecError(f"{where}: key {str(key)!r} is not a spec field; valid: {SPEC_MODEL_KEY}, {', '.join(BUILD_FLAGS)}")
+        if name in seen:
+            raise SpecError(f"{where}: {name} is given twice")
+        seen.add(name)
+        if name == SPEC_MODEL_KEY:
+            if not isinstance(value, str) or not value.strip():
+                raise SpecError(f"{where}: {SPEC_MODEL_KEY}: {_shown(value)} is not a preset name (see `resnet-cli list`)")
+            model = value.strip()
+            continue
+        flag = BUILD_FLAGS[name]
+        if value is None and name in _NULLABLE:
+            continue  # null keeps the preset's value, as an absent key does
+        try:
+            fields[name] = flag.parse(_flag_text_of(flag, value))
+        except SpecError as exc:
+            message = str(exc).removeprefix(f"{flag.option} ")  # parse_int_list names the flag; the key does here
+            if value == []:
+                message = f"[] is empty; give {_expected(flag)}"
+            raise SpecError(f"{where}: {name}: {message}") from None
+    return SpecFile(path, model, fields)
+
+
+def _expected(flag: BuildFlag) -> str:
+    """What a spec file's value for `flag` must be, for messages."""
+    if flag.kind == "choice":
+        return f"one of {', '.join(flag.choices)}"
+    return {"int": "an integer", "float": "a number", "bool": "true or false",
+            "int-list": "a list of integers such as [3, 4, 6, 3]"}[flag.kind]  # fmt: skip
+
+
+def _value_kind(value: Any) -> str:
+    """'a list', 'a mapping', 'the text "x"': what a YAML/JSON value is, for messages."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"the value {_shown(value)}"
+
+
+def _shown(value: Any) -> str:
+    """A YAML/JSON value as JSON writes it (null, true, "text", [3, 4]), for messages."""
+    import json
+
+    return json.dumps(value, default=str)
+
+
+def _flag_text_of(flag: BuildFlag, value: Any) -> str:
+    """A spec file's value written as its build flag takes it (true, 3,4,6,3, 0.1); a mapping, a nested list or a
+    list for a single value is refused."""
+    if value is None:
+        raise SpecError(f"null (an empty value) is not {_expected(flag)}")
+    if isinstance(value, list) and flag.kind == "int-list":
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise SpecError(f"{_shown(item)} in {_shown(value)} is not an integer; give {_expected(flag)}")
+        return ",".join(str(item) for item in value)
+    if isinstance(value, (dict, list)) or not isinstance(value, (str, int, float)):
+        raise SpecError(f"{_value_kind(value)} is not {_expected(flag)}")
+    return flag_text(value)
+
+
+def with_file_fields(spec_file: SpecFile, flags: dict[str, Any]) -> dict[str, Any]:
+    """`flags` (request_from_flags keywords, None = not given) with the file's fields where no flag was given."""
+    return {**flags, **{name: value for name, value in spec_file.fields.items() if flags.get(name) is None}}
+
+
+def request_with_spec_file(spec_file: SpecFile, model: str | None, **flags: Any) -> ModelRequest:
+    """A ModelRequest from --spec FILE beside MODEL and flags: the preset (MODEL or the file's `model:`, else
+    resnet50's spec), then the file's fields, then the flags given (not None). The file is first checked on its
+    preset alone, so its errors name it."""
+    if model is not None and spec_file.model is not None and model != spec_file.model:
+        raise SpecError(
+            f"MODEL {model} and --spec {spec_file.path} (model: {spec_file.model}) name different presets; "
+            f"give one of them"
+        )
+    if model is not None:
+        resolve_spec(model)  # an unknown MODEL is the command line's error, not the file's
+    base = model or spec_file.model
+    try:
+        request_from_flags(base, **spec_file.fields)
+    except SpecError as exc:
+        raise SpecError(f"--spec {spec_file.path}: {exc}") from None
+    return request_from_flags(base, **with_file_fields(spec_file, flags))

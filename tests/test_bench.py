@@ -150,7 +150,7 @@ def test_csv_and_markdown_have_one_line_per_row(fmt):
     assert "baseline" in text and "amp bf16" in text
     if fmt == "csv":
         lines = text.strip().splitlines()
-        assert lines[0].startswith("Config,Median ms,p10 ms,p90 ms,img/s,Peak MiB,Speedup") and len(lines) == 3
+        assert lines[0].startswith("Config,Median ms,p10 ms,p90 ms,img/s,Peak bytes,Speedup") and len(lines) == 3
 
 
 def test_train_mode_times_forward_backward_and_step():

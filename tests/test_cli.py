@@ -20,7 +20,7 @@ from resnet_cli.cli import app
 HELP_SHOWS = {
     None: "summary", "list": "--format", "summary": "--layers", "flops": "--counter", "compare": "--time",
     "table": "--layers", "debug-shapes": "--arg", "debug-training": "--loss", "bench": "--channels-last",
-    "sweep": "--vary",
+    "sweep": "--vary", "spec": "--to",
 }  # fmt: skip
 
 

@@ -181,7 +181,7 @@ def test_user_model_comparison_in_csv_and_markdown(fmt):
     result = run("compare", TV + "resnet50_stride_on_1x1", "resnet50", "--format", fmt)
     assert result.exit_code == 0, result.output
     if fmt == "csv":
-        assert result.stdout.splitlines()[0] == "stage,,output,blocks,params,B/A,MACs,B/A"
+        assert result.stdout.splitlines()[0] == "stage,,output,blocks,params,params B/A,MACs,MACs B/A"
         assert "  layer2.0,A,512x28x28,,379392,,297443328," in result.stdout
     else:
         assert "- verdict: different: layer2.0.conv1: stride 2 vs 1" in result.stdout

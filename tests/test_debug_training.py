@@ -56,11 +56,15 @@ def test_each_problem_is_found_on_its_broken_model(reference, extra, kind, modul
 
 
 def test_bad_init_flags_exactly_the_convs_more_than_10x_off_kaiming():
-    # every conv drawn from N(0, 1): std 1 against Kaiming fan-out's sqrt(2 / (Cout k k)), more than 10x off when
-    # Cout k k > 200: the 3x3 convs of layer2 (32 channels) and layer3 (64), not layer1's (16) nor the 1x1 downsamples
+    # every conv drawn from N(0, 1): std 1 is more than 10x above both Kaiming scales, sqrt(2 / (Cin k k)) and
+    # sqrt(2 / (Cout k k)), when Cin k k > 200 and Cout k k > 200: the 3x3 convs from 32 to 32 or more channels
     _, data = findings_of(E + "train_bad_init.py:badly_initialised", "--input", CIFAR_BATCH)
     finding = next(f for f in data["findings"] if f["kind"] == "init_scale")
-    expected = [f"layer{stage}.{block}.conv{conv}" for stage in (2, 3) for block in (0, 1) for conv in (1, 2)]
+    convs = [(f"layer{s}.{b}.conv{c}", cin, cout) for s, (w_in, w) in ((1, (16, 16)), (2, (16, 32)), (3, (32, 64)))
+             for b in (0, 1) for c, cin, cout in ((1, w_in if b == 0 else w, w), (2, w, w))]  # fmt: skip
+    expected = [name for name, cin, cout in convs if min(cin, cout) * 9 > 200]
+    assert expected == ["layer2.0.conv2", "layer2.1.conv1", "layer2.1.conv2", "layer3.0.conv1", "layer3.0.conv2",
+                        "layer3.1.conv1", "layer3.1.conv2"]  # fmt: skip
     assert finding["modules"] == expected
 
 
@@ -234,3 +238,68 @@ def test_docs_blocks_are_real_output(args, overwrite, monkeypatch):
         DOC.write_text(text[: match.start("output")] + actual + text[match.end("output") :])
         return
     assert masked(match["output"]) == masked(actual)
+
+
+HEALTHY = "tests/models/training_healthy.py:"
+HEALTHY_PATTERNS = [
+    "functional_resnet18", "resnext", "se_resnet", "preact", "gn_resnet", "dp_resnet", "frozen_backbone",
+    "frozen_backbone_eval", "aux_resnet", "dict_resnet", "identity_resnet", "modulelist_resnet", "timm_resnet",
+    "convhead_resnet", "se32_resnet", "dwnet", "se_resnet_zero_last", "dp_resnet_zero_last", "gn_zero_last",
+    "layer0_resnet",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("factory", HEALTHY_PATTERNS)
+def test_no_false_alarm_on_healthy_patterns(factory):
+    # blocks in a ModuleList, a stem named layer0, zero-init-last under SE or drop-path, auxiliary heads, a frozen
+    # backbone (a prefix of the parameters), inverted residuals that change shape, default init of 1x1 heads and
+    # depthwise convs: all healthy
+    code, data = findings_of(HEALTHY + factory, "--input", "4x3x32x32")
+    assert code == 0, data["findings"]
+
+
+BROKEN = "tests/models/training_broken.py:"
+
+
+@pytest.mark.parametrize(
+    ("factory", "kind"),
+    [
+        ("returns_identity", "residual_disabled"), ("overwritten", "residual_disabled"),
+        ("detached_identity", "residual_disabled"), ("timm_nores", "residual_disabled"),
+        ("gate_zero", "saturated_gate"), ("linear_zero", "zero_weights"), ("stem_zero", "zero_weights"),
+        ("no_grad_stage", "no_gradient"), ("data_use", "no_gradient"), ("uncalled", "no_gradient"),
+        ("one_conv_frozen", "frozen"), ("tiny_init", "init_scale"), ("nobn_tiny", "gradients_vanish"),
+        ("nobn_huge", "gradients_explode"), ("gn_all_zero", "zero_weights"), ("nan_weights", "non_finite"),
+        ("fails_backward", "step_failed"), ("sys_exit_backward", "step_failed"),
+    ],
+)  # fmt: skip
+def test_broken_patterns_are_found(factory, kind):
+    code, data = findings_of(BROKEN + factory, "--input", "4x3x32x32")
+    assert code == 1 and kind in [f["kind"] for f in data["findings"]], data["findings"]
+
+
+def test_a_zero_gradient_is_not_called_a_missing_one():
+    _, data = findings_of(BROKEN + "linear_zero", "--input", "4x3x32x32")
+    finding = next(f for f in data["findings"] if f["kind"] == "no_gradient")
+    assert "every element of their gradient is 0" in finding["evidence"] and ".detach()" not in finding["fix"]
+
+
+def test_untouched_also_restores_parameters_changed_in_place_and_the_rng():
+    class MaxNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.register_buffer("count", torch.zeros(()))
+
+        def forward(self, x):
+            with torch.no_grad():
+                self.fc.weight.mul_(0.5)  # an in-place max-norm step
+            self.count = self.count + 1  # a buffer reassigned
+            return self.fc(torch.nn.functional.dropout(x, 0.5, self.training))
+
+    model, inputs = MaxNorm(), torch.randn(8, 4)
+    weight, count, rng = model.fc.weight.detach().clone(), model.count, torch.get_rng_state()
+    with torch.no_grad():  # the API also works for a caller under no_grad
+        report = diagnose_training(model, inputs)
+    assert report.loss_value is not None
+    assert torch.equal(model.fc.weight, weight) and model.count is count and torch.equal(torch.get_rng_state(), rng)

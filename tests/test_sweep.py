@@ -331,8 +331,8 @@ def test_csv_has_one_column_per_varied_flag():
     result = run("sweep", "resnet18", "--vary", "se=off,on", "--vary", "expansion=1,2", "-f", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["#", "se", "expansion", "Params (M)", "GMACs", "Act. MiB", "Acts (M)", "Pareto"]
-    assert len(rows) == 5 and rows[1][3] == "11.69"
+    assert rows[0] == ["#", "se", "expansion", "Params", "MACs", "Act. bytes", "Acts", "Pareto"]
+    assert len(rows) == 5 and rows[1][3] == "11689512"
 
 
 GOLDEN_MARKDOWN = """\

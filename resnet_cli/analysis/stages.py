@@ -37,7 +37,8 @@ def stage_names(model: nn.Module) -> list[str] | None:
         return list(names)
     candidates = [name for name, _ in model.named_children()]
     for name, child in model.named_children():
-        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+        # a container of stages: a ModuleList or ModuleDict, or timm's `stages` / `layers` nn.Sequential
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)) or (isinstance(child, nn.Sequential) and name in ("stages", "layers")):
             candidates += [f"{name}.{index}" for index, _ in child.named_children()]
     found = [name for name in candidates if _STAGE_NAME.match(name)]
     return found if len(found) >= 2 else None

@@ -8,6 +8,7 @@ from resnet_cli.cli import flops_cmd  # noqa: F401  (flops)
 from resnet_cli.cli import compare_cmd  # noqa: F401  (compare, table)
 from resnet_cli.cli import debug_cmd  # noqa: F401  (debug-shapes)
 from resnet_cli.cli import bench_cmd  # noqa: F401  (bench, sweep)
+from resnet_cli.cli import spec_cmd  # noqa: F401  (spec)
 from resnet_cli.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -4,18 +4,51 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from resnet_cli.errors import UserError
 from resnet_cli.units import first_line
 
+LONGEST_INLINE_CHOICES = 16  # `<meta|cpu|cuda>` stays as it is; `<table|json|csv|markdown>` becomes `<format>`
+
+
+@contextmanager
+def _help_page_view(command: Any, ctx: typer.Context) -> Iterator[None]:
+    """While the help page is drawn, its options read well in 80 columns: flags show no `<bool>` (they take no
+    value), an on/off pair shows its names one above the other (`--zero-init-residual` over
+    `--no-zero-init-residual`) instead of being cut, and long choices show as `<name>` with the values listed in the
+    help text instead of being split mid-word."""
+    options = [p for p in command.get_params(ctx) if isinstance(p, TyperOption)]
+    saved = [(p, p.metavar, p.opts, p.secondary_opts, p.help) for p in options]
+    for param in options:
+        if param.is_flag:
+            param.metavar = ""
+            if param.secondary_opts:
+                param.opts, param.secondary_opts = ["\n".join([*param.opts, *param.secondary_opts])], []
+        elif param.metavar is None and param.type_descriptor.is_choice:
+            if len(param.display_type(ctx)) > LONGEST_INLINE_CHOICES:
+                choices = ", ".join(str(choice) for choice in param.type_descriptor.choices or ())
+                param.metavar = f"<{max(param.opts, key=len).lstrip('-')}>"
+                param.help = f"{param.help or ''} \\[choices: {choices}]".lstrip()
+    try:
+        yield
+    finally:
+        for param, metavar, opts, secondary_opts, text in saved:
+            param.metavar, param.opts, param.secondary_opts, param.help = metavar, opts, secondary_opts, text
+
 
 class OneLineErrorGroup(TyperGroup):
     """Turns usage errors and UserErrors into one line on stderr with exit code 2."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        with _help_page_view(self, ctx):
+            super().format_help(ctx, formatter)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -58,7 +91,15 @@ def _error_line(message: str) -> None:
 _collector_paused = False  # main() turned automatic garbage collection off until a command starts
 
 
-class TorchCommand(TyperCommand):
+class HelpPageCommand(TyperCommand):
+    """A command whose help page reads well in 80 columns (see `_help_page_view`)."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        with _help_page_view(self, ctx):
+            super().format_help(ctx, formatter)
+
+
+class TorchCommand(HelpPageCommand):
     """A command whose body needs torch (all of ours): in the `resnet-cli` process, torch is imported once the
     arguments parsed, and the garbage collector is told to leave what imports created alone (see `main`)."""
 
@@ -77,28 +118,67 @@ class ResNetTyper(typer.Typer):
     """Typer whose commands default to `TorchCommand`."""
 
     def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
-        return super().command(*args, cls=cls or TorchCommand, **kwargs)
+        # a command that never needs torch (cls=TyperCommand) still gets the 80-column help page
+        return super().command(*args, cls=HelpPageCommand if cls is TyperCommand else cls or TorchCommand, **kwargs)
 
 
 app = ResNetTyper(
     cls=OneLineErrorGroup,
     name="resnet-cli",
     invoke_without_command=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion (bash, zsh, fish, PowerShell)
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"resnet-cli {version('resnet-cli')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root(ctx: typer.Context) -> None:
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
     """Build any ResNet variant from flags and inspect it: shapes, params, MACs, memory."""
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
 
 
-def stdout() -> Console:
-    """The console results are written to (honours NO_COLOR and the terminal width)."""
-    return Console(highlight=False, emoji=False)
+def stdout(output: str | None = None) -> Console:
+    """The console results are written to (honours NO_COLOR and the terminal width): stdout, or the --output file,
+    created at the first write so that a command that fails before its result leaves none."""
+    if output is None:
+        return Console(highlight=False, emoji=False)
+    return Console(file=_OutputFile(output), highlight=False, emoji=False)
+
+
+class _OutputFile:
+    """A text file opened for each write (the first truncates it); a failure to write is one UserError line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.written = False
+
+    def write(self, text: str) -> int:
+        try:
+            with open(self.path, "a" if self.written else "w", encoding="utf-8") as file:
+                file.write(text)
+        except OSError as exc:
+            raise UserError(f"--output {self.path}: cannot write the file ({exc.strerror or exc})") from None
+        self.written = True
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def main() -> None:

@@ -10,7 +10,14 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, amp_option, check_plot, say_plot_written, with_model_request
+from resnet_cli.cli.options import (
+    FormatOption,
+    OutputOption,
+    amp_option,
+    check_plot,
+    say_plot_written,
+    with_model_request,
+)
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
 from resnet_cli.user_model import UserModelRequest
@@ -58,6 +65,7 @@ def bench(
         ),
     ] = False,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """Time the model (a preset or your own) on this machine: latency percentiles, throughput and peak memory."""
     from resnet_cli.analysis.bench import BenchSettings, run_bench
@@ -77,7 +85,7 @@ def bench(
     )
     with progress_bar(enabled=format == "table") as progress:
         report = run_bench(request, settings, grid=grid, progress=progress)
-    emit(stdout(), format, bench_table(report), bench_json(report))
+    emit(stdout(output), format, bench_table(report), bench_json(report))
 
 
 @app.command()
@@ -114,6 +122,7 @@ def sweep(
         ),
     ] = None,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """Params, MACs and activation memory of every variant in a --vary grid, counted on the meta device."""
     from rich.console import Console
@@ -137,7 +146,7 @@ def sweep(
         )
     if not result.variants:
         raise UserError(nothing_measured(result))
-    emit(stdout(), format, sweep_table(result), sweep_json(result))
+    emit(stdout(output), format, sweep_table(result), sweep_json(result))
     status = Console(stderr=True, highlight=False)
     if format == "table" and status.is_terminal:
         status.print(timing_line(result), markup=False, style="dim")

@@ -8,18 +8,18 @@ import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.depth import check_depth
-from resnet_cli.cli.options import FormatOption, say_over_budget, with_budgets, with_model_request
+from resnet_cli.cli.options import FormatOption, OutputOption, say_over_budget, with_budgets, with_model_request
 
 
 @app.command("list")
-def list_presets(format: FormatOption = "table") -> None:
+def list_presets(format: FormatOption = "table", output: OutputOption = None) -> None:
     """All presets with block type, layers, params and MACs at their default input."""
     from resnet_cli.analysis.catalog import preset_catalog
     from resnet_cli.render.catalog import catalog_json, catalog_table
     from resnet_cli.render.table import emit
 
     rows = preset_catalog()
-    emit(stdout(), format, catalog_table(rows), catalog_json(rows))
+    emit(stdout(output), format, catalog_table(rows), catalog_json(rows))
 
 
 @app.command()
@@ -41,6 +41,7 @@ def summary(
         bool, typer.Option("--fuse-bn", help="The inference model with each BatchNorm folded into the conv before it.")
     ] = False,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """Per-layer table from forward hooks: output shapes, params, MACs, memory; your own model too.
 
@@ -52,6 +53,6 @@ def summary(
 
     check_depth(depth, 0, "0 = totals only, 1 = stem layers and stages, 2 = blocks, 3 = layers")
     result = summarize(request, max_depth=depth, ops=ops, rf=rf, fuse_bn=fuse_bn)
-    emit(stdout(), format, summary_table(result), summary_json(result))
+    emit(stdout(output), format, summary_table(result), summary_json(result))
     if say_over_budget(result, budgets):
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from resnet_cli.cli.app import app, stdout
-from resnet_cli.cli.options import FormatOption, PlotOption, check_plot, with_build_flags, write_plot
+from resnet_cli.cli.options import FormatOption, OutputOption, PlotOption, check_plot, with_build_flags, write_plot
 from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags
 
@@ -58,6 +58,7 @@ def compare(
         rich_help_panel=RUN, show_default=False)] = None,
     plot: PlotOption = None,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """Two blocks (params, MACs per pixel, the arithmetic, memory) or two networks (per stage and block) side by
     side; for networks, also whether they are the same architecture and B's state_dict loads into A."""
@@ -78,7 +79,7 @@ def compare(
         raise UserError(f"--{next(iter(timed))} {next(iter(timed.values()))} sets how --time measures; add --time")
     result = compare_operands((a, b), setup_flags, input, time_device=device if time_ else None, batch=batch, **timed)
     table, payload, panels, title = comparison_output(result, depth or 2)
-    emit(stdout(), format, table, payload)
+    emit(stdout(output), format, table, payload)
     if plot is not None:
         write_plot(plot, title, panels)
 
@@ -91,6 +92,7 @@ def arch_table(
         help="Presets to tabulate (default: resnet18 resnet34 resnet50 resnet101 resnet152).", show_default=False)] = None,
     plot: PlotOption = None,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """He et al. 2015 Table 1 computed from the specs: layers per stage, output sizes, params and MACs."""
     from resnet_cli.analysis.arch_table import DEFAULT_TABLE_MODELS, architecture_table
@@ -100,6 +102,6 @@ def arch_table(
     check_plot(plot)
     names = models or list(DEFAULT_TABLE_MODELS)
     table = architecture_table([(name, request_from_flags(name, **flags)) for name in names])
-    emit(stdout(), format, arch_table_data(table), arch_table_json(table))
+    emit(stdout(output), format, arch_table_data(table), arch_table_json(table))
     if plot is not None:
         write_plot(plot, "Architectures (He et al. 2015, Table 1)", arch_table_panels(table))

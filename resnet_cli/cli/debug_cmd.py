@@ -8,7 +8,7 @@ import typer
 
 from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.depth import check_depth
-from resnet_cli.cli.options import FormatOption, PlotOption, check_plot, with_model_request, write_plot
+from resnet_cli.cli.options import FormatOption, OutputOption, PlotOption, check_plot, with_model_request, write_plot
 from resnet_cli.errors import UserError
 
 
@@ -25,6 +25,7 @@ def debug_shapes(
                           "reports the ranges that run and, for the others, where and why they fail."),
     ] = None,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """Run one forward pass with hooks: every module's shapes, or where and why it breaks and what to change.
 
@@ -36,10 +37,10 @@ def debug_shapes(
 
     check_depth(depth, 0, "0 = model only, 1 = stages, 2 = blocks, 3 = layers")
     if sizes is not None:
-        _scan_sizes(request, sizes, depth, format)
+        _scan_sizes(request, sizes, depth, format, output)
         return
     report = debug_request(request)
-    console = stdout()
+    console = stdout(output)
     if format == "table":
         console.print(report_renderable(report, depth))
     else:
@@ -48,7 +49,7 @@ def debug_shapes(
         raise typer.Exit(1)
 
 
-def _scan_sizes(request: Any, text: str, depth: int | None, format: str) -> None:
+def _scan_sizes(request: Any, text: str, depth: int | None, format: str, output: str | None) -> None:
     """`debug-shapes --sizes`: the ranges of sizes that run; exit 1 when some do not."""
     from resnet_cli.analysis.diagnosis.sizes import scan_request
     from resnet_cli.errors import UserError
@@ -59,7 +60,7 @@ def _scan_sizes(request: Any, text: str, depth: int | None, format: str) -> None
     if depth is not None:
         raise UserError("--depth shapes the tree of one input; drop it with --sizes, which reports one row per range")
     scan = scan_request(request, parse_sizes(text))
-    emit(stdout(), format, sizes_table(scan), sizes_json(scan))
+    emit(stdout(output), format, sizes_table(scan), sizes_json(scan))
     if not scan.ok:
         raise typer.Exit(1)
 
@@ -78,6 +79,7 @@ def debug_training(
     ] = None,
     plot: PlotOption = None,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """Run one real training step at initialisation with hooks: why the model will not train, and the fix.
 
@@ -98,8 +100,10 @@ def debug_training(
     check_depth(depth, 1, "1 = stages, 2 = stages and blocks")
     if depth is not None and depth > 2:
         raise UserError(f"--depth {depth}: debug-training shows stages (1) and blocks (2); use 1 or 2")
+    if not 0 <= seed < 2**63:
+        raise UserError(f"--seed {seed} must be between 0 and 2**63 - 1")
     report = debug_training_request(request, loss=loss, seed=seed)
-    console = stdout()
+    console = stdout(output)
     if format == "table":
         console.print(report_renderable(report, depth or 1))
     else:

@@ -10,6 +10,7 @@ from resnet_cli.cli.app import app, stdout
 from resnet_cli.cli.depth import check_depth
 from resnet_cli.cli.options import (
     FormatOption,
+    OutputOption,
     PlotOption,
     amp_option,
     check_plot,
@@ -81,6 +82,7 @@ def flops(
     ] = None,
     plot: PlotOption = None,
     format: FormatOption = "table",
+    output: OutputOption = None,
 ) -> None:
     """MACs, FLOPs (= 2 x MACs) and params, fvcore and conv+linear conventions side by side, and memory.
 
@@ -103,13 +105,13 @@ def flops(
         if fuse_bn:
             raise UserError("--fuse-bn with --mode train: folding BatchNorm into convs is for inference; drop one")
         _train(request, by, depth, format, strict, budgets, optimizer, amp, checkpoint, freeze, freeze_stages,
-               fit_memory)  # fmt: skip
+               fit_memory, output)  # fmt: skip
         return
     given = [name for name, value in train_options.items() if value is not None]
     if given:
         raise UserError(f"{given[0]} applies to the training step; add --mode train")
     report = flops_report(request, counter=counter, max_depth=depth, fuse_bn=fuse_bn)
-    emit(stdout(), format, flops_table(report, by=by, bars=format == "table"), flops_json(report))
+    emit(stdout(output), format, flops_table(report, by=by, bars=format == "table"), flops_json(report))
     if plot is not None:
         from resnet_cli.render.plots import stage_panels
 
@@ -136,6 +138,7 @@ def _train(
     freeze: str | None,
     freeze_stages: int | None,
     fit_memory: str | None,
+    output: str | None,
 ) -> None:
     """`flops --mode train`: the training step's MACs and memory."""
     from resnet_cli.analysis.training import TrainSettings, training_report
@@ -154,7 +157,7 @@ def _train(
     if freeze is not None and not any(p.strip() for p in settings.freeze):
         raise UserError(f"--freeze {freeze!r} names no module; give comma-separated module names such as stem,layer1")
     report = training_report(request, settings)
-    emit(stdout(), format, training_tables(report, by=by, depth=depth), training_json(report))
+    emit(stdout(output), format, training_tables(report, by=by, depth=depth), training_json(report))
     over_budget = say_over_budget(report, budgets)
     if over_budget or strict and not report.forward.complete:
         raise typer.Exit(1)

@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from resnet_cli.errors import UserError
-from resnet_cli.spec import BUILD_FLAGS, DEVICES, DTYPES, BuildFlag, request_from_flags
+from resnet_cli.spec import (
+    BUILD_FLAGS,
+    DEVICES,
+    DTYPES,
+    BuildFlag,
+    read_spec_file,
+    request_from_flags,
+    request_with_spec_file,
+    with_file_fields,
+)
 
 BUILD = "Build flags (override the preset field by field)"
 RUN = "Model, input and device"
@@ -64,20 +73,25 @@ ModelArgOption = Annotated[
     typer.Option("--arg", help="key=value passed to your model's factory (repeatable); values are Python literals.",
                  rich_help_panel=RUN, show_default=False, metavar="KEY=VALUE"),
 ]
+# --spec FILE: the build flags' values from a YAML or JSON file (resnet-cli spec prints one); flags beside it win.
+SPEC_FILE_PARAMETER = inspect.Parameter("spec_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+    Optional[str], _opt("--spec", help="YAML or JSON spec file (as `resnet-cli spec` prints); flags override it.",
+                        metavar="FILE", show_default=False)])  # fmt: skip
 
 
 def with_model_request(
-    default_device: str = "meta", user_models: bool = False
+    default_device: str = "meta", user_models: bool = False, skip: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command every build flag; the command receives them as one `request: ModelRequest`.
+    """Give a command every build flag and --spec FILE; the command receives them as one `request: ModelRequest`.
 
     With `user_models`, MODEL may also name the user's own model (plus `--arg key=value`); the command then
-    receives a `resnet_cli.user_model.UserModelRequest` instead.
+    receives a `resnet_cli.user_model.UserModelRequest` instead. `skip` leaves run options out (they keep their
+    defaults).
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "request"]
-        build = build_parameters(default_device)
+        build = [p for p in build_parameters(default_device) if p.name not in skip]
         build_names = [p.name for p in build]
         if user_models:
             model_param = build[0].replace(annotation=Annotated[Optional[str], typer.Argument(
@@ -87,12 +101,13 @@ def with_model_request(
             dtype_annotation = Annotated[Literal[DTYPES], dtype_help]
             rest = [p.replace(annotation=dtype_annotation) if p.name == "dtype" else p for p in build[1:]]
             build = [model_param, *rest, arg_param]
-        params = [build[0], *own, *build[1:]]
+        params = [build[0], SPEC_FILE_PARAMETER, *own, *build[1:]]
 
         @functools.wraps(func)
         def command(**kwargs: Any) -> Any:
             flags = {name: kwargs.pop(name) for name in build_names}
             model = flags.pop("model")
+            spec_path = kwargs.pop("spec_file")
             if model is not None and not model.strip():
                 raise UserError(
                     f"MODEL {model!r} is empty; give a preset (see `resnet-cli list`), custom, or your own model as "
@@ -103,12 +118,19 @@ def with_model_request(
 
                 model_args = kwargs.pop("arg")
                 if is_user_model_reference(model):
+                    if spec_path is not None:
+                        raise UserError(
+                            f"--spec {spec_path} describes a preset's spec, but {model} is your own model; change "
+                            f"it in your code or pass it to the factory with --arg key=value"
+                        )
                     return func(request=user_model_request(model, model_args, **flags), **kwargs)
                 if model_args:
                     raise UserError(
                         f"--arg {model_args[0]}: arguments go to your own model (path/to/file.py:factory or "
                         f"package.module:attr), but MODEL {model or 'custom'!r} is a preset"
                     )
+            if spec_path is not None:
+                return func(request=request_with_spec_file(read_spec_file(spec_path), model, **flags), **kwargs)
             return func(request=request_from_flags(model, **flags), **kwargs)
 
         return with_signature(command, params)
@@ -127,7 +149,8 @@ def with_signature(command: Callable[..., Any], params: list[inspect.Parameter])
 
 
 def with_build_flags(skip: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the build flags (without MODEL and `skip`) as one `flags` dict, to apply to several models."""
+    """Give a command the build flags (without MODEL and `skip`) and --spec FILE as one `flags` dict, to apply to
+    several models; a file naming its own `model:` is refused (it describes one network)."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "flags"]
@@ -136,9 +159,19 @@ def with_build_flags(skip: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]
 
         @functools.wraps(func)
         def command(**kwargs: Any) -> Any:
-            return func(flags={name: kwargs.pop(name) for name in names}, **kwargs)
+            spec_path = kwargs.pop("spec_file")
+            flags = {name: kwargs.pop(name) for name in names}
+            if spec_path is not None:
+                spec_file = read_spec_file(spec_path)
+                if spec_file.model is not None:
+                    raise UserError(
+                        f"--spec {spec_path} names model: {spec_file.model}, but this command applies the file's "
+                        f"fields to every MODEL it takes; remove the model: line"
+                    )
+                flags = with_file_fields(spec_file, flags)
+            return func(flags=flags, **kwargs)
 
-        return with_signature(command, [*own, *build])
+        return with_signature(command, [*own, SPEC_FILE_PARAMETER, *build])
 
     return decorate
 
@@ -218,3 +251,33 @@ def say_over_budget(result: Any, limits: list) -> bool:
         console.print(f"Budget exceeded: {over.figure.measure} {value:,}{unit}{size} > {limit.budget.flag} {limit.text} "
                       f"({limit.value:,}{unit})", markup=False)  # fmt: skip
     return bool(exceeded)
+
+
+def _check_output(value: str | None) -> str | None:
+    """Before any work: a UserError (exit 2) when the --output file cannot be written."""
+    if value is not None:
+        check_output_path(value)
+    return value
+
+
+OutputOption = Annotated[
+    Optional[str],
+    typer.Option("--output", "-o", help="Write the result to this file instead of stdout.", show_default=False,
+                 metavar="FILE", callback=_check_output),
+]
+
+
+def check_output_path(path: str) -> None:
+    """A UserError for an --output path in a missing folder, a folder, or a file that cannot be written (no
+    permission, a read-only file system); the path is left as it was."""
+    from resnet_cli.render.plots import _probe_writable
+
+    target = Path(path)
+    try:
+        if not target.parent.is_dir():
+            raise UserError(f"--output {path}: folder {target.parent} does not exist")
+        _probe_writable(target)
+    except IsADirectoryError:
+        raise UserError(f"--output {path}: is a folder; give a file name such as {target / 'report.json'}") from None
+    except OSError as exc:
+        raise UserError(f"--output {path}: cannot write the file ({exc.strerror or exc})") from None

@@ -7,7 +7,7 @@ from typing import Any
 
 from resnet_cli.analysis.arch_table import HEAD_ROW, POOL_ROW, ArchTable
 from resnet_cli.render.plots import BarPanel
-from resnet_cli.render.table import Column, TableData
+from resnet_cli.render.table import Column, Shown, TableData
 from resnet_cli.units import giga, shape_text
 
 PARAMS_ROW, GMACS_ROW, RF_ROW = "params", "MACs x10^9", "RF / stride"
@@ -41,8 +41,9 @@ def arch_table_data(table: ArchTable) -> TableData:
     rows: list[list[Any]] = []
     for row in table.rows:
         rows.append([row.replace(" + ", "\n+ "), output_size_cell(table, row), *(stacked_cell(c.cells.get(row, ""), _cell_width(c)) for c in table.columns)])
-    rows.append([PARAMS_ROW, "", *(f"{c.params / 1e6:.2f} M" for c in table.columns)])
-    rows.append([GMACS_ROW, "", *(giga(c.macs_conv_linear, small_to_three_digits=True) for c in table.columns)])
+    rows.append([PARAMS_ROW, "", *(Shown(c.params, f"{c.params / 1e6:.2f} M") for c in table.columns)])
+    rows.append([Shown("MACs (conv + linear)", GMACS_ROW), "",
+                 *(Shown(c.macs_conv_linear, giga(c.macs_conv_linear, small_to_three_digits=True)) for c in table.columns)])
     rows.append([RF_ROW, "", *(f"{c.receptive_field} / {c.output_stride}" if c.receptive_field else "unknown"
                                for c in table.columns)])  # fmt: skip
     inputs = " / ".join(dict.fromkeys(shape_text(c.request.input_shape) for c in table.columns))

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from resnet_cli.analysis.bench import CROSS_ENTROPY, OUTPUT_MEAN, BenchReport, BenchRow
 from resnet_cli.analysis.fusion import EPS_FACTOR, ROUNDING_FACTOR, FusionCheck
 from resnet_cli.render.summary import fusion_json, left_note
-from resnet_cli.render.table import Column, TableData, format_cell, request_json
-from resnet_cli.units import mib
+from resnet_cli.render.table import Column, TableData, format_cell, request_json, scaled
+from resnet_cli.units import MIB
 from resnet_cli.user_model import UserModelRequest
 
 NOISY_SPREAD = 1.5  # p90 / p10 above this: the timings say more about the machine than the model
@@ -24,26 +24,26 @@ def bench_table(report: BenchReport) -> TableData:
     grid = any(row.speedup is not None for row in report.rows)
     columns = [
         Column("Config"),
-        Column("Median ms", "right"),
-        Column("p10 ms", "right"),
-        Column("p90 ms", "right"),
-        Column("img/s", "right"),
-        Column("Peak MiB", "right"),
+        Column("Median ms", "right", fmt=scaled(1, 3)),
+        Column("p10 ms", "right", fmt=scaled(1, 3)),
+        Column("p90 ms", "right", fmt=scaled(1, 3)),
+        Column("img/s", "right", fmt=scaled(1, 2)),
+        Column("Peak MiB", "right", fmt=scaled(MIB, 2), csv_header="Peak bytes"),
     ]
     if grid:
-        columns.append(Column("Speedup", "right"))
+        columns.append(Column("Speedup", "right", fmt=scaled(1, 2)))
     rows = []
     for row in report.rows:
         cells: list[Any] = [
             row.label,
-            round(row.median_ms, 3),
-            round(row.p10_ms, 3),
-            round(row.p90_ms, 3),
-            round(report.images_per_s(row), 2),
-            None if row.peak_memory_bytes is None else mib(row.peak_memory_bytes),
+            row.median_ms,
+            row.p10_ms,
+            row.p90_ms,
+            report.images_per_s(row),
+            row.peak_memory_bytes,
         ]
         if grid:
-            cells.append(round(row.speedup, 2) if row.speedup is not None else None)
+            cells.append(row.speedup)
         rows.append(cells)
     request, settings = report.request, report.settings
     # the user's own model keeps its parameter dtypes; only the input gets --dtype

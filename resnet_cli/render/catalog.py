@@ -21,12 +21,12 @@ def catalog_table(rows: list[PresetInfo]) -> TableData:
             Column("GxW", "right"),
             Column("Input"),
             Column("Params", "right"),
-            Column("GMACs", "right"),
+            Column("GMACs", "right", fmt=giga, csv_header="MACs"),
         ],
         rows=[
             [
                 *(r.name, r.block, ",".join(map(str, r.layers)), f"{r.groups}x{r.width_per_group}"),
-                *(r.input_shape[2:], r.params, giga(r.macs)),
+                *(r.input_shape[2:], r.params, r.macs),
             ]
             for r in rows
         ],

@@ -18,7 +18,7 @@ from resnet_cli.analysis.compare import (
     StageSide,
 )
 from resnet_cli.render.plots import BarPanel
-from resnet_cli.render.table import Column, TableData, format_cell, request_json
+from resnet_cli.render.table import Column, Shown, TableData, format_cell, request_json
 from resnet_cli.units import format_bytes, saved_percent, shape_text
 
 BLOCK_NAMES = {"basic": "BasicBlock", "bottleneck": "Bottleneck", "se-basic": "SE-BasicBlock", "se-bottleneck": "SE-Bottleneck"}
@@ -90,9 +90,16 @@ def inner_width(cost: BlockCost) -> int:
     return cost.layers[0].out_channels
 
 
-def _metric_row(label: str, a: float, b: float, show: Any = None) -> list[Any]:
+def _metric_row(label: str, a: float, b: float, show: Any = None, csv_label: str | None = None) -> list[Any]:
+    """A figure of both blocks: raw values shown by `show`, B / A and the percentage saved (CSV: `csv_label`)."""
     show = show or number_text
-    return [label, show(a), show(b), ratio_text(b, a), saved_text(b, a)]
+    name = label if csv_label is None else Shown(csv_label, label)
+    return [name, Shown(a, show(a)), Shown(b, show(b)), _ratio(b, a), saved_percent(b, a)]
+
+
+def _ratio_column(header: str = "ratio", csv_header: str | None = None) -> Column:
+    """B / A as a float, shown as '0.0596x'."""
+    return Column(header, "right", fmt=lambda ratio: f"{ratio:.3g}x", csv_header=csv_header)
 
 
 def block_table(result: BlockComparison) -> TableData:
@@ -103,15 +110,16 @@ def block_table(result: BlockComparison) -> TableData:
     rows: list[list[Any]] = []
     for i in range(max(len(a.layers), len(b.layers))):
         cells = [layer_text(cost.layers[i]) if i < len(cost.layers) else "" for cost in (a, b)]
-        rows.append([f"layer {i + 1}", *cells, "", ""])
-    rows.append(["output", format_cell(a.output_shape), format_cell(b.output_shape), "", ""])
+        rows.append([f"layer {i + 1}", *cells, None, None])
+    rows.append(["output", a.output_shape, b.output_shape, None, None])
     rows.append(_metric_row("params", a.params, b.params))
     rows.append(_metric_row("conv MACs/pixel", a.macs_per_pixel, b.macs_per_pixel))
     rows.append(_metric_row(f"conv MACs, {size} in", a.conv_macs, b.conv_macs))
     for op in sorted(set(a.other_macs) | set(b.other_macs)):
         label = f"{OP_LABELS.get(op, op)} MACs, {size} in"
         rows.append(_metric_row(label, a.other_macs.get(op, 0), b.other_macs.get(op, 0)))
-    rows.append(_metric_row("activations f32", a.activation_bytes, b.activation_bytes, format_bytes))
+    rows.append(_metric_row("activations f32", a.activation_bytes, b.activation_bytes, format_bytes,
+                            csv_label="activation bytes f32"))
     if result.timing is not None and a.latency_ms is not None and b.latency_ms is not None:
         t = result.timing
         label = f"latency ms {t.device} b{t.batch}"
@@ -139,7 +147,8 @@ def block_table(result: BlockComparison) -> TableData:
     ]
     return TableData(
         title=f"{name_a} vs {name_b}: {setup.channels} channels, {size} input, stride {setup.stride}",
-        columns=[Column(""), Column(name_a), Column(name_b), Column("ratio", "right"), Column("saved", "right")],
+        columns=[Column(""), Column(name_a), Column(name_b), _ratio_column(),
+                 Column("saved", "right", fmt=lambda saved: f"{saved:.1f}%", csv_header="saved %")],
         rows=rows,
         footer=footer,
         notes=notes,
@@ -247,13 +256,13 @@ def _pair_rows(a: StageSide | BlockSide | None, b: StageSide | BlockSide | None,
     for name, label, side, other in ((name_a, "A", a, None), (name_b, "B", b, a)):
         name = indent + name if name else ""
         if side is None:
-            rows.append([name, label, "", None, None, "", None, ""])
+            rows.append([name, label, "", None, None, None, None, None])
             continue
         blocks = len(side.blocks) if isinstance(side, StageSide) and side.blocks is not None else None
         rows.append([
             name, label, _shape(side.output_shape), blocks,
-            side.params, ratio_text(side.params, other.params) if other else "",
-            side.macs, ratio_text(side.macs, other.macs) if other else "",
+            side.params, _ratio(side.params, other.params) if other else None,
+            side.macs, _ratio(side.macs, other.macs) if other else None,
         ])  # fmt: skip
     return rows
 
@@ -270,9 +279,8 @@ def network_table(result: NetworkComparison, depth: int = 2) -> TableData:
             for ba, bb in itertools.zip_longest(*blocks):
                 rows += _pair_rows(ba, bb, indent="  ")
     styles: list[str | None] = [None] * len(rows)
-    rows.append(["total", "A", "", a.num_blocks, a.params, "", a.macs, ""])
-    rows.append(["", "B", "", b.num_blocks, b.params, ratio_text(b.params, a.params),
-                 b.macs, ratio_text(b.macs, a.macs)])  # fmt: skip
+    rows.append(["total", "A", "", a.num_blocks, a.params, None, a.macs, None])
+    rows.append(["", "B", "", b.num_blocks, b.params, _ratio(b.params, a.params), b.macs, _ratio(b.macs, a.macs)])
     styles += ["bold", "bold"]
     footer = [
         ("params", f"{b.params:,} / {a.params:,} = {ratio_text(b.params, a.params)}"),
@@ -300,7 +308,8 @@ def network_table(result: NetworkComparison, depth: int = 2) -> TableData:
         title=f"A = {a.label} vs B = {b.label}  input {inputs}",
         columns=[
             Column("stage"), Column(""), Column("output", "right"), Column("blocks", "right"),
-            Column("params", "right"), Column("B/A", "right"), Column("MACs", "right"), Column("B/A", "right"),
+            Column("params", "right"), _ratio_column("B/A", "params B/A"), Column("MACs", "right"),
+            _ratio_column("B/A", "MACs B/A"),
         ],
         rows=rows,
         footer=footer,

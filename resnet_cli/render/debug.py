@@ -12,7 +12,7 @@ from rich.tree import Tree
 from resnet_cli.analysis.diagnosis import ShapeReport
 from resnet_cli.analysis.diagnosis.sizes import SizeRange, SizeResult, SizeScan
 from resnet_cli.render.summary import function_json, layer_json
-from resnet_cli.render.table import Column, TableData, format_cell
+from resnet_cli.render.table import Column, TableData, format_cell, without_trailing_spaces
 from resnet_cli.trace import FunctionRecord, LayerRecord, in_call_order
 from resnet_cli.units import shape_text
 
@@ -47,7 +47,7 @@ def report_renderable(report: ShapeReport, max_depth: int | None = None) -> Rend
     else:
         parts.append(Text(""))
         parts.append(failure_renderable(report))
-    return Group(*parts)
+    return without_trailing_spaces(Group(*parts))
 
 
 def shape_tree(report: ShapeReport, max_depth: int | None = None) -> Tree:
@@ -92,9 +92,9 @@ def failure_renderable(report: ShapeReport) -> RenderableType:
 def shapes_table(report: ShapeReport) -> Table:
     """What entered the failing module and what each of its finished children produced."""
     table = Table.grid(padding=(0, 2))
-    table.add_column(no_wrap=True)
-    table.add_column(no_wrap=True)
-    table.add_column()
+    # A narrow terminal wraps the widest column first (a list of shapes between two shapes), and cuts nothing with '…'.
+    for _ in range(3):
+        table.add_column(overflow="fold")
     failing = report.failing
     if failing is None:
         table.add_row("input", _shapes(tuple(report.input_shape)))

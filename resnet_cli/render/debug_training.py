@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -10,7 +11,7 @@ from rich.text import Text
 
 from resnet_cli.analysis.train_diagnosis import TrainingDiagnosis
 from resnet_cli.analysis.train_diagnosis.rules import Finding
-from resnet_cli.render.table import Column, TableData, to_rich
+from resnet_cli.render.table import Column, TableData, to_rich, without_trailing_spaces
 from resnet_cli.units import shape_text
 
 NO_PROBLEMS = "No training problems found."
@@ -29,6 +30,7 @@ KIND_TITLES = {
     "zero_init_missing": "zero_init_residual asked for but not applied",
     "gradients_vanish": "vanishing gradients",
     "gradients_explode": "exploding gradients",
+    "non_finite": "NaN or infinity",
 }
 """A title per finding kind (tests check that every kind the rules can return has one)."""
 
@@ -38,8 +40,8 @@ def _title(report: TrainingDiagnosis) -> str:
             f"seed {report.seed})")  # fmt: skip
 
 
-def _scale(value: float | None) -> str:
-    return "" if value is None else f"{value:.3g}"
+def _scale(value: float) -> str:
+    return f"{value:.3g}"
 
 
 def scale_table(report: TrainingDiagnosis, depth: int = 1) -> TableData:
@@ -49,10 +51,10 @@ def scale_table(report: TrainingDiagnosis, depth: int = 1) -> TableData:
     verdict = "none found" if report.ok else f"{len(report.findings)} found (below)"
     return TableData(
         title=_title(report),
-        columns=[Column("Stage" if depth == 1 else "Stage / block"), Column("Type"), Column("Act RMS", "right"),
-                 Column("Grad RMS", "right"), Column("Branch share", "right")],  # fmt: skip
-        rows=[["  " * (r.depth - 1) + r.name, r.type, _scale(r.output_rms), _scale(r.grad_rms),
-               "" if r.residual_share is None else f"{r.residual_share:.2f}"] for r in rows],  # fmt: skip
+        columns=[Column("Stage" if depth == 1 else "Stage / block"), Column("Type"),
+                 Column("Act RMS", "right", fmt=_scale), Column("Grad RMS", "right", fmt=_scale),
+                 Column("Branch share", "right", fmt=lambda share: f"{share:.2f}")],  # fmt: skip
+        rows=[["  " * (r.depth - 1) + r.name, r.type, r.output_rms, r.grad_rms, r.residual_share] for r in rows],
         footer=[("Loss", loss), ("Problems", verdict)],
         notes=[
             "Act RMS: root mean square of the output at initialisation; Grad RMS: of d loss / d output; Branch share: "
@@ -90,7 +92,12 @@ def report_renderable(report: TrainingDiagnosis, depth: int = 1) -> RenderableTy
         parts.append(Text(NO_PROBLEMS, style="bold green"))
     for index, finding in enumerate(report.findings, 1):
         parts += [Text(""), finding_renderable(index, finding)]
-    return Group(*parts)
+    return without_trailing_spaces(Group(*parts))
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: those become null (the findings say where they start)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def debug_training_json(report: TrainingDiagnosis) -> dict[str, Any]:
@@ -104,8 +111,8 @@ def debug_training_json(report: TrainingDiagnosis) -> dict[str, Any]:
         "loss": report.loss,
         "loss_value": report.loss_value,
         "ok": report.ok,
-        "rows": [{"name": r.name, "type": r.type, "depth": r.depth, "output_rms": r.output_rms, "grad_rms": r.grad_rms,
-                  "residual_share": r.residual_share} for r in report.rows],  # fmt: skip
+        "rows": [{"name": r.name, "type": r.type, "depth": r.depth, "output_rms": _finite(r.output_rms),
+                  "grad_rms": _finite(r.grad_rms), "residual_share": _finite(r.residual_share)} for r in report.rows],  # fmt: skip
         "findings": [{"kind": f.kind, "title": KIND_TITLES.get(f.kind, f.kind), "modules": list(f.modules),
                       "evidence": f.evidence, "why": f.why, "fix": f.fix} for f in report.findings],  # fmt: skip
         "notes": report.notes,

@@ -7,7 +7,7 @@ from typing import Any
 from resnet_cli.analysis.fusion import FusionResult
 from resnet_cli.analysis.receptive_field import UNKNOWN, Field, ReceptiveFields
 from resnet_cli.analysis.summary import ModelSummary
-from resnet_cli.render.table import Column, TableData, format_cell, request_json
+from resnet_cli.render.table import Column, TableData, format_cell, request_json, scaled
 from resnet_cli.trace import FunctionRecord, LayerRecord
 from resnet_cli.units import format_bytes
 
@@ -29,7 +29,7 @@ def summary_table(summary: ModelSummary) -> TableData:
     request, totals = summary.request, summary.totals
     columns = [Column("Layer"), Column("Type"), Column("Output shape"), Column("Params", "right")]
     extra_keys = [k for k in summary.columns if k not in ("name", "type", "output_shape", "params")]
-    columns += [Column(_EXTRA_HEADERS.get(k, k), "right") for k in extra_keys]
+    columns += [Column(_EXTRA_HEADERS.get(k, k), "right", **_EXTRA_FORMATS.get(k, {})) for k in extra_keys]
     fields = summary.fields
     if fields is not None:
         columns += [Column("RF/stride", "right", min_width=9)]
@@ -39,7 +39,7 @@ def summary_table(summary: ModelSummary) -> TableData:
         columns[1] = Column("Type", max_width=12)
     rows = [
         [_label(r), _type(r), _output_shape(r), getattr(r, "params", None),
-         *(_extra_cell(k, getattr(r, k, None)) for k in extra_keys),
+         *(getattr(r, k, None) for k in extra_keys),
          *((_field_cell(fields.of(r) if isinstance(r, LayerRecord) else None),) if fields is not None else ())]
         for r in summary.rows()
     ]  # fmt: skip
@@ -72,6 +72,8 @@ def summary_table(summary: ModelSummary) -> TableData:
             *(fusion_notes(summary.fusion) if summary.fusion is not None else []),
         ],
         row_styles=[_stage_style(r) for r in summary.rows()],
+        csv_totals=[["total", "", None, totals.params, *(getattr(totals, k, None) for k in extra_keys),
+                     *(("",) if fields is not None else ())]],  # fmt: skip
     )
 
 
@@ -129,13 +131,8 @@ def _output_shape(row: LayerRecord | FunctionRecord) -> Any:
 
 
 _EXTRA_HEADERS = {"macs": "MACs (M)"}
-# Millions keep the table within 80 columns; JSON keeps exact counts.
-_EXTRA_SCALES = {"macs": 1e6}
-
-
-def _extra_cell(key: str, value: Any) -> Any:
-    scale = _EXTRA_SCALES.get(key)
-    return round(value / scale, 2) if scale and isinstance(value, int) else value
+# Millions keep the table within 80 columns; CSV and JSON keep exact counts.
+_EXTRA_FORMATS: dict[str, dict[str, Any]] = {"macs": {"fmt": scaled(1e6, 2), "csv_header": "MACs"}}
 
 
 def summary_json(summary: ModelSummary) -> dict[str, Any]:

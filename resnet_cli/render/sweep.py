@@ -7,8 +7,8 @@ from typing import Any
 
 from resnet_cli.analysis.sweep import SweepResult, Variant, quantity
 from resnet_cli.render.plots import check_plot_path, require_matplotlib, save_figure
-from resnet_cli.render.table import Column, TableData, format_cell
-from resnet_cli.units import mib
+from resnet_cli.render.table import Column, TableData, format_cell, scaled
+from resnet_cli.units import MIB
 
 SKIPPED_SHOWN = 10
 
@@ -27,10 +27,10 @@ def sweep_table(result: SweepResult) -> TableData:
     columns = [
         Column("#", "right"),
         *(Column(flag) for flag in flags),
-        Column("Params (M)", "right"),
-        Column("GMACs", "right"),
-        Column("Act. MiB", "right"),
-        Column("Acts (M)", "right"),
+        Column("Params (M)", "right", fmt=scaled(1e6, 3), csv_header="Params"),
+        Column("GMACs", "right", fmt=scaled(1e9, 3), csv_header="MACs"),
+        Column("Act. MiB", "right", fmt=scaled(MIB, 2), csv_header="Act. bytes"),
+        Column("Acts (M)", "right", fmt=scaled(1e6, 2), csv_header="Acts"),
         Column("Pareto"),
     ]
     rows = []
@@ -40,10 +40,10 @@ def sweep_table(result: SweepResult) -> TableData:
             [
                 variant.index + 1,
                 *(variant.labels[flag] for flag in flags),
-                round(m.params / 1e6, 3),
-                round(m.macs / 1e9, 3),
-                mib(m.activation_bytes),
-                round(m.acts / 1e6, 2),
+                m.params,
+                m.macs,
+                m.activation_bytes,
+                m.acts,
                 "yes" if variant.pareto else None,
             ]
         )

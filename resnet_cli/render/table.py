@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -20,13 +24,31 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 @dataclass
 class Column:
-    """One column: header text (units included) and alignment."""
+    """One column: header text (units included) and alignment; `fmt` gives the human text of its raw values (table,
+    Markdown) and `csv_header` names the raw values' unit where it differs from the header's ("MACs" under
+    "MACs (M)")."""
 
     header: str
     justify: str = "left"  # "left" | "right"
     style: str | None = None
     min_width: int | None = None  # keeps short multi-line cells from being folded on narrow terminals
     max_width: int | None = None  # folds long cells, to leave room for the other columns
+    fmt: Callable[[Any], str] | None = None
+    csv_header: str | None = None
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One cell: the raw value CSV writes and the text table and Markdown show, for a cell whose display differs
+    from what format_cell makes of its value (a row of bytes in a column of counts)."""
+
+    value: Any
+    text: str
+
+
+def scaled(divisor: float, digits: int) -> Callable[[Any], str]:
+    """A Column.fmt showing a raw number divided and rounded: scaled(1e6, 2) shows 11,689,512 as '11.69'."""
+    return lambda value: format_cell(round(value / divisor, digits))
 
 
 @dataclass
@@ -39,6 +61,20 @@ class TableData:
     footer: list[tuple[str, str]] = field(default_factory=list)  # (label, value) lines after the table
     notes: list[str] = field(default_factory=list)
     row_styles: list[str | None] = field(default_factory=list)  # per-row rich style for the table format
+    csv_totals: list[list[Any]] = field(default_factory=list)  # rows only CSV has (the footer's totals), after `rows`
+
+    def __post_init__(self) -> None:
+        """Rows keep raw values; a column's `fmt` pairs each with its text (Shown) for table and Markdown."""
+        formats = [c.fmt for c in self.columns]
+        if any(formats):
+            self.rows = [[_formatted(v, f) for v, f in zip(row, formats, strict=False)] + row[len(formats):]
+                         for row in self.rows]  # fmt: skip
+
+
+def _formatted(value: Any, fmt: Callable[[Any], str] | None) -> Any:
+    if fmt is None or value is None or isinstance(value, (Shown, Text, str)):
+        return value
+    return Shown(value, fmt(value))
 
 
 def request_json(request: Any) -> dict[str, Any]:
@@ -57,6 +93,8 @@ def format_cell(value: Any) -> str:
     """Human form of one cell: thousands separators for ints, shapes as 1x64x56x56."""
     if value is None:
         return ""
+    if isinstance(value, Shown):
+        return value.text
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -69,21 +107,76 @@ def format_cell(value: Any) -> str:
 
 
 def to_rich(data: TableData) -> RenderableType:
-    """A rich Table with its footer and notes beneath."""
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
-    for col in data.columns:
-        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold", min_width=col.min_width,
-                         max_width=col.max_width)  # fmt: skip
-    for i, row in enumerate(data.rows):
-        style = data.row_styles[i] if i < len(data.row_styles) else None
-        table.add_row(*(cell if isinstance(cell, Text) else format_cell(cell) for cell in row), style=style)
+    """A rich Table with its footer and notes beneath (no line ends in spaces); no table when there are no rows."""
     # The title goes above the table, not in it, so a narrow table does not wrap it.
-    parts: list[RenderableType] = [Text(data.title, style="bold"), table] if data.title else [table]
+    parts: list[RenderableType] = [Text(data.title, style="bold")] if data.title else []
+    if data.rows:
+        parts.append(_FittedTable(data))
     if data.footer:
         width = max(len(label) for label, _ in data.footer)
-        parts.append(Text("\n" + "\n".join(f"{label:<{width}}  {value}" for label, value in data.footer)))
+        lines = "\n".join(f"{label:<{width}}  {value}" for label, value in data.footer)
+        parts.append(Text("\n" + lines if data.rows else lines))
     parts.extend(Text(note, style="dim") for note in data.notes)
-    return Group(*parts)
+    return without_trailing_spaces(Group(*parts))
+
+
+class _FittedTable:
+    """The rich Table of `data`: two spaces between columns, one where two would not fit the width. Numbers
+    never wrap (no `1,219,58` over `4`); text columns fold instead."""
+
+    def __init__(self, data: TableData) -> None:
+        self.data = data
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = _rich_table(self.data, gap=2)
+        if Measurement.get(console, options.update_width(_UNBOUNDED), table).maximum > options.max_width:
+            table = _rich_table(self.data, gap=1)
+        yield table
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, _rich_table(self.data, gap=2))
+
+
+_UNBOUNDED = 1_000_000
+_NUMBER = re.compile(r"[-+]?[0-9][0-9,]*(\.[0-9]+)?( ?%)?")
+
+
+def _rich_table(data: TableData, gap: int) -> Table:
+    cells = [[cell if isinstance(cell, Text) else format_cell(cell) for cell in row] for row in data.rows]
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, gap - 1, 0, 0), pad_edge=False, show_edge=False)
+    for index, col in enumerate(data.columns):
+        texts = [str(row[index]) for row in cells if index < len(row)]
+        numeric = any(texts) and all(_NUMBER.fullmatch(text) for text in texts if text)
+        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold", no_wrap=numeric,
+                         min_width=col.min_width, max_width=col.max_width)  # fmt: skip
+    for i, row in enumerate(cells):
+        table.add_row(*row, style=data.row_styles[i] if i < len(data.row_styles) else None)
+    return table
+
+
+def without_trailing_spaces(renderable: RenderableType) -> RenderableType:
+    """`renderable` with the spaces rich pads cells with cut from the end of every line (piped output included)."""
+    return _LineEndsStripped(renderable)
+
+
+class _LineEndsStripped:
+    """Renders its renderable line by line and drops the spaces at the end of each line."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line[-1]
+                line[-1] = Segment(last.text.rstrip(" "), last.style)
+            yield from line
+            yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable)
 
 
 def to_markdown(data: TableData) -> str:
@@ -104,11 +197,12 @@ def to_markdown(data: TableData) -> str:
 
 
 def to_csv(data: TableData) -> str:
-    """CSV of the rows with raw values (no thousands separators); shapes as 1x64x56x56."""
+    """CSV of the rows and the totals with raw values: counts and bytes as integers, ratios and percents as floats, no
+    thousands separators, units in the headers; shapes as 1x64x56x56."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c.header for c in data.columns])
-    for row in data.rows:
+    writer.writerow([c.csv_header or c.header for c in data.columns])
+    for row in [*data.rows, *data.csv_totals]:
         writer.writerow([_raw(v) for v in row])
     return buffer.getvalue()
 
@@ -119,6 +213,8 @@ def one_line(text: str) -> str:
 
 
 def _raw(value: Any) -> Any:
+    if isinstance(value, Shown):
+        return _raw(value.value)
     if isinstance(value, Text):
         return one_line(value.plain)
     if isinstance(value, str):

@@ -7,8 +7,8 @@ from typing import Any
 from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS
 from resnet_cli.analysis.training import OPTIMIZER_STATE_BUFFERS, BatchFit, TrainingReport
 from resnet_cli.render.flops import coverage_json, human
-from resnet_cli.render.table import Column, TableData, format_cell, request_json
-from resnet_cli.units import format_bytes, mib, saved_percent, share_percent
+from resnet_cli.render.table import Column, TableData, format_cell, request_json, scaled
+from resnet_cli.units import MIB, format_bytes, saved_percent, share_percent
 
 BACKWARD_CONVENTION = (
     "backward: conv + linear convention, as torch's FlopCounterMode / 2: each conv and matrix product costs its "
@@ -59,17 +59,20 @@ def training_tables(report: TrainingReport, by: str = "stage", depth: int | None
     return tables
 
 
+_SAVED_MIB = Column("Saved MiB", "right", fmt=scaled(MIB, 2), csv_header="Saved bytes")
+
+
 def _by_stage(report: TrainingReport, depth: int | None) -> tuple[str, list[Column], list[list[Any]], list[str | None]]:
     total = report.memory.saved_bytes
     columns = [
         Column("Stage"),
         Column("Fwd MACs (conv+lin)", "right"),
         Column("Bwd MACs (conv+lin)", "right"),
-        Column("Saved MiB", "right"),
-        Column("% saved", "right"),
+        _SAVED_MIB,
+        Column("% saved", "right", fmt=scaled(1, 1)),
     ]
     rows = [
-        [s.name, s.forward_macs_conv_linear, s.backward_macs, mib(s.saved_bytes), round(share_percent(s.saved_bytes, total), 1)]
+        [s.name, s.forward_macs_conv_linear, s.backward_macs, s.saved_bytes, share_percent(s.saved_bytes, total)]
         for s in report.stages
     ]  # fmt: skip
     return "by stage", columns, rows, []
@@ -90,12 +93,11 @@ def _by_module(report: TrainingReport, depth: int | None) -> tuple[str, list[Col
         Column("Layer"),
         Column("Fwd MACs (conv+lin)", "right"),
         Column("Bwd MACs (conv+lin)", "right"),
-        Column("Saved MiB", "right"),
+        _SAVED_MIB,
     ]
     shown = [m for m in report.modules if depth is None or report.module_depths[m.name] <= depth]
     rows = [
-        ["  " * (report.module_depths[m.name] - 1) + m.name, m.forward_macs_conv_linear, m.backward_macs,
-         mib(m.saved_bytes)]
+        ["  " * (report.module_depths[m.name] - 1) + m.name, m.forward_macs_conv_linear, m.backward_macs, m.saved_bytes]
         for m in shown
     ]  # fmt: skip
     styles = ["bold" if report.module_depths[m.name] == 1 else None for m in shown]
@@ -203,21 +205,20 @@ def _checkpoint_table(report: TrainingReport) -> TableData:
     none = next(c for c in report.checkpoints if c.choice == "none")
     columns = [
         Column("Checkpoint"),
-        Column("Kept MiB", "right"),
-        Column("Recompute MiB", "right"),
-        Column("Peak MiB", "right"),
-        Column("Saved %", "right"),
-        Column("Extra GMACs", "right"),
-        Column("Added %", "right"),
+        Column("Kept MiB", "right", fmt=scaled(MIB, 2), csv_header="Kept bytes"),
+        Column("Recompute MiB", "right", fmt=scaled(MIB, 2), csv_header="Recompute bytes"),
+        Column("Peak MiB", "right", fmt=scaled(MIB, 2), csv_header="Peak bytes"),
+        Column("Saved %", "right", fmt=scaled(1, 1)),
+        Column("Extra GMACs", "right", fmt=scaled(1e9, 2), csv_header="Extra MACs"),
+        Column("Added %", "right", fmt=scaled(1, 1)),
     ]
     rows = []
     for cost in report.checkpoints:
         saved = saved_percent(cost.peak_saved_bytes, none.peak_saved_bytes) if cost is not none else None
         rows.append([
-            f"{cost.choice} x{cost.segments}" if cost.segments else cost.choice, mib(cost.kept_bytes),
-            mib(cost.recompute_bytes), mib(cost.peak_saved_bytes), None if saved is None else round(saved, 1),
-            round(cost.extra_macs_conv_linear / 1e9, 2),
-            round(share_percent(cost.extra_macs_conv_linear, step), 1) if cost is not none else None,
+            f"{cost.choice} x{cost.segments}" if cost.segments else cost.choice, cost.kept_bytes,
+            cost.recompute_bytes, cost.peak_saved_bytes, saved, cost.extra_macs_conv_linear,
+            share_percent(cost.extra_macs_conv_linear, step) if cost is not none else None,
         ])  # fmt: skip
     return TableData(
         title="Gradient checkpointing side by side (--checkpoint)",

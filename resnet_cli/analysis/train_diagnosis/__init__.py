@@ -17,7 +17,16 @@ from torch import nn
 from resnet_cli.analysis.residuals import residual_adds
 from resnet_cli.analysis.stages import stage_names
 from resnet_cli.analysis.train_diagnosis.collect import LOSSES, StepRun, run_step
-from resnet_cli.analysis.train_diagnosis.rules import SHORTCUT_NAMES, Finding, TrainingContext, block_share, diagnose
+from resnet_cli.analysis.train_diagnosis.rules import (
+    NORMS,
+    SHORTCUT_NAMES,
+    WEIGHTED,
+    Finding,
+    TrainingContext,
+    block_share,
+    diagnose,
+    frozen_prefix,
+)
 from resnet_cli.errors import UserError
 from resnet_cli.spec import ModelRequest
 from resnet_cli.user_model import UserModelRequest
@@ -164,11 +173,14 @@ def diagnose_training(
 def _context(model: nn.Module, run: StepRun, zero_init_asked: bool) -> TrainingContext:
     trace = run.trace
     stages_named = set(stage_names(model) or [])
-    stages = tuple(r for r in trace.records if r.name in stages_named and r.call_index == 0)
-    blocks = tuple(b for s in stages for b in _blocks_of(trace, s))
-    adds = residual_adds(trace) if trace.ops else {}
     modules = dict(model.named_modules())
+    stages = tuple(r for r in trace.records if r.name in stages_named and r.call_index == 0 and not r.is_leaf)
+    # a block has layers of its own (two or more convs or linears): a stem named layer0 holds single layers
+    blocks = tuple(b for s in stages for b in _blocks_of(trace, s)
+                   if sum(isinstance(m, WEIGHTED) for m in modules[b.name].modules()) >= 2)  # fmt: skip
+    adds = residual_adds(trace) if trace.ops else {}
     zero_weights = {p.module for p in run.params if p.name.endswith("weight") and p.all_zero}
+    last_layers = _last_layers(trace, adds, modules)
     from resnet_cli.model import ResNet
 
     residual_expected = (
@@ -185,8 +197,23 @@ def _context(model: nn.Module, run: StepRun, zero_init_asked: bool) -> TrainingC
         adds=adds,
         residual_expected=residual_expected,
         zero_init_asked=zero_init_asked,
-        intended_zero=frozenset(a.main_from for a in adds.values() if a.main_from in zero_weights),
+        intended_zero=frozenset(name for name in last_layers.values() if name in zero_weights),
+        last_layers=last_layers,
     )
+
+
+def _last_layers(trace: Any, adds: dict, modules: dict[str, nn.Module]) -> dict[int, str]:
+    """Per block with a residual add: the last conv or norm layer its main branch calls (the one zero-init residual
+    zeroes; an SE module or drop-path after it does not change which)."""
+    last: dict[int, str] = {}
+    for order, add in adds.items():
+        shortcut = add.shortcut_from
+        for record in trace.records:
+            if record.parent != order or (shortcut and (record.name == shortcut or record.name.startswith(shortcut + "."))):
+                continue
+            if isinstance(modules.get(record.name), (*WEIGHTED, *NORMS)) and record.name not in (None, ""):
+                last[order] = record.name
+    return last
 
 
 def _blocks_of(trace: Any, stage: Any) -> list[Any]:
@@ -229,6 +256,11 @@ def _notes(ctx: TrainingContext, findings: list[Finding]) -> list[str]:
             "each block starts as the identity; the layers before it in the same block get a zero gradient at this "
             "first step, and learn from the second"
         )
+    if frozen_prefix(ctx):
+        frozen = sorted({p.module for p in ctx.run.params if not p.requires_grad}, key=[p.module for p in ctx.run.params].index)
+        notes.append(f"{sum(not p.requires_grad for p in ctx.run.params)} parameters of the first modules are frozen "
+                     f"(requires_grad=False: {', '.join(frozen[:4])}{' ...' if len(frozen) > 4 else ''}): "
+                     "fine-tuning with a frozen backbone, taken as intended")  # fmt: skip
     notes.append("learning rates and anything else that needs more than one step are out of scope: no training loop runs")
     return notes
 

@@ -65,10 +65,12 @@ class StepRun:
     loss: float | None
     cuts: list[GradientCut] = field(default_factory=list)
     error: BaseException | None = None  # the forward or backward pass failed
+    backward_failed: bool = False  # the failure was in the backward pass
 
 
 def _rms(t: torch.Tensor) -> float:
-    return float(t.detach().float().pow(2).mean().sqrt()) if t.numel() else 0.0
+    """Root mean square, in float64 (float32 would overflow to inf on large finite activations)."""
+    return float(t.detach().double().pow(2).mean().sqrt()) if t.numel() else 0.0
 
 
 class _Statistics:
@@ -106,20 +108,30 @@ class _Statistics:
 
 @contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
-    """Put the model back as it was: buffers (batch norm statistics) copied back in place, gradients and modes."""
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    grads = [(p, p.grad) for p in model.parameters()]
+    """Put the model back as it was: every parameter's and buffer's values (batch norm statistics, a max-norm
+    rescaling forward does in place) and the tensor each module attribute names, gradients, requires_grad flags,
+    modes, and torch's random number generators."""
+    tensors = [(m, name, t, t.detach().clone()) for m in model.modules()
+               for name, t in (*m._parameters.items(), *m._buffers.items()) if t is not None]  # fmt: skip
+    grads = [(p, p.grad, p.requires_grad) for p in model.parameters()]
     modes = [(m, m.training) for m in model.modules()]
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
         yield
     finally:
         with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
-        for parameter, grad in grads:
+            for module, name, tensor, saved in tensors:
+                tensor.copy_(saved)
+                (module._parameters if name in module._parameters else module._buffers)[name] = tensor
+        for parameter, grad, flag in grads:
             parameter.grad = grad
+            parameter.requires_grad_(flag)
         for module, mode in modes:
             module.training = mode
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def loss_of(output: Any, loss: str, generator: torch.Generator) -> tuple[torch.Tensor, str]:
@@ -136,8 +148,12 @@ def loss_of(output: Any, loss: str, generator: torch.Generator) -> tuple[torch.T
                 f"--loss ce needs N x classes logits, but the model returns {shape_text(out.shape)}; use "
                 f"--loss mse (a random target of that shape)"
             )
-        labels = torch.randint(0, out.shape[1], (out.shape[0],), generator=generator).to(out.device)
-        return F.cross_entropy(out.float(), labels), f"cross-entropy against random labels over {out.shape[1]} classes"
+        # every N x classes output (an auxiliary head's too) gets a cross-entropy term, as training them would
+        logits = [t for t in floats if t.dim() == 2 and t.shape[0] == out.shape[0] and t.shape[1] >= 2]
+        total = sum(F.cross_entropy(t.float(), torch.randint(0, t.shape[1], (t.shape[0],), generator=generator)
+                                    .to(t.device)) for t in logits)  # fmt: skip
+        heads = "" if len(logits) == 1 else f", summed over {len(logits)} heads"
+        return total, f"cross-entropy against random labels over {out.shape[1]} classes{heads}"
     total = sum(F.mse_loss(t, torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype))
                 for t in floats)  # fmt: skip
     what = "a random target" if len(floats) == 1 else f"random targets, summed over the {len(floats)} outputs"
@@ -154,18 +170,21 @@ def run_step(model: nn.Module, inputs: torch.Tensor, loss: str, seed: int) -> St
         training = {name: m.training for name, m in model.named_modules()}
         for parameter in model.parameters():
             parameter.grad = None
-        trace = trace_model(model, inputs, train=None, autograd=True, observers=[statistics], locate=True,
-                            keep_output=outputs)  # fmt: skip
-        error, value, loss_name = trace.error, None, ""
+        with torch.enable_grad():
+            trace = trace_model(model, inputs, train=None, autograd=True, observers=[statistics], locate=True,
+                                keep_output=outputs)  # fmt: skip
+        error, value, loss_name, backward_failed = trace.error, None, "", False
         if error is None:
             try:
-                step_loss, loss_name = loss_of(outputs[0], loss, generator)
-                value = float(step_loss.detach())
-                step_loss.backward()
+                with torch.enable_grad():  # also when the caller is under torch.no_grad()
+                    step_loss, loss_name = loss_of(outputs[0], loss, generator)
+                    value = float(step_loss.detach())
+                    step_loss.backward()
             except UserError:
                 raise
-            except Exception as exc:  # the backward pass failed: a finding
-                error = exc
+            except (Exception, SystemExit) as exc:  # the backward pass failed: a finding, not resnet-cli's exit
+                error = exc if isinstance(exc, Exception) else RuntimeError(f"backward called sys.exit({exc.code!r})")
+                backward_failed = True
         params = [_param_stats(name, p) for name, p in model.named_parameters()]
     return StepRun(
         trace=trace,
@@ -176,6 +195,7 @@ def run_step(model: nn.Module, inputs: torch.Tensor, loss: str, seed: int) -> St
         loss=value,
         cuts=list(trace.gradient_cuts),
         error=error,
+        backward_failed=backward_failed,
     )
 
 

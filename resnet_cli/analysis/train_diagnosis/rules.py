@@ -19,6 +19,7 @@ from resnet_cli.analysis.residuals import ResidualAdd
 from resnet_cli.analysis.train_diagnosis.collect import CallStats, ParamStats, StepRun
 from resnet_cli.trace import LayerRecord
 from resnet_cli.units import first_line
+from resnet_cli.user_model import is_user_file
 
 DEAD_FRACTION = 0.99  # a ReLU whose outputs are 0 this often is dead
 SATURATED_FRACTION = 0.99  # a gate whose outputs sit at 0 or 1 this often is saturated
@@ -31,6 +32,8 @@ VANISHING_RATIO = 100.0
 EXPLODING_RATIO = 10_000.0
 SHORTCUT_NAMES = re.compile(r"(downsample|shortcut|skip|proj|projection|residual|identity)", re.I)
 LISTED = 4  # names listed in a finding before "and N more"
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class TrainingContext:
     adds: dict[int, ResidualAdd]  # module call order -> its residual add
     residual_expected: bool  # the model is meant to be residual (a preset, residual names, or some block adds)
     zero_init_asked: bool  # --zero-init-residual / zero_init_residual=True was given
-    intended_zero: frozenset[str] = field(default_factory=frozenset)  # each block's last layer (zero-init residual)
+    intended_zero: frozenset[str] = field(default_factory=frozenset)  # each block's last layer, zeroed (zero-init residual)
+    last_layers: dict[int, str] = field(default_factory=dict)  # block call -> the last conv or norm of its main branch
 
     def stats(self, record: LayerRecord) -> CallStats:
         return self.run.calls.get(record.order) or CallStats(record.order)
@@ -77,6 +81,8 @@ def _where(module: nn.Module) -> str:
         path = inspect.getsourcefile(forward)
         line = inspect.getsourcelines(forward)[1]
     except (OSError, TypeError):
+        return f"{type(module).__name__}.forward"
+    if path is None or not is_user_file(path):  # torch's own modules: the class is all there is to say
         return f"{type(module).__name__}.forward"
     from resnet_cli.analysis.diagnosis.report import relative_path
 
@@ -107,8 +113,15 @@ def step_failed(ctx: TrainingContext) -> list[Finding]:
             "train with a batch of 2 or more (and a feature map larger than 1x1 where the batch is 1), or use "
             "nn.GroupNorm(32, channels) there, which needs no batch statistics",
         )]  # fmt: skip
+    if ctx.run.backward_failed:
+        return [Finding(
+            "step_failed", ("(backward)",), f"the backward pass fails: {message}",
+            "the training step cannot run, so nothing else could be measured",
+            "read the error: a custom autograd.Function's backward, an in-place change of a tensor autograd saved "
+            "(`x += ...` on a saved activation: use `x = x + ...`), or a non-differentiable operation",
+        )]  # fmt: skip
     return [Finding(
-        "step_failed", (where,), f"{where or 'the model'}: {message}",
+        "step_failed", (where or "(model)",), f"{where or 'the model'}: {message}",
         "the training step cannot run, so nothing else could be measured",
         "run `resnet-cli debug-shapes` with the same model and input for where and why the forward pass breaks",
     )]  # fmt: skip
@@ -118,15 +131,18 @@ def residual_disabled(ctx: TrainingContext) -> list[Finding]:
     """Blocks that return no residual sum: the add removed, the shortcut overwritten or never used."""
     if not ctx.blocks or not (ctx.residual_expected or ctx.adds):
         return []
-    missing = [b for b in ctx.blocks if b.order not in ctx.adds]
-    if not missing:
-        return []
     modules = dict(ctx.model.named_modules())
+    missing = [b for b in ctx.blocks if b.order not in ctx.adds and (
+        b.input_shapes[:1] == b.output_shapes[:1]  # an identity add would fit
+        or any(SHORTCUT_NAMES.search(child) for child, _ in modules[b.name].named_children())
+    )]  # fmt: skip  (a block that changes the shape and has no shortcut is plain by design, as MobileNetV2's)
+    findings = _detached_shortcuts(ctx)
+    if not missing:
+        return findings
     called = {r.name for r in ctx.run.trace.records}
     by_type: dict[str, list[LayerRecord]] = {}
     for block in missing:
         by_type.setdefault(block.type, []).append(block)
-    findings = []
     for block_type, blocks in by_type.items():
         names = [b.name for b in blocks]
         shortcuts = [f"{b.name}.{child}" for b in blocks for child, _ in modules[b.name].named_children()
@@ -152,27 +168,53 @@ def residual_disabled(ctx: TrainingContext) -> list[Finding]:
     return findings
 
 
+def _detached_shortcuts(ctx: TrainingContext) -> list[Finding]:
+    """Residual adds whose shortcut operand autograd does not track (`identity = x.detach()`): the block adds the
+    identity in forward, but no gradient flows back through it."""
+    blocks = []
+    for order, add in ctx.adds.items():
+        op = ctx.run.trace.ops[add.op]
+        grads = op.requires_grad
+        sources = list(op.input_from)
+        name = ctx.run.trace.records[order].name
+        cut_here = any(c.module == name or c.module.startswith(name + ".") for c in ctx.run.cuts)
+        if cut_here and add.shortcut_source in sources and len(grads) == len(sources):
+            shortcut = sources.index(add.shortcut_source)
+            if not grads[shortcut] and any(g for i, g in enumerate(grads) if i != shortcut):
+                blocks.append(name)
+    if not blocks:
+        return []
+    return [Finding(
+        "residual_disabled", tuple(blocks),
+        f"the shortcut reaches the residual add without a gradient path in {len(blocks)} blocks: {listed(blocks)}; "
+        + _cut_text(ctx),
+        "the forward pass adds the identity, but backward cannot use it: gradients reach early layers only through "
+        "every block's layers, as in a plain network",
+        "do not detach the shortcut: `identity = x` (not x.detach() or x.data), and no torch.no_grad() around it",
+    )]  # fmt: skip
+
+
 def zero_weights(ctx: TrainingContext) -> list[Finding]:
     """Weights that are all zero and should not be: every layer but each block's last one (zero-init residual)."""
     modules = dict(ctx.model.named_modules())
     zero = [p for p in ctx.run.params if p.name.endswith("weight") and p.all_zero and len(p.shape) >= 1
-            and isinstance(modules.get(p.module), (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase))]  # fmt: skip
-    norms = [p for p in ctx.run.params if p.name.endswith("weight")
-             and isinstance(modules.get(p.module), nn.modules.batchnorm._NormBase)]  # fmt: skip
+            and isinstance(modules.get(p.module), (*WEIGHTED, *NORMS))]  # fmt: skip
+    norms = [p for p in ctx.run.params if p.name.endswith("weight") and isinstance(modules.get(p.module), NORMS)]
     all_norms_zero = len(norms) > 1 and all(p.all_zero for p in norms)
     wrong = [p for p in zero if all_norms_zero or p.module not in ctx.intended_zero]
     if not wrong:
         return []
     names = [p.module for p in wrong]
     kinds = sorted({type(modules[n]).__name__ for n in names})
-    what = "every BatchNorm weight is zero, not only each block's last" if all_norms_zero else "weights are all zero"
+    what = "every norm layer's weight is zero, not only each block's last" if all_norms_zero else "weights are all zero"
     return [Finding(
         "zero_weights", tuple(names), f"{what}: {listed(names)} ({', '.join(kinds)})",
         "a layer with zero weights outputs a constant: its input gets no gradient and every unit gets the same "
         "update, so the layers before it never learn (only each block's last BN may start at zero, which makes the "
         "block start as the identity)",
-        "nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu') for convs, nn.init.ones_(m.weight) "
-        "and nn.init.zeros_(m.bias) for BatchNorm; zero only each block's last BN (zero_init_residual)",
+        "nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu') for convs, the default "
+        "nn.Linear init (or nn.init.normal_(m.weight, 0, 0.01)) for linear layers, nn.init.ones_(m.weight) and "
+        "nn.init.zeros_(m.bias) for norm layers; zero only each block's last norm layer (zero_init_residual)",
     )]  # fmt: skip
 
 
@@ -180,6 +222,11 @@ def kaiming_fan_out_std(shape: tuple[int, ...]) -> float:
     """The std of nn.init.kaiming_normal_(mode='fan_out', nonlinearity='relu') for a conv weight of `shape`."""
     fan_out = shape[0] * math.prod(shape[2:])
     return math.sqrt(2.0 / fan_out)
+
+
+def kaiming_fan_in_std(shape: tuple[int, ...]) -> float:
+    """The same with mode='fan_in': the weight's second dimension is already in_channels / groups."""
+    return math.sqrt(2.0 / (shape[1] * math.prod(shape[2:])))
 
 
 def init_scale(ctx: TrainingContext) -> list[Finding]:
@@ -191,9 +238,12 @@ def init_scale(ctx: TrainingContext) -> list[Finding]:
         if p.name.endswith("weight") and len(p.shape) >= 3 and not p.all_zero and isinstance(
             modules.get(p.module), nn.modules.conv._ConvNd
         ):
+            # between Kaiming's fan-in and fan-out scales is sound (they differ for channel-changing, grouped and
+            # depthwise convs, where PyTorch's default init lands between them)
             expected = kaiming_fan_out_std(p.shape)
+            low, high = sorted((expected, kaiming_fan_in_std(p.shape)))
             factor = p.std / expected
-            if factor > INIT_STD_FACTOR or factor < 1 / INIT_STD_FACTOR:
+            if p.std > INIT_STD_FACTOR * high or p.std < low / INIT_STD_FACTOR:
                 bad.append((p, expected, factor))
     if bad:
         names = [p.module for p, _, _ in bad]
@@ -250,6 +300,11 @@ def no_gradient(ctx: TrainingContext) -> list[Finding]:
             reasons = f"ReLUs after them output 0 everywhere ({listed([r.name for r, _ in dead])}), which passes no gradient"
             why = "a gradient of exactly zero everywhere: they do not change, however long the model trains"
             fix = "fix what makes those ReLUs dead (see the dead ReLU and zero-weight findings); the gradient then flows"
+        elif state == "zero":
+            reasons = "autograd reaches them, but every element of their gradient is 0"
+            why = ("something after them multiplies their contribution by zero (a zero weight, `0 *`, a mask): they do "
+                   "not learn at this step, and do not learn at all while it stays zero")  # fmt: skip
+            fix = "find the zero factor after them (see the zero-weight findings); initialise it away from zero"
         else:
             reasons = _cut_text(ctx)
             why = "the loss does not depend on them through a path autograd can follow, so they never change"
@@ -259,7 +314,7 @@ def no_gradient(ctx: TrainingContext) -> list[Finding]:
             "no_gradient", tuple(modules), f"{len(cut)} parameters of modules that ran get a {state} gradient: "
             f"{listed(modules)}; {reasons}", why, fix,
         ))  # fmt: skip
-    if frozen:
+    if frozen and not frozen_prefix(ctx):  # a frozen stem and early stages is fine-tuning: a note, not a finding
         modules = sorted({p.module for p in frozen}, key=[p.module for p in ctx.run.params].index)
         findings.append(Finding(
             "frozen", tuple(modules), f"{len(frozen)} parameters have requires_grad=False: {listed(modules)}",
@@ -267,6 +322,16 @@ def no_gradient(ctx: TrainingContext) -> list[Finding]:
             "drop the `requires_grad_(False)` / `p.requires_grad = False` (or ignore this if freezing is intended)",
         ))  # fmt: skip
     return findings
+
+
+def frozen_prefix(ctx: TrainingContext) -> bool:
+    """Whether the parameters with requires_grad=False are exactly the first ones of the model (its stem and early
+    stages): fine-tuning with a frozen backbone, on purpose."""
+    flags = [p.requires_grad for p in ctx.run.params]
+    if all(flags) or not any(flags):
+        return False
+    first_trainable = flags.index(True)
+    return not any(not flag for flag in flags[first_trainable:])
 
 
 def _cut_text(ctx: TrainingContext) -> str:
@@ -286,12 +351,13 @@ def _zero_init_shadow(ctx: TrainingContext) -> set[str]:
     shadow: set[str] = set()
     for order, add in ctx.adds.items():
         block = ctx.run.trace.records[order]
-        if add.main_from is None or add.main_from not in ctx.intended_zero:
+        last = ctx.last_layers.get(order)
+        if last is None or last not in ctx.intended_zero:
             continue
         shortcut = add.shortcut_from
         for name, _ in dict(ctx.model.named_modules())[block.name].named_modules():
             full = f"{block.name}.{name}" if name else block.name
-            if full != add.main_from and not (shortcut and full.startswith(shortcut)):
+            if full != last and not (shortcut and full.startswith(shortcut)):
                 shadow.add(full)
     return shadow
 
@@ -344,8 +410,10 @@ def batch_norm_misuse(ctx: TrainingContext) -> list[Finding]:
     """BatchNorm in eval mode while training; the last BN of each block not zeroed though zero-init was asked."""
     findings = []
     modules = dict(ctx.model.named_modules())
+    frozen_params = {p.module for p in ctx.run.params if not p.requires_grad}
     frozen_bn = [name for name, training in ctx.run.training.items()
-                 if not training and isinstance(modules.get(name), nn.modules.batchnorm._BatchNorm)]  # fmt: skip
+                 if not training and isinstance(modules.get(name), nn.modules.batchnorm._BatchNorm)
+                 and not (frozen_prefix(ctx) and name in frozen_params)]  # fmt: skip  (frozen with its layers: intended)
     if frozen_bn:
         findings.append(Finding(
             "batch_norm_eval", tuple(frozen_bn),
@@ -358,11 +426,9 @@ def batch_norm_misuse(ctx: TrainingContext) -> list[Finding]:
     if ctx.zero_init_asked:
         params = {p.module: p for p in ctx.run.params if p.name.endswith("weight")}
         not_zeroed = []
-        for add in ctx.adds.values():
-            last = add.main_from
-            if last and isinstance(modules.get(last), nn.modules.batchnorm._NormBase) and last in params:
-                if not params[last].all_zero:
-                    not_zeroed.append(last)
+        for last in ctx.last_layers.values():
+            if last in params and not params[last].all_zero:
+                not_zeroed.append(last)
         if not_zeroed:
             findings.append(Finding(
                 "zero_init_missing", tuple(not_zeroed),
@@ -376,8 +442,26 @@ def batch_norm_misuse(ctx: TrainingContext) -> list[Finding]:
     return findings
 
 
+def non_finite(ctx: TrainingContext) -> list[Finding]:
+    """The first module call whose output, or the gradient reaching it, is not finite (NaN or infinity)."""
+    for what, attribute in (("output", "output_rms"), ("gradient", "grad_rms")):
+        calls = [r for r in ctx.run.trace.records if not math.isfinite(getattr(ctx.stats(r), attribute) or 0.0)]
+        if calls:
+            first = calls[-1] if what == "gradient" else calls[0]  # gradients flow backwards: the last call is first
+            return [Finding(
+                "non_finite", (first.name,), f"the {what} of {first.name or 'the model'} ({first.type}) is not finite "
+                f"(NaN or infinity), first of {len(calls)} module calls",
+                "a NaN or infinity spreads to every later activation and every gradient: the loss cannot decrease",
+                "check that layer's weights and inputs for NaN/inf (an init that divides by zero, a log or sqrt of "
+                "zero, an overflow in float16)",
+            )]  # fmt: skip
+    return []
+
+
 def gradient_ratio(ctx: TrainingContext) -> list[Finding]:
     """Gradients vanishing or exploding across depth: first-stage vs last-stage gradient RMS."""
+    if non_finite(ctx):
+        return []  # not a ratio: the non-finite finding names where it starts
     values = [(s.name, ctx.stats(s).grad_rms) for s in ctx.stages if ctx.stats(s).grad_rms]
     if len(values) < 2:
         return []
@@ -397,6 +481,7 @@ def gradient_ratio(ctx: TrainingContext) -> list[Finding]:
 
 
 RULES: tuple[Rule, ...] = (
+    non_finite,
     residual_disabled,
     zero_weights,
     init_scale,
