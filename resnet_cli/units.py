@@ -34,11 +34,6 @@ def format_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def mib(n: int) -> float:
-    """Bytes in MiB, rounded to two decimals (a table cell under a 'MiB' header)."""
-    return round(n / MIB, 2)
-
-
 def giga(count: float, *, small_to_three_digits: bool = False) -> str:
     """A count in units of 10^9 with two decimals: '4.09'. With `small_to_three_digits`, counts below 10^9 keep
     three significant digits, as the paper prints small nets: '0.0408', not '0.04'."""

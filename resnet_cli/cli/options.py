@@ -270,14 +270,6 @@ OutputOption = Annotated[
 def check_output_path(path: str) -> None:
     """A UserError for an --output path in a missing folder, a folder, or a file that cannot be written (no
     permission, a read-only file system); the path is left as it was."""
-    from resnet_cli.render.plots import _probe_writable
+    from resnet_cli.render.plots import check_writable
 
-    target = Path(path)
-    try:
-        if not target.parent.is_dir():
-            raise UserError(f"--output {path}: folder {target.parent} does not exist")
-        _probe_writable(target)
-    except IsADirectoryError:
-        raise UserError(f"--output {path}: is a folder; give a file name such as {target / 'report.json'}") from None
-    except OSError as exc:
-        raise UserError(f"--output {path}: cannot write the file ({exc.strerror or exc})") from None
+    check_writable(path, "--output", example="report.json")

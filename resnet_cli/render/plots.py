@@ -38,16 +38,23 @@ def check_plot_path(path: str | Path, flag: str = "--plot") -> Path:
         raise UserError(
             f"{flag} {path}: unsupported file type {path.suffix or '(none)'!r}; use a .png or .svg file name"
         )
+    check_writable(path, flag, example="plot.png")
+    require_matplotlib(flag)
+    return path
+
+
+def check_writable(path: str | Path, flag: str, example: str) -> None:
+    """A UserError naming `flag` for a path in a missing folder, a folder (`example`: a file name to suggest in
+    it), or a file that cannot be written (no permission, a read-only file system); the path is left as it was."""
+    path = Path(path)
     try:
         if not path.parent.is_dir():
             raise UserError(f"{flag} {path}: folder {path.parent} does not exist")
         _probe_writable(path)
     except IsADirectoryError:
-        raise UserError(f"{flag} {path}: is a folder; give a file name such as {path / 'plot.png'}") from None
+        raise UserError(f"{flag} {path}: is a folder; give a file name such as {path / example}") from None
     except OSError as exc:
         raise UserError(f"{flag} {path}: cannot write the file ({exc.strerror or exc})") from None
-    require_matplotlib(flag)
-    return path
 
 
 def _probe_writable(path: Path) -> None:
