@@ -92,7 +92,7 @@ ONE_DEFINITION = {
     r"def first_line\b": "resnet_cli/units.py",
     r"def format_bytes\b": "resnet_cli/units.py",
     r"def giga\b": "resnet_cli/units.py",
-    r"def mib\b": "resnet_cli/units.py",
+    r"def check_writable\b": "resnet_cli/render/plots.py",
     r"^MIB\b": "resnet_cli/units.py",
     r"def share_percent\b": "resnet_cli/units.py",
     r"def saved_percent\b": "resnet_cli/units.py",
