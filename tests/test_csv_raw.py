@@ -101,7 +101,7 @@ def test_flops_stages_and_operators_equal_the_json():
         stage = data["by_stage"][row[0]]
         assert (number(row[2]), number(row[3]), number(row[5])) == (stage["params"], stage["macs"],
                                                                     stage["macs_conv_linear"])  # fmt: skip
-        assert float(row[4]) == pytest.approx(100 * stage["macs"] / data["totals"]["macs"], abs=0.05)
+        assert float(row[4]) == pytest.approx(100 * stage["macs"] / data["totals"]["macs"], rel=1e-12)
     [[_, *ops]] = csv_tables("flops", "resnet18", "--by", "operator")
     assert {row[0]: number(row[1]) for row in ops} == data["by_operator"]
 

@@ -57,6 +57,9 @@ def running_sweep():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its session id is its pid: every process it starts is found by that
+        # as a terminal starts it: a shell's background job (pytest run with `&`) ignores SIGINT, and a child
+        # inherits that, so Ctrl-C would never reach the sweep
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         forkserver_processes = lambda: [c for c in session_processes(proc.pid).values() if "forkserver" in c]  # noqa: E731

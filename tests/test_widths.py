@@ -31,15 +31,27 @@ def too_long(text: str, width: int) -> list[str]:
     return [line for line in text.splitlines() if len(line) > width]
 
 
-@pytest.mark.parametrize("depth", [None, 0, 1, 2, 3])
-def test_summary_fits_80_columns_without_wrapping_a_name(depth):
-    args = ("summary", "resnet50", *(() if depth is None else ("--depth", str(depth))))
-    text = shown(*args, width=80)
-    assert too_long(text, 80) == []
+def names_whole(args: tuple[str, ...], depth: int | None, width: int) -> list[str]:
+    """The layer names (from JSON) that the table at `width` does not show whole on one line."""
+    text = shown(*args, width=width)
+    assert too_long(text, width) == []
     words = set(text.split())
-    layers = json.loads(shown(*args, "--format", "json", width=80))["layers"]
+    layers = json.loads(shown(*args, "--format", "json", width=width))["layers"]
     names = [layer["name"] for layer in layers if depth is None or layer["depth"] <= depth]
-    assert (depth == 0 or names) and [name for name in names if name not in words] == []
+    assert depth == 0 or names
+    return [name for name in names if name not in words]
+
+
+@pytest.mark.parametrize("depth", [None, 0, 1, 2, 3])
+@pytest.mark.parametrize("extra", [(), ("--rf",)], ids=["plain", "rf"])
+def test_summary_fits_80_columns_without_wrapping_a_name(depth, extra):
+    args = ("summary", "resnet50", *extra, *(() if depth is None else ("--depth", str(depth))))
+    assert names_whole(args, depth, 80) == []
+
+
+@pytest.mark.parametrize("model", ["resnet50", "resnext50_32x4d", "preact_resnet164"])
+def test_flops_by_module_fits_80_columns_without_wrapping_a_name(model):
+    assert names_whole(("flops", model, "--by", "module"), None, 80) == []
 
 
 def test_summary_depth_0_prints_the_totals_without_an_empty_table():

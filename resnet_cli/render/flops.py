@@ -52,10 +52,10 @@ Breakdown = tuple[str, list[Column], list[list[Any]], list[str | None]]  # label
 def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> TableData:
     """The breakdown chosen by `by` (stage, operator or module), with totals, memory and the legend beneath."""
     total = report.count.macs
-    share_columns = [Column("% MACs", "right"), *([Column("", style="cyan")] if bars else [])]
+    share_columns = [Column("% MACs", "right", fmt=lambda value: f"{value:.1f}"), *([Column("", style="cyan", optional=True)] if bars else [])]
 
     def share(macs: int) -> list[Any]:
-        return [f"{share_percent(macs, total):.1f}", *([bar(macs / total if total else 0.0)] if bars else [])]
+        return [share_percent(macs, total), *([bar(macs / total if total else 0.0)] if bars else [])]
 
     breakdown = {"operator": _by_operator, "module": _by_module}.get(by, _by_stage)
     label, columns, rows, styles = breakdown(report, share_columns, share)

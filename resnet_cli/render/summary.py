@@ -33,10 +33,6 @@ def summary_table(summary: ModelSummary) -> TableData:
     fields = summary.fields
     if fields is not None:
         columns += [Column("RF/stride", "right", min_width=9)]
-        # two more columns on 80: keep layer names whole, and let Type and Output shape wrap instead
-        longest = max((len(_label(r)) for r in summary.rows()), default=5)
-        columns[0] = Column("Layer", min_width=min(longest, 20))
-        columns[1] = Column("Type", max_width=12)
     rows = [
         [_label(r), _type(r), _output_shape(r), getattr(r, "params", None),
          *(getattr(r, k, None) for k in extra_keys),

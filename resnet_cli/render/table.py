@@ -33,6 +33,7 @@ class Column:
     style: str | None = None
     min_width: int | None = None  # keeps short multi-line cells from being folded on narrow terminals
     max_width: int | None = None  # folds long cells, to leave room for the other columns
+    optional: bool = False  # left out of the table format when the table would not fit otherwise (bars)
     fmt: Callable[[Any], str] | None = None
     csv_header: str | None = None
 
@@ -121,17 +122,20 @@ def to_rich(data: TableData) -> RenderableType:
 
 
 class _FittedTable:
-    """The rich Table of `data`: two spaces between columns, one where two would not fit the width. Numbers
-    never wrap (no `1,219,58` over `4`); text columns fold instead."""
+    """The rich Table of `data`, narrowed step by step until it fits the width: two spaces between columns, then
+    one, then without its optional columns. The first column (the row's name) never wraps; numbers never wrap
+    (no `1,219,58` over `4`); the other text columns fold instead."""
 
     def __init__(self, data: TableData) -> None:
         self.data = data
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        table = _rich_table(self.data, gap=2)
-        if Measurement.get(console, options.update_width(_UNBOUNDED), table).maximum > options.max_width:
-            table = _rich_table(self.data, gap=1)
-        yield table
+        unbounded = options.update_width(_UNBOUNDED)
+        tables = [_rich_table(self.data, gap=2), _rich_table(self.data, gap=1)]
+        if any(col.optional for col in self.data.columns):
+            tables.append(_rich_table(self.data, gap=1, optional=False))
+        yield next((t for t in tables if Measurement.get(console, unbounded, t).maximum <= options.max_width),
+                   tables[-1])  # fmt: skip
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement.get(console, options, _rich_table(self.data, gap=2))
@@ -141,16 +145,18 @@ _UNBOUNDED = 1_000_000
 _NUMBER = re.compile(r"[-+]?[0-9][0-9,]*(\.[0-9]+)?( ?%)?")
 
 
-def _rich_table(data: TableData, gap: int) -> Table:
+def _rich_table(data: TableData, gap: int, optional: bool = True) -> Table:
     cells = [[cell if isinstance(cell, Text) else format_cell(cell) for cell in row] for row in data.rows]
     table = Table(box=box.SIMPLE_HEAD, padding=(0, gap - 1, 0, 0), pad_edge=False, show_edge=False)
-    for index, col in enumerate(data.columns):
+    kept = [i for i, col in enumerate(data.columns) if optional or not col.optional]
+    for index in kept:
+        col = data.columns[index]
         texts = [str(row[index]) for row in cells if index < len(row)]
         numeric = any(texts) and all(_NUMBER.fullmatch(text) for text in texts if text)
-        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold", no_wrap=numeric,
-                         min_width=col.min_width, max_width=col.max_width)  # fmt: skip
+        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold",
+                         no_wrap=numeric or index == 0, min_width=col.min_width, max_width=col.max_width)  # fmt: skip
     for i, row in enumerate(cells):
-        table.add_row(*row, style=data.row_styles[i] if i < len(data.row_styles) else None)
+        table.add_row(*(row[j] for j in kept if j < len(row)), style=data.row_styles[i] if i < len(data.row_styles) else None)
     return table
 
 
