@@ -31,7 +31,7 @@ COMMANDS = {
 }
 NUMBER = re.compile(r"-?\d+(\.\d+)?(e[-+]\d+)?$")
 # A number as people write one: with separators, a unit, a multiplier or a percent sign (1,180,672, 15.31 MiB, 0.0596x).
-NUMBER_LIKE = re.compile(r"-?\d[\d.,]*(e[-+]?\d+)?\s*([a-zA-Z]{1,3}|%)?$")
+NUMBER_LIKE = re.compile(r"-?\d[\d.,]*(e[-+]?\d+)?\s*([a-zA-Z]{1,3}|%|/\S*)?$")
 LISTS = {"Layers"}  # list: the stage depths, 2,2,2,2
 
 
@@ -61,7 +61,7 @@ def test_every_numeric_cell_is_a_raw_number(name):
                 assert column in LISTS or is_raw(cell), f"{name}: {column} = {cell!r} in {row}"
 
 
-@pytest.mark.parametrize("cell", ["1,180,672", "0.0596x", "94.0%", "15.31 MiB", "11.69 M", "1.82 G"])
+@pytest.mark.parametrize("cell", ["1,180,672", "0.0596x", "94.0%", "15.31 MiB", "11.69 M", "1.82 G", "435/32"])
 def test_display_strings_are_not_raw(cell):
     assert not is_raw(cell)
 
@@ -84,6 +84,16 @@ def test_summary_rows_and_totals_equal_the_json():
         assert (number(row[3]), number(row[4])) == (layer["params"], layer["macs"])
     assert total[0] == "total"
     assert (number(total[3]), number(total[4])) == (data["totals"]["params"], data["totals"]["macs"])
+
+
+def test_summary_rf_splits_into_receptive_field_and_stride_equal_to_the_json():
+    [[header, *rows]] = csv_tables("summary", "resnet18", "--depth", "1", "--rf")
+    data = run_json("summary", "resnet18", "--depth", "1", "--rf")
+    assert header[-2:] == ["RF (px)", "Stride (px)"]
+    for row, layer in zip(rows, data["layers"], strict=False):
+        rf = layer["receptive_field"] if layer["receptive_field"] == "global" else layer["receptive_field"][0]
+        assert (row[-2], row[-1]) == (str(rf), str(layer["effective_stride"][0])), row
+    assert rows[-1][-2:] == ["", ""]  # the totals row
 
 
 def test_summary_depth_0_has_the_model_totals_row():

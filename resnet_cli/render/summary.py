@@ -7,7 +7,7 @@ from typing import Any
 from resnet_cli.analysis.fusion import FusionResult
 from resnet_cli.analysis.receptive_field import UNKNOWN, Field, ReceptiveFields
 from resnet_cli.analysis.summary import ModelSummary
-from resnet_cli.render.table import Column, TableData, format_cell, request_json, scaled
+from resnet_cli.render.table import Column, Shown, TableData, format_cell, request_json, scaled
 from resnet_cli.trace import FunctionRecord, LayerRecord
 from resnet_cli.units import format_bytes
 
@@ -32,7 +32,7 @@ def summary_table(summary: ModelSummary) -> TableData:
     columns += [Column(_EXTRA_HEADERS.get(k, k), "right", **_EXTRA_FORMATS.get(k, {})) for k in extra_keys]
     fields = summary.fields
     if fields is not None:
-        columns += [Column("RF/stride", "right", min_width=9)]
+        columns += [Column("RF/stride", "right", min_width=9, csv_header=("RF (px)", "Stride (px)"))]
     rows = [
         [_label(r), _type(r), _output_shape(r), getattr(r, "params", None),
          *(getattr(r, k, None) for k in extra_keys),
@@ -77,18 +77,20 @@ RF_NOTE = ("RF/stride: theoretical receptive field in input pixels (max over pat
            "stride (jump); global: after a global pooling (see docs/receptive-field.md).")
 
 
-def _field_cell(found: Field | None) -> str:
+def _field_cell(found: Field | None) -> Shown | None:
     """'435/32' (receptive field / effective stride; '435x427' when not square), 'global/32', '?' past an operator
-    not followed, '' for no map."""
+    not followed, nothing for no map; CSV gets the two values apart (435 and 32, 'global', '?')."""
     if found is None:
-        return ""
+        return None
     if found is UNKNOWN:
-        return "?"
-    return f"{'global' if found.whole else _pair(found.rf)}/{_pair(found.jump)}"
+        return Shown(("?", "?"), "?")
+    rf, stride = "global" if found.whole else _pair(found.rf), _pair(found.jump)
+    return Shown((rf, stride), f"{rf}/{stride}")
 
 
-def _pair(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+def _pair(pair: tuple[int, int]) -> int | str:
+    """One number for a square pair, HxW (as shapes are written) otherwise."""
+    return pair[0] if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
 def _field_footer(fields: ReceptiveFields) -> list[tuple[str, str]]:

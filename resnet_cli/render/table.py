@@ -26,7 +26,8 @@ FORMATS = ("table", "json", "csv", "markdown")
 class Column:
     """One column: header text (units included) and alignment; `fmt` gives the human text of its raw values (table,
     Markdown) and `csv_header` names the raw values' unit where it differs from the header's ("MACs" under
-    "MACs (M)")."""
+    "MACs (M)"). A tuple of CSV headers splits the column in CSV: each raw value is then a tuple of that many
+    values ("RF/stride" showing 7/2 is "RF (px)" 7 and "Stride (px)" 2)."""
 
     header: str
     justify: str = "left"  # "left" | "right"
@@ -35,7 +36,12 @@ class Column:
     max_width: int | None = None  # folds long cells, to leave room for the other columns
     optional: bool = False  # left out of the table format when the table would not fit otherwise (bars)
     fmt: Callable[[Any], str] | None = None
-    csv_header: str | None = None
+    csv_header: str | tuple[str, ...] | None = None
+
+    @property
+    def csv_headers(self) -> tuple[str, ...]:
+        header = self.csv_header or self.header
+        return header if isinstance(header, tuple) else (header,)
 
 
 @dataclass(frozen=True)
@@ -207,10 +213,19 @@ def to_csv(data: TableData) -> str:
     thousands separators, units in the headers; shapes as 1x64x56x56."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c.csv_header or c.header for c in data.columns])
+    writer.writerow([header for c in data.columns for header in c.csv_headers])
+    widths = [len(c.csv_headers) for c in data.columns]
     for row in [*data.rows, *data.csv_totals]:
-        writer.writerow([_raw(v) for v in row])
+        writer.writerow([raw for v, width in zip(row, widths, strict=False) for raw in _raw_values(v, width)])
     return buffer.getvalue()
+
+
+def _raw_values(value: Any, width: int) -> list[Any]:
+    """The CSV cells of one table cell: one raw value, or `width` of them for a split column."""
+    if width == 1:
+        return [_raw(value)]
+    values = value.value if isinstance(value, Shown) else None
+    return [_raw(v) for v in values] if isinstance(values, tuple) else [""] * width
 
 
 def one_line(text: str) -> str:
