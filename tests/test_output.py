@@ -78,10 +78,10 @@ def test_over_budget_still_writes_the_result_and_says_so_on_stderr(tmp_path):
 
 
 def test_output_replaces_an_existing_file(tmp_path):
-    path = tmp_path / "list.csv"
+    path = tmp_path / "spec.json"
     path.write_text("old contents that are longer than nothing\n" * 100, encoding="utf-8")
-    assert run("list", "-f", "csv", "-o", str(path)).exit_code == 0
-    assert path.read_text(encoding="utf-8") == run("list", "-f", "csv").stdout
+    assert run("spec", "resnet18", "-f", "json", "-o", str(path)).exit_code == 0
+    assert path.read_text(encoding="utf-8") == run("spec", "resnet18", "-f", "json").stdout
 
 
 def test_a_usage_error_leaves_no_file(tmp_path):
