@@ -791,7 +791,20 @@ def parameter_count(module: nn.Module, *, recurse: bool = True, trainable: bool 
 def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
     """(parameters, trainable parameters) of every module with its children, each shared tensor once (a module
     registered in two containers, tied weights)."""
-    return {m: (parameter_count(m), parameter_count(m, trainable=True)) for m in model.modules()}
+    found: dict[nn.Module, dict[int, nn.Parameter]] = {}
+
+    def parameters_of(module: nn.Module) -> dict[int, nn.Parameter]:
+        # bottom up, each module once: a child's parameters are collected once, not again for every ancestor
+        if module not in found:
+            own = {id(p): p for p in module.parameters(recurse=False)}
+            for child in module.children():
+                own.update(parameters_of(child))
+            found[module] = own
+        return found[module]
+
+    parameters_of(model)
+    return {m: (sum(p.numel() for p in ps.values()), sum(p.numel() for p in ps.values() if p.requires_grad))
+            for m, ps in found.items()}  # fmt: skip
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
