@@ -785,7 +785,11 @@ def _infos(values: tuple) -> list[TensorInfo]:
 def parameter_count(module: nn.Module, *, recurse: bool = True, trainable: bool = False) -> int:
     """Parameters of `module` (with its children unless `recurse=False`), each shared tensor once; only those that
     require grad when `trainable`."""
-    return sum(p.numel() for p in module.parameters(recurse=recurse) if p.requires_grad or not trainable)
+    return _numel(module.parameters(recurse=recurse), trainable)
+
+
+def _numel(parameters: Iterable[nn.Parameter], trainable: bool) -> int:
+    return sum(p.numel() for p in parameters if p.requires_grad or not trainable)
 
 
 def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
@@ -803,8 +807,7 @@ def _parameter_counts(model: nn.Module) -> dict[nn.Module, tuple[int, int]]:
         return found[module]
 
     parameters_of(model)
-    return {m: (sum(p.numel() for p in ps.values()), sum(p.numel() for p in ps.values() if p.requires_grad))
-            for m, ps in found.items()}  # fmt: skip
+    return {m: (_numel(ps.values(), False), _numel(ps.values(), True)) for m, ps in found.items()}
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
