@@ -54,6 +54,43 @@ def test_flops_by_module_fits_80_columns_without_wrapping_a_name(model):
     assert names_whole(("flops", model, "--by", "module"), None, 80) == []
 
 
+def numbers_whole(args: tuple[str, ...], width: int, key: str = "params") -> list[str]:
+    """The `key` counts (from JSON, with separators) that the table at `width` does not show whole."""
+    text = shown(*args, width=width)
+    layers = json.loads(shown(*args, "--format", "json", width=width))["layers"]
+    return [f"{layer[key]:,}" for layer in layers if f"{layer[key]:,}" not in text.split()]
+
+
+@pytest.mark.parametrize("width", [40, 60, 80])
+@pytest.mark.parametrize("command", ["summary", "flops"])
+def test_long_names_fold_and_numbers_stay_whole(command, width):
+    # names longer than the terminal: the name folds, a number never loses a digit (`4,` for 4,480)
+    args = (command, "tests/models/long_names.py:Net", "--input", "1x3x32x32",
+            *(("--by", "module") if command == "flops" else ()))  # fmt: skip
+    assert numbers_whole(args, width, "params" if command == "summary" else "macs") == []
+    if width == 80:
+        text = shown(*args, width=width)
+        assert too_long(text, 80) == []
+
+
+def test_summary_rf_at_every_level_keeps_shapes_whole_on_80_columns():
+    # indentation is dropped (names are full paths) before a shape or a type folds
+    args = ("summary", "resnet50", "--rf")
+    text = shown(*args, width=80)
+    layers = json.loads(shown(*args, "--format", "json", width=80))["layers"]
+    shapes = {"x".join(map(str, layer["output_shape"])) for layer in layers}
+    assert [shape for shape in shapes if shape not in text.split()] == []
+    assert sum("2d" == line.strip() for line in text.splitlines()) <= 1  # at most AdaptiveAvgPool2d folds
+
+
+def test_a_table_too_wide_for_the_terminal_keeps_every_model_and_number():
+    models = ["resnet18", "resnet50", "wrn28_10", "preact_resnet164", "resnext101_64x4d", "wide_resnet101_2"]
+    text = shown("table", *models, width=80)
+    params = [f"{model['params'] / 1e6:.2f}" for model in json.loads(shown("table", *models, "--format", "json",
+                                                                          width=80))["models"]]  # fmt: skip
+    assert len(params) == 6 and [p for p in params if p not in text.split()] == []
+
+
 def test_summary_depth_0_prints_the_totals_without_an_empty_table():
     text = shown("summary", "resnet50", "--depth", "0", width=80)
     assert "Layer" not in text and "─" not in text

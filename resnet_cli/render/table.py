@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.segment import Segment
@@ -129,40 +130,93 @@ def to_rich(data: TableData) -> RenderableType:
 
 class _FittedTable:
     """The rich Table of `data`, narrowed step by step until it fits the width: two spaces between columns, then
-    one, then without its optional columns. The first column (the row's name) never wraps; numbers never wrap
-    (no `1,219,58` over `4`); the other text columns fold instead."""
+    one, then without its optional columns, then names without their indentation (a name is the full dotted path
+    anyway). Past that the text columns other than the name fold (names still unindented), then the name too. Numbers never wrap or lose a
+    digit (no `1,219,58` over `4`): a table whose numbers alone are wider than the terminal is printed wider."""
 
     def __init__(self, data: TableData) -> None:
         self.data = data
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        unbounded = options.update_width(_UNBOUNDED)
-        tables = [_rich_table(self.data, gap=2), _rich_table(self.data, gap=1)]
-        if any(col.optional for col in self.data.columns):
-            tables.append(_rich_table(self.data, gap=1, optional=False))
-        yield next((t for t in tables if Measurement.get(console, unbounded, t).maximum <= options.max_width),
-                   tables[-1])  # fmt: skip
+        width, unbounded = options.max_width, options.update_width(_UNBOUNDED)
+        optional = any(col.optional for col in self.data.columns)
+        steps = [_Layout(2), _Layout(1), *([_Layout(1, optional=False)] if optional else [])]
+        steps.append(_Layout(1, optional=not optional, indent=False))
+        for layout in steps:
+            table = _rich_table(self.data, layout)
+            if Measurement.get(console, unbounded, table).maximum <= width:
+                yield table
+                return
+        for layout in (steps[-1], _Layout(1, optional=not optional, indent=False, name_whole=False)):
+            needed = _narrowest(self.data, layout)
+            if needed <= width:
+                yield _rich_table(self.data, layout)
+                return
+        yield from console.render(_rich_table(self.data, layout), options.update_width(needed))
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement.get(console, options, _rich_table(self.data, gap=2))
+        return Measurement.get(console, options, _rich_table(self.data, _Layout(2)))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a table is laid out: spaces between columns, with the optional columns, with indented names, with
+    names that never wrap."""
+
+    gap: int
+    optional: bool = True
+    indent: bool = True
+    name_whole: bool = True
 
 
 _UNBOUNDED = 1_000_000
 _NUMBER = re.compile(r"[-+]?[0-9][0-9,]*(\.[0-9]+)?( ?%)?")
+_FOLDED = 4  # the narrowest a folding text column gets before the table is printed wider instead
 
 
-def _rich_table(data: TableData, gap: int, optional: bool = True) -> Table:
-    cells = [[cell if isinstance(cell, Text) else format_cell(cell) for cell in row] for row in data.rows]
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, gap - 1, 0, 0), pad_edge=False, show_edge=False)
-    kept = [i for i, col in enumerate(data.columns) if optional or not col.optional]
-    for index in kept:
-        col = data.columns[index]
-        texts = [str(row[index]) for row in cells if index < len(row)]
+def _cells(data: TableData, layout: _Layout) -> tuple[list[int], list[list[Any]]]:
+    """The kept columns' indices and the rows' cells as the table shows them."""
+    kept = [i for i, col in enumerate(data.columns) if layout.optional or not col.optional]
+    rows = []
+    for row in data.rows:
+        cells = [cell if isinstance(cell, Text) else format_cell(cell) for cell in row]
+        if not layout.indent and cells and isinstance(cells[0], str):
+            cells[0] = cells[0].lstrip(" ")
+        rows.append([cells[j] for j in kept if j < len(cells)])
+    return kept, rows
+
+
+def _whole(data: TableData, layout: _Layout, kept: list[int], rows: list[list[Any]]) -> list[bool]:
+    """Per kept column: never wraps (numbers; the name while `name_whole`)."""
+    whole = []
+    for position in range(len(kept)):
+        texts = [str(row[position]) for row in rows if position < len(row)]
         numeric = any(texts) and all(_NUMBER.fullmatch(text) for text in texts if text)
-        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold",
-                         no_wrap=numeric or index == 0, min_width=col.min_width, max_width=col.max_width)  # fmt: skip
-    for i, row in enumerate(cells):
-        table.add_row(*(row[j] for j in kept if j < len(row)), style=data.row_styles[i] if i < len(data.row_styles) else None)
+        whole.append(numeric or (position == 0 and layout.name_whole))
+    return whole
+
+
+def _narrowest(data: TableData, layout: _Layout) -> int:
+    """The narrowest width `layout` reaches with its whole columns whole and the others folded to _FOLDED."""
+    kept, rows = _cells(data, layout)
+    widths = []
+    for position, whole in enumerate(_whole(data, layout, kept, rows)):
+        column = data.columns[kept[position]]
+        longest = max((cell_len(str(row[position])) for row in rows if position < len(row)), default=0)
+        longest = max(longest, cell_len(column.header)) if whole else _FOLDED
+        widths.append(max(longest, column.min_width or 0))
+    return sum(widths) + layout.gap * (len(widths) - 1)
+
+
+def _rich_table(data: TableData, layout: _Layout) -> Table:
+    kept, rows = _cells(data, layout)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, layout.gap - 1, 0, 0), pad_edge=False, show_edge=False)
+    for index, whole in zip(kept, _whole(data, layout, kept, rows), strict=True):
+        col = data.columns[index]
+        table.add_column(col.header, justify=col.justify, style=col.style, overflow="fold", no_wrap=whole,
+                         min_width=col.min_width, max_width=col.max_width)  # fmt: skip
+    for i, row in enumerate(rows):
+        table.add_row(*row, style=data.row_styles[i] if i < len(data.row_styles) else None)
     return table
 
 
@@ -178,7 +232,8 @@ class _LineEndsStripped:
         self.renderable = renderable
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        for line in console.render_lines(self.renderable, options, pad=False):
+        # split, not cropped: a table wider than the terminal (numbers are never cut) keeps its whole lines
+        for line in Segment.split_lines(console.render(self.renderable, options)):
             while line and not line[-1].control and not line[-1].text.rstrip(" "):
                 line.pop()
             if line and not line[-1].control:
@@ -271,4 +326,4 @@ def emit(console: Console, fmt: str, data: TableData | list[TableData], payload:
         for index, t in enumerate(tables):
             if index:
                 console.print()  # a blank line between tables
-            console.print(to_rich(t))
+            console.print(to_rich(t), crop=False)  # lines are fitted by to_rich; never cut a number
