@@ -174,3 +174,23 @@ def test_summary_by_module_path_and_flops_by_file_agree(monkeypatch):
     assert by_module["totals"]["params"] == by_file["totals"]["params"]
     assert by_module["totals"]["macs"] == by_file["totals"]["macs"]
     assert by_module["macs_coverage"] == by_file["coverage"] == "complete"
+
+
+def test_summary_says_what_the_models_own_forward_holds_outside_every_row():
+    # functional_resnet's own forward: the stem conv (16x3x3x3 = 432 weights) and its BN (16 + 16), and the
+    # classifier (64x10 + 10); its MACs: the stem conv 432 x 32x32, BN 2 x 16x32x32, the adaptive avg pool over
+    # 64x8x8 and the classifier 64x10 (fvcore's convention)
+    params = 432 + 32 + 640 + 10
+    macs = 432 * 32 * 32 + 2 * 16 * 32 * 32 + 64 * 8 * 8 + 640
+    result = run("summary", str(TESTS / "models/functional_resnet.py") + ":functional_resnet", "--input",
+                 "1x3x32x32", "--depth", "1", env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"In no row above: {params:,} params and {macs:,} MACs of the model's own forward" in result.stdout
+    assert "In no row above" not in run("summary", "resnet18", "--depth", "1").stdout
+
+
+def test_summary_names_what_counts_zero_and_never_shows_a_nonzero_count_as_zero():
+    result = run("summary", "resnet20", "--depth", "1", env={"COLUMNS": "200"})
+    assert "0 MACs by convention: add x9, relu_ x19," in result.stdout  # 9 blocks' adds; the stem's ReLU and 2 per block
+    fc = next(line for line in result.stdout.splitlines() if line.startswith("fc "))
+    assert fc.split()[-1] == "<0.01"  # 64 x 10 = 640 MACs: not 0.00

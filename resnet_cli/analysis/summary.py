@@ -43,6 +43,8 @@ class ModelSummary:
     coverage: str = "complete"  # MacCount.coverage
     fields: ReceptiveFields | None = None  # with --rf: receptive field and effective stride of every call
     fusion: FusionResult | None = None  # with --fuse-bn: the conv+BN pairs folded and the batch norms left
+    zero_by_convention: dict[str, int] = field(default_factory=dict)  # MacCount.zero_by_convention
+    outside_rows: tuple[int, int] = (0, 0)  # params and MACs in no top-level row: the model's own forward
 
     def rows(self) -> list[LayerRecord | FunctionRecord]:
         """Layers and functional calls in the order the forward pass started them."""
@@ -79,6 +81,8 @@ def summarize(
     totals.macs = count.macs
     totals.acts = count.acts
     layers = [r for r in trace.records if _shown(r, max_depth)]
+    top = [r for r in trace.records if r.depth == 1]  # repeated calls carry 0 params
+    outside = (totals.params - sum(r.params for r in top), count.macs - sum(r.macs or 0 for r in top))
     return ModelSummary(
         request=request,
         layers=layers,
@@ -89,4 +93,6 @@ def summarize(
         coverage=count.coverage,
         fields=receptive_fields(trace) if rf else None,
         fusion=built.fusion,
+        zero_by_convention=count.zero_by_convention,
+        outside_rows=outside,
     )

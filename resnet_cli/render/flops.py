@@ -9,8 +9,16 @@ from rich.text import Text
 
 from resnet_cli.analysis.counting import MacCount
 from resnet_cli.analysis.flops_report import FlopsReport
-from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, DATA_MOVEMENT, OPERATOR_FORMULAS
-from resnet_cli.render.summary import fusion_footer, fusion_json, fusion_notes, layer_json, layer_label
+from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, OPERATOR_FORMULAS
+from resnet_cli.render.summary import (
+    ZERO_COST,
+    fusion_footer,
+    fusion_json,
+    fusion_notes,
+    layer_json,
+    layer_label,
+    zero_note,
+)
 from resnet_cli.render.table import Column, TableData, format_cell, request_json
 from resnet_cli.units import format_bytes, share_percent
 
@@ -20,7 +28,6 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 LEGEND = "MAC = one multiply-accumulate; FLOPs = 2 x MACs."
 FVCORE_CONVENTION = "fvcore: conv, linear/matmul, norms (BN 2/element), adaptive avg pool (1/element)."
-ZERO_COST = "ReLU, max/avg pool, residual add, SE multiply, mean: 0 MACs in both conventions."
 CONV_LINEAR_CONVENTION = "conv+linear: He et al. 2015 Table 1, torchvision's GFLOPS, FlopCounterMode / 2."
 ACTS_CONVENTION = ("acts: output elements of every conv, linear and matrix product (Radosavovic et al. 2020; "
                    "fvcore's ActivationCountAnalysis); a count, not the memory above.")
@@ -52,7 +59,8 @@ Breakdown = tuple[str, list[Column], list[list[Any]], list[str | None]]  # label
 def flops_table(report: FlopsReport, by: str = "stage", bars: bool = True) -> TableData:
     """The breakdown chosen by `by` (stage, operator or module), with totals, memory and the legend beneath."""
     total = report.count.macs
-    share_columns = [Column("% MACs", "right", fmt=lambda value: f"{value:.1f}"), *([Column("", style="cyan", optional=True)] if bars else [])]
+    percent = Column("% MACs", "right", fmt=lambda value: f"{value:.1f}")
+    share_columns = [percent, *([Column("", style="cyan", optional=True)] if bars else [])]
 
     def share(macs: int) -> list[Any]:
         return [share_percent(macs, total), *([bar(macs / total if total else 0.0)] if bars else [])]
@@ -115,21 +123,12 @@ def _footer(report: FlopsReport) -> list[tuple[str, str]]:
 
 
 def _notes(report: FlopsReport, by: str) -> list[str]:
-    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION, ACTS_CONVENTION, zero_note(report.count)]
+    zero = zero_note(report.count.zero_by_convention)
+    notes = [LEGEND, FVCORE_CONVENTION, CONV_LINEAR_CONVENTION, ACTS_CONVENTION, zero]
     if by == "operator":
         notes += [f"{op}: {OPERATOR_FORMULAS[op]}" for op in report.count.by_operator if op in OPERATOR_FORMULAS]
     notes.append(ENGINES.get(report.count.engine, f"counter: {report.count.engine}"))
     return notes + (fusion_notes(report.fusion) if report.fusion is not None else []) + report.notes
-
-
-def zero_note(count: MacCount) -> str:
-    """Which operators ran and count 0 MACs by the convention, by name and calls; data movement summed up."""
-    arithmetic = sorted((op, n) for op, n in count.zero_by_convention.items() if op not in DATA_MOVEMENT)
-    movement = sum(n for op, n in count.zero_by_convention.items() if op in DATA_MOVEMENT)
-    parts = [f"{op} x{n}" for op, n in arithmetic]
-    if movement:
-        parts.append(f"{movement} view/copy/allocation calls")
-    return f"0 MACs by convention: {', '.join(parts)}." if parts else ZERO_COST
 
 
 def coverage_json(count: MacCount) -> dict[str, Any]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from resnet_cli.analysis.fusion import FusionResult
+from resnet_cli.analysis.mac_rules import DATA_MOVEMENT
 from resnet_cli.analysis.receptive_field import UNKNOWN, Field, ReceptiveFields
 from resnet_cli.analysis.summary import ModelSummary
 from resnet_cli.render.table import Column, Shown, TableData, format_cell, request_json, scaled
 from resnet_cli.trace import FunctionRecord, LayerRecord
 from resnet_cli.units import format_bytes
+
+ZERO_COST = "ReLU, max/avg pool, residual add, SE multiply, mean: 0 MACs in both conventions."
 
 
 def layer_label(record: LayerRecord) -> str:
@@ -62,6 +65,8 @@ def summary_table(summary: ModelSummary) -> TableData:
         notes=[
             "Activations: each new tensor, once; views and in-place results: 0.",
             "MACs: fvcore convention, as `resnet-cli flops` (which shows conv + linear too).",
+            zero_note(summary.zero_by_convention),
+            *([_outside_note(summary)] if summary.max_depth != 0 and any(summary.outside_rows) else []),
             *([] if summary.coverage == "complete" else [f"MACs are {summary.coverage}."]),
             *(["Type function: a torch call made in a module's own forward (--ops)."] if summary.functions else []),
             *([RF_NOTE] if fields is not None else []),
@@ -75,6 +80,22 @@ def summary_table(summary: ModelSummary) -> TableData:
 
 RF_NOTE = ("RF/stride: theoretical receptive field in input pixels (max over paths at residual adds) and effective "
            "stride (jump); global: after a global pooling (see docs/receptive-field.md).")
+
+
+def zero_note(zero_by_convention: dict[str, int]) -> str:
+    """Which operators ran and count 0 MACs by the convention, by name and calls; data movement summed up."""
+    arithmetic = sorted((op, n) for op, n in zero_by_convention.items() if op not in DATA_MOVEMENT)
+    movement = sum(n for op, n in zero_by_convention.items() if op in DATA_MOVEMENT)
+    parts = [f"{op} x{n}" for op, n in arithmetic]
+    if movement:
+        parts.append(f"{movement} view/copy/allocation calls")
+    return f"0 MACs by convention: {', '.join(parts)}." if parts else ZERO_COST
+
+
+def _outside_note(summary: ModelSummary) -> str:
+    params, macs = summary.outside_rows
+    return (f"In no row above: {params:,} params and {macs:,} MACs of the model's own forward (its own parameters "
+            "and torch calls, --ops lists them) or of modules never called.")  # fmt: skip
 
 
 def _field_cell(found: Field | None) -> Shown | None:

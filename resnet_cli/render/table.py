@@ -55,8 +55,15 @@ class Shown:
 
 
 def scaled(divisor: float, digits: int) -> Callable[[Any], str]:
-    """A Column.fmt showing a raw number divided and rounded: scaled(1e6, 2) shows 11,689,512 as '11.69'."""
-    return lambda value: format_cell(round(value / divisor, digits))
+    """A Column.fmt showing a raw number divided and rounded: scaled(1e6, 2) shows 11,689,512 as '11.69', and 640 as
+    '<0.01', never as the 0.00 of a true zero."""
+    smallest = f"<{10**-digits:.{digits}f}"
+
+    def show(value: Any) -> str:
+        rounded = round(value / divisor, digits)
+        return smallest if value and not rounded else format_cell(rounded)
+
+    return show
 
 
 @dataclass
@@ -170,7 +177,7 @@ class _Layout:
 
 
 _UNBOUNDED = 1_000_000
-_NUMBER = re.compile(r"[-+]?[0-9][0-9,]*(\.[0-9]+)?( ?%)?")
+_NUMBER = re.compile(r"<?[-+]?[0-9][0-9,]*(\.[0-9]+)?( ?%)?")
 _FOLDED = 4  # the narrowest a folding text column gets before the table is printed wider instead
 
 
