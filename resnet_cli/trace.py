@@ -238,8 +238,10 @@ class ModelTrace:
         leaves = {r.order for r in self.records if r.is_leaf}
         return [f for f in self.functions if f.module is not None and f.module not in leaves]
 
-    def raise_for_failure(self) -> None:
-        """Raise ForwardPassFailed naming the layer when an output shrank to nothing or the forward pass failed."""
+    def raise_for_failure(self, subject: str | None = None) -> None:
+        """Raise ForwardPassFailed naming the layer when an output shrank to nothing or the forward pass failed. The
+        line starts with `subject` (the user's model reference: their code is the likelier cause) or, for a preset
+        of ours, with `--input SHAPE`."""
         given = shape_text(self.input_shapes[0]) if self.input_shapes else "()"
         for record in self.records:
             for shape in record.output_shapes:
@@ -258,11 +260,17 @@ class ModelTrace:
                 hint = "; use a larger H and W"
             else:
                 hint = "; run `resnet-cli debug-shapes` with the same flags for a diagnosis"
-            raise ForwardPassFailed(f"--input {given}: the forward pass fails{where}: {message}{hint}")
+            detail = f"the forward pass fails{where}: {message}{hint}"
+            failed = ForwardPassFailed(f"{subject or f'--input {given}'}: {detail}")
+            failed.detail = detail
+            raise failed
 
 
 class ForwardPassFailed(SpecError):
-    """The traced forward pass failed or an output shrank to nothing (ModelTrace.raise_for_failure): one line."""
+    """The traced forward pass failed or an output shrank to nothing (ModelTrace.raise_for_failure): one line;
+    `detail` is that line without the subject it starts with."""
+
+    detail: str = ""
 
 
 def in_call_order(

@@ -194,3 +194,18 @@ def test_summary_names_what_counts_zero_and_never_shows_a_nonzero_count_as_zero(
     assert "0 MACs by convention: add x9, relu_ x19," in result.stdout  # 9 blocks' adds; the stem's ReLU and 2 per block
     fc = next(line for line in result.stdout.splitlines() if line.startswith("fc "))
     assert fc.split()[-1] == "<0.01"  # 64 x 10 = 640 MACs: not 0.00
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["summary"], ["flops"], ["flops", "--mode", "train"], ["bench", "--iters", "1", "--warmup", "0"]],
+    ids=["summary", "flops", "flops-train", "bench"],
+)
+def test_a_failing_user_model_is_named_not_the_input(command):
+    # the input is fine and the model's code is broken: the line starts with the model, not with --input
+    model = str(TESTS.parent / "docs/examples/missing_attribute.py") + ":small_resnet"
+    result = run(command[0], model, *command[1:], "--input", "2x3x32x32")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert line.startswith(f"Error: {model}: the ") and "--input" not in line, line
+

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_cli.analysis.checkpointing import check_checkpoint, checkpoint_segments, checkpointed
+from resnet_cli.analysis.counting import failure_subject
 from resnet_cli.analysis.fusion import FusionCheck, fuse_and_check
 from resnet_cli.errors import UserError
 from resnet_cli.model import instantiate, resolve_device
@@ -470,7 +471,8 @@ def run_step(step: Callable[[], None], settings: BenchSettings, request: BenchRe
                 f"--dtype {request.dtype}: the {settings.mode} step fails: {message}; your own model keeps its "
                 f"parameters' dtypes and --dtype sets the input's only: time mixed precision with --amp instead"
             ) from None
-        raise UserError(f"--input {shape_text(request.input_shape)}: the {settings.mode} step fails: {message}") from None
+        subject = failure_subject(request) or f"--input {shape_text(request.input_shape)}"
+        raise UserError(f"{subject}: the {settings.mode} step fails: {message}") from None
 
 
 def compile_model(model: Any) -> Any:

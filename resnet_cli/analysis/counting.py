@@ -341,6 +341,12 @@ class BuiltCount:
     fusion: FusionResult | None = None  # with fuse_bn: the conv+BN pairs folded and the batch norms left
 
 
+def failure_subject(request: Any) -> str | None:
+    """What a failing forward pass is blamed on: the user's model by its reference (their code is the likelier
+    cause), None for a preset of ours (the input is: ForwardPassFailed then names --input)."""
+    return None if getattr(request, "spec", None) is not None else request.name
+
+
 def build_and_count(
     request: Any,
     device: str | None = "meta",
@@ -356,16 +362,17 @@ def build_and_count(
     With `fuse_bn` the model is the inference model with each BatchNorm that follows a convolution folded into it
     (analysis.fusion, pairs found in a first trace), and the count is the fused model's."""
     model, inputs = instantiate(request, device=device)
+    subject = failure_subject(request)
     fusion = None
     if fuse_bn:
         unfused = trace_model(model, (inputs,))
-        unfused.raise_for_failure()
+        unfused.raise_for_failure(subject)
         fusion = fuse_conv_bn(model, unfused)
     trace, count = count_traced(
         model,
         (inputs,),
         counter,
-        check=ModelTrace.raise_for_failure,
+        check=lambda traced: traced.raise_for_failure(subject),
         before_fvcore=before_fvcore,
         functions=functions,
     )

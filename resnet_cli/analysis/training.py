@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from resnet_cli.analysis.checkpointing import CHECKPOINT_CHOICES, check_checkpoint, checkpoint_segments
-from resnet_cli.analysis.counting import MacCount, _caller, _owners, count_trace
+from resnet_cli.analysis.counting import MacCount, _caller, _owners, count_trace, failure_subject
 from resnet_cli.analysis.mac_rules import CONV_LINEAR_OPS, VIEWS_AND_ALLOCATION, operator_macs
 from resnet_cli.analysis.stages import OWN_FORWARD, StageCount, count_by_stage, stage_names
 from resnet_cli.errors import UserError
@@ -348,13 +348,13 @@ def _top_level(model: nn.Module) -> list[str]:
 # ---------------------------------------------------------------- the report
 
 
-def _measure(model: nn.Module, inputs: torch.Tensor, amp: str | None) -> ModelTrace:
+def _measure(model: nn.Module, inputs: torch.Tensor, amp: str | None, subject: str | None = None) -> ModelTrace:
     """One traced training forward pass: `model.train()` first, as a training loop calls it (an override that keeps
     batch norm in eval mode, mmdetection's norm_eval, is honoured)."""
     model.train()
     trace = trace_model(model, inputs, train=None, autograd=True, amp=AMP_DTYPES[amp] if amp else None)
     try:
-        trace.raise_for_failure()
+        trace.raise_for_failure(subject)
     except ForwardPassFailed as exc:
         if "more than 1 value per channel" not in str(exc):
             raise
@@ -439,7 +439,7 @@ def training_report(request: Any, settings: TrainSettings) -> TrainingReport:
     if trainable == 0:
         what = "--freeze leaves" if frozen else "the model has"
         raise UserError(f"{what} no trainable parameters, so a training step computes no gradients; freeze less")
-    trace = _measure(model, inputs, settings.amp)
+    trace = _measure(model, inputs, settings.amp, failure_subject(request))
     if not trace.grad_params:
         raise UserError(
             "no parameter receives a gradient: the forward pass runs its trainable layers under torch.no_grad() or "
