@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from cli_runner import run_json
 
 from resnet_cli.analysis.flops_report import flops_report
 from resnet_cli.analysis.memory import forward_memory
 from resnet_cli.errors import UserError
 from resnet_cli.spec import request_from_flags
+from resnet_cli.trace import trace_model
 
 
 def resnet20_by_hand() -> tuple[int, int]:
@@ -50,8 +53,34 @@ def test_batch_scales_activations_not_parameters():
 
 
 def test_unknown_dtype_is_a_user_error():
+    model = torch.nn.Linear(2, 2)
+    inputs = torch.zeros(1, 2)
     with pytest.raises(UserError, match=r"--dtype 'int8' is not one of float32, float16, bfloat16"):
-        forward_memory(params=1, input_elements=1, activation_elements=1, dtype="int8")
+        forward_memory(model, inputs, trace_model(model, inputs), dtype="int8")
+
+
+COMPLEX_MODEL = """
+import torch
+from torch import nn
+
+
+class Spectral(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1, bias=False)
+
+    def forward(self, x):
+        return torch.fft.fft2(self.conv(x)).real
+"""
+
+
+def test_summary_and_flops_give_the_same_bytes_each_tensor_in_its_own_dtype(tmp_path):
+    # conv output 4x8x8 float32 (4 B), its FFT 4x8x8 complex64 (8 B), the real part a view (0 B)
+    (tmp_path / "spectral.py").write_text(COMPLEX_MODEL)
+    args = (str(tmp_path / "spectral.py") + ":Spectral", "--input", "1x3x8x8", "--format", "json")
+    summary, flops = run_json("summary", *args)["totals"], run_json("flops", *args)["memory"]
+    assert summary["activation_bytes"] == flops["activation_bytes"] == 4 * 8 * 8 * (4 + 8)
+    assert summary["param_bytes"] == flops["param_bytes"] == 4 * 3 * 4
 
 
 def test_real_tensors_give_the_same_figures_as_meta():

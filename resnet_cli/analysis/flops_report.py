@@ -11,7 +11,7 @@ from resnet_cli.analysis.memory import MemoryEstimate, forward_memory
 from resnet_cli.analysis.stages import StageCount, count_by_stage
 from resnet_cli.errors import UserError
 from resnet_cli.model import device_memory
-from resnet_cli.trace import LayerRecord, parameter_count
+from resnet_cli.trace import LayerRecord
 from resnet_cli.units import shape_text
 
 
@@ -47,12 +47,7 @@ def flops_report(
         fuse_bn=fuse_bn,
     )
     model, trace, count = built.model, built.trace, built.count
-    memory = forward_memory(
-        params=parameter_count(model),
-        input_elements=built.inputs.numel(),
-        activation_elements=trace.activation_elements,
-        dtype=request.dtype,
-    )
+    memory = forward_memory(model, built.inputs, trace, request.dtype)
     layers = [
         r
         for r in trace.records

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import nn
+
 from resnet_cli.errors import UserError
+from resnet_cli.trace import ModelTrace
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -23,14 +27,14 @@ class MemoryEstimate:
     activation_bytes: int  # distinct tensors the forward pass makes (module outputs and functional results)
 
 
-def forward_memory(*, params: int, input_elements: int, activation_elements: int, dtype: str = "float32") -> MemoryEstimate:
-    """Memory figures from element counts; every tensor is taken to be in `dtype`."""
+def forward_memory(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace, dtype: str = "float32") -> MemoryEstimate:
+    """Memory figures in the tensors' own bytes (a complex FFT result takes 8 per element in float32, a user model's
+    half-precision parameters 2): one computation for summary, flops and sweep. `dtype` is the requested one."""
     if dtype not in DTYPE_BYTES:
         raise UserError(f"--dtype {dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
-    size = DTYPE_BYTES[dtype]
     return MemoryEstimate(
         dtype=dtype,
-        param_bytes=params * size,
-        input_bytes=input_elements * size,
-        activation_bytes=activation_elements * size,
+        param_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        input_bytes=inputs.numel() * inputs.element_size(),
+        activation_bytes=trace.activation_bytes,
     )

@@ -10,6 +10,7 @@ from torch import nn
 
 from resnet_cli.analysis.counting import build_and_count
 from resnet_cli.analysis.fusion import FusionResult
+from resnet_cli.analysis.memory import forward_memory
 from resnet_cli.analysis.receptive_field import ReceptiveFields, receptive_fields
 from resnet_cli.trace import FunctionRecord, LayerRecord, ModelTrace, in_call_order, parameter_count
 
@@ -52,13 +53,14 @@ class ModelSummary:
 
 
 def model_totals(model: nn.Module, inputs: torch.Tensor, trace: ModelTrace) -> SummaryTotals:
-    """Parameter counts and memory for one traced forward pass."""
+    """Parameter counts and memory for one traced forward pass (memory: analysis.memory, as flops reports it)."""
+    memory = forward_memory(model, inputs, trace)
     return SummaryTotals(
         params=parameter_count(model),
         trainable_params=parameter_count(model, trainable=True),
-        param_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
-        input_bytes=inputs.numel() * inputs.element_size(),
-        activation_bytes=trace.activation_bytes,
+        param_bytes=memory.param_bytes,
+        input_bytes=memory.input_bytes,
+        activation_bytes=memory.activation_bytes,
     )
 
 

@@ -197,12 +197,7 @@ def measure_request(request: ModelRequest) -> Measurement:
     # Presets only: no functional rows to show, so the trace skips the (costly) torch-call tracking.
     built = build_and_count(request, functions=False)
     count = built.count
-    memory = forward_memory(
-        params=count.params,
-        input_elements=built.inputs.numel(),
-        activation_elements=built.trace.activation_elements,
-        dtype=request.dtype,
-    )
+    memory = forward_memory(built.model, built.inputs, built.trace, request.dtype)
     return Measurement(
         params=count.params,
         macs=count.macs,
