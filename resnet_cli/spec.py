@@ -532,18 +532,20 @@ MAX_BYTES = 2**60  # an exbibyte: a memory budget above it is a typo
 
 
 def parse_bytes(flag: str, text: str) -> int:
-    """A memory size such as '16GiB', '12GB', '800 MiB' or '1e9' (bytes) as bytes; SI units are powers of 1000,
-    binary ones (KiB, MiB, GiB, TiB) of 1024."""
-    usage = f"give a number and a unit: 16GiB, 12GB, 800MiB (units: {', '.join(_unit_names())})"
+    """A memory size such as '16GiB', '12GB', '800 MiB' or '1e9B' as bytes; SI units are powers of 1000, binary ones
+    (KiB, MiB, GiB, TiB) of 1024. The unit is required: a bare '16' is more likely meant as GiB than as bytes."""
+    usage = f"give a number and a unit: 16GiB, 12GB, 800MiB, 1e9B (units: {', '.join(_unit_names())})"
     cleaned = text.strip().replace(" ", "").replace("_", "")
     number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    unit = cleaned[len(number) :].lower() or "b"
+    unit = cleaned[len(number) :].lower()
     if number.lower().endswith("e"):  # '1e' + unit is not a number
         number, unit = number[:-1], "e" + unit
     try:
         value = float(number)
     except ValueError:
         raise SpecError(f"{flag} {text!r} is not a size; {usage}") from None
+    if not unit:
+        raise SpecError(f"{flag} {text!r} has no unit; {usage}")
     if unit not in BYTE_UNITS:
         raise SpecError(f"{flag} {text!r}: unknown unit {cleaned[len(number):]!r}; {usage}")
     size = value * BYTE_UNITS[unit]

@@ -334,6 +334,7 @@ def test_flops_train_table_names_what_is_not_counted():
     [
         (["--mode", "train", "--checkpoint", "sometimes"], "'sometimes' is not one of 'none', 'block', 'stage'"),
         (["--mode", "train", "--fit-memory", "12XB"], "--fit-memory '12XB': unknown unit 'XB'"),
+        (["--mode", "train", "--fit-memory", "16"], "--fit-memory '16' has no unit; give a number and a unit: 16GiB"),
         (["--mode", "train", "--freeze", "nosuchmodule"], "--freeze 'nosuchmodule' names no module; valid: conv1,"),
         (["--mode", "train", "--freeze-stages", "5"], "--freeze-stages 5: the model has 4 stages; give 0 to 4"),
         (["--mode", "train", "--counter", "fvcore"], "fvcore does not count backward passes"),
