@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_cli.errors import SpecError
+from resnet_cli.units import plural
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "deep", "cifar")
@@ -464,7 +465,7 @@ def parse_shape(text: str, in_channels: int | None = None) -> tuple[int, int, in
         if in_channels is not None and dims[0] != in_channels:
             raise SpecError(
                 f"--input {text}: the model needs a 4-D NxCxHxW input; read as CxHxW this gives "
-                f"{dims[0]} channels but the model takes {in_channels} (--in-channels); "
+                f"{plural(dims[0], 'channel')} but the model takes {in_channels} (--in-channels); "
                 f"use e.g. 1x{in_channels}x224x224"
             )
         dims = (1, *dims)

@@ -50,3 +50,8 @@ def saved_percent(new: float, old: float) -> float | None:
     """The percentage saved going from `old` to `new`, negative when `new` costs more; None when `old` is 0:
     80 after 100 -> 20.0."""
     return (1 - new / old) * 100 if old else None
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 timed step', '2 timed steps': the count with its noun (regular English plural)."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

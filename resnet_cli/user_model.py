@@ -263,6 +263,9 @@ def _split(reference: str) -> tuple[str, str]:
     if ":" not in reference:
         return reference, ""
     target, _, attr = reference.rpartition(":")
+    if not target.strip():
+        raise UserError(f"{reference}: no file or module before ':'; give path/to/file.py:factory or "
+                        "package.module:attr")  # fmt: skip
     return target, attr
 
 

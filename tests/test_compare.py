@@ -219,6 +219,8 @@ def test_bad_model_operand_is_a_spec_error(text):
     ("args", "message"),
     [
         (["basic", "resnet50"], "not one of each"),
+        (["basic", "bottlenek"], "'bottlenek' is not a block (basic, bottleneck, se-basic, se-bottleneck) or a preset; "
+                                 "did you mean bottleneck?"),
         (["resnet34", "resnet50", "--channels", "64"], "--channels applies to block operands"),
         (["basic", "bottleneck", "--input", "1x3x32x32"], "--input applies to networks"),
         (["basic", "bottleneck", "--stride", "3"], "--stride 3"),

@@ -209,3 +209,11 @@ def test_a_failing_user_model_is_named_not_the_input(command):
     line = one_error_line(result)
     assert line.startswith(f"Error: {model}: the ") and "--input" not in line, line
 
+
+
+@pytest.mark.parametrize("reference", [":", ":factory", " :factory"])
+def test_a_reference_without_a_file_or_module_says_what_to_give(reference):
+    result = run("summary", reference)
+    assert result.exit_code == 2
+    assert one_error_line(result) == (f"Error: {reference}: no file or module before ':'; give path/to/file.py:factory "
+                                      "or package.module:attr")  # fmt: skip

@@ -7,6 +7,7 @@ Blocks are counted per image (batch 1) on the meta device; `--time` runs them fo
 
 from __future__ import annotations
 
+import difflib
 import functools
 import statistics
 from collections import Counter
@@ -23,7 +24,7 @@ from resnet_cli.analysis.receptive_field import UNKNOWN, ReceptiveFields, recept
 from resnet_cli.analysis.stages import count_by_stage, stage_names
 from resnet_cli.errors import SpecError, UserError
 from resnet_cli.model import BasicBlock, Bottleneck, StateDictFit, instantiate, resolve_device, state_dict_fit
-from resnet_cli.spec import DEVICES, LIMITS, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
+from resnet_cli.spec import DEVICES, LIMITS, PRESETS, ModelRequest, ResNetSpec, parse_model_operand, request_from_flags
 from resnet_cli.trace import ForwardPassFailed, LayerRecord, ModelTrace, TensorInfo, make_input, parameter_count
 from resnet_cli.units import first_line, shape_text
 from resnet_cli.user_model import is_user_model_reference, user_model_request
@@ -702,6 +703,13 @@ def compare(
             runs=runs, warmup=warmup,
         )  # fmt: skip
     if any(block_flags):
+        other = operands[block_flags.index(True) ^ 1]
+        if ":" not in other and other.split("[")[0] not in PRESETS:  # neither a network nor a block: a typo
+            near = difflib.get_close_matches(other, [*BLOCK_KINDS, *PRESETS], n=1)
+            raise UserError(
+                f"compare: {other!r} is not a block ({', '.join(BLOCK_KINDS)}) or a preset"
+                f"{f'; did you mean {near[0]}?' if near else ''}"
+            )
         raise UserError(
             f"compare {operands[0]} {operands[1]}: compare two blocks ({', '.join(BLOCK_KINDS)}) or two networks, "
             "not one of each"

@@ -13,7 +13,7 @@ from resnet_cli.analysis.bench import CROSS_ENTROPY, OUTPUT_MEAN, BenchReport, B
 from resnet_cli.analysis.fusion import EPS_FACTOR, ROUNDING_FACTOR, FusionCheck
 from resnet_cli.render.summary import fusion_json, left_note
 from resnet_cli.render.table import Column, TableData, format_cell, request_json, scaled
-from resnet_cli.units import MIB
+from resnet_cli.units import MIB, plural
 from resnet_cli.user_model import UserModelRequest
 
 NOISY_SPREAD = 1.5  # p90 / p10 above this: the timings say more about the machine than the model
@@ -51,7 +51,7 @@ def bench_table(report: BenchReport) -> TableData:
     title = f"{request.label}  input {format_cell(request.input_shape)}  {settings.mode} on {request.device} ({dtype})"
     footer = [
         ("Device", report.device_name),
-        ("Loop", f"{settings.warmup} warm-up steps (untimed), then {settings.iters} timed steps per row"),
+        ("Loop", f"{plural(settings.warmup, 'warm-up step')} (untimed), then {plural(settings.iters, 'timed step')} per row"),
         ("Step", _step_text(settings.mode, report.loss)),
     ]
     if request.device == "cpu":
