@@ -217,3 +217,16 @@ def test_a_reference_without_a_file_or_module_says_what_to_give(reference):
     assert result.exit_code == 2
     assert one_error_line(result) == (f"Error: {reference}: no file or module before ':'; give path/to/file.py:factory "
                                       "or package.module:attr")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["debug-shapes"], ["debug-shapes", "--sizes", "32,64"], ["debug-training", "--input", "2x3x32x32"]],
+    ids=["debug-shapes", "debug-shapes-sizes", "debug-training"],
+)
+def test_debug_json_names_the_spec_or_the_factory_arguments_as_every_command_does(command):
+    # docs/json.md: every command's JSON starts with the model and its spec (a preset) or factory_kwargs (your own)
+    preset = run_json(command[0], "resnet20", "--se", *command[1:], "--format", "json")
+    assert preset["spec"]["se"] is True and preset["spec"]["layers"] == [3, 3, 3] and "factory_kwargs" not in preset
+    mine = run_json(command[0], OPTION_A, "--arg", "num_classes=7", *command[1:], "--format", "json")
+    assert mine["factory_kwargs"] == {"num_classes": "7"} and "spec" not in mine

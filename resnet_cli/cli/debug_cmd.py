@@ -44,7 +44,7 @@ def debug_shapes(
     if format == "table":
         console.print(report_renderable(report, depth))
     else:
-        emit(console, format, debug_table(report, depth), debug_json(report))
+        emit(console, format, debug_table(report, depth), debug_json(report, request))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -60,7 +60,7 @@ def _scan_sizes(request: Any, text: str, depth: int | None, format: str, output:
     if depth is not None:
         raise UserError("--depth shapes the tree of one input; drop it with --sizes, which reports one row per range")
     scan = scan_request(request, parse_sizes(text))
-    emit(stdout(output), format, sizes_table(scan), sizes_json(scan))
+    emit(stdout(output), format, sizes_table(scan), sizes_json(scan, request))
     if not scan.ok:
         raise typer.Exit(1)
 
@@ -107,7 +107,7 @@ def debug_training(
     if format == "table":
         console.print(report_renderable(report, depth or 1))
     else:
-        emit(console, format, [scale_table(report, depth or 1), findings_table(report)], debug_training_json(report))
+        emit(console, format, [scale_table(report, depth or 1), findings_table(report)], debug_training_json(report, request))
     if plot is not None:
         write_plot(plot, f"{report.model}: scale per layer at initialisation", scale_panels(report))
     if not report.ok:

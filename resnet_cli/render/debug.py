@@ -12,7 +12,7 @@ from rich.tree import Tree
 from resnet_cli.analysis.diagnosis import ShapeReport
 from resnet_cli.analysis.diagnosis.sizes import SizeRange, SizeResult, SizeScan
 from resnet_cli.render.summary import function_json, layer_json
-from resnet_cli.render.table import Column, TableData, format_cell, without_trailing_spaces
+from resnet_cli.render.table import Column, TableData, format_cell, model_json, without_trailing_spaces
 from resnet_cli.trace import FunctionRecord, LayerRecord, in_call_order
 from resnet_cli.units import shape_text
 
@@ -121,8 +121,9 @@ def shapes_table(report: ShapeReport) -> Table:
     return table
 
 
-def debug_json(report: ShapeReport) -> dict[str, Any]:
-    """The `debug-shapes --format json` object: the same report as data."""
+def debug_json(report: ShapeReport, request: Any = None) -> dict[str, Any]:
+    """The `debug-shapes --format json` object: the same report as data, after the model's name and spec (or
+    factory arguments) when the request is given."""
     problem = None
     if not report.ok:
         failing, location, diagnosis = report.failing, report.location, report.diagnosis
@@ -147,6 +148,7 @@ def debug_json(report: ShapeReport) -> dict[str, Any]:
             "fix": diagnosis.fix,
         }
     return {
+        **(model_json(request) if request is not None else {}),
         "model": report.model,
         "input_shape": list(report.input_shape),
         "device": report.device,
@@ -318,13 +320,15 @@ def sizes_table(scan: SizeScan) -> TableData:
     )
 
 
-def sizes_json(scan: SizeScan) -> dict[str, Any]:
-    """The `debug-shapes --sizes --format json` object: every size's result and the ranges."""
+def sizes_json(scan: SizeScan, request: Any = None) -> dict[str, Any]:
+    """The `debug-shapes --sizes --format json` object: every size's result and the ranges (after the model's name
+    and spec, or factory arguments, when the request is given)."""
     def result_json(result: SizeResult) -> dict[str, Any]:
         return {"size": list(result.size), "ok": result.ok, "module": result.module, "type": result.type,
                 "kind": result.kind, "diagnosis": result.summary, "fix": result.fix}  # fmt: skip
 
     return {
+        **(model_json(request) if request is not None else {}),
         "model": scan.model,
         "batch": scan.batch,
         "channels": scan.channels,

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from resnet_cli.analysis.train_diagnosis import TrainingDiagnosis
 from resnet_cli.analysis.train_diagnosis.rules import Finding
-from resnet_cli.render.table import Column, TableData, to_rich, without_trailing_spaces
+from resnet_cli.render.table import Column, TableData, model_json, to_rich, without_trailing_spaces
 from resnet_cli.units import shape_text
 
 NO_PROBLEMS = "No training problems found."
@@ -100,9 +100,11 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def debug_training_json(report: TrainingDiagnosis) -> dict[str, Any]:
-    """The `debug-training --format json` object."""
+def debug_training_json(report: TrainingDiagnosis, request: Any = None) -> dict[str, Any]:
+    """The `debug-training --format json` object (after the model's name and spec, or factory arguments, when the
+    request is given)."""
     return {
+        **(model_json(request) if request is not None else {}),
         "model": report.model,
         "input_shape": list(report.input_shape),
         "device": report.device,

@@ -95,13 +95,16 @@ def _formatted(value: Any, fmt: Callable[[Any], str] | None) -> Any:
 def request_json(request: Any) -> dict[str, Any]:
     """The header of every command's JSON: which model (a preset's spec, or the user's reference and factory
     arguments), on which input, device and dtype."""
+    return {**model_json(request), "input_shape": list(request.input_shape), "device": request.device,
+            "dtype": request.dtype}  # fmt: skip
+
+
+def model_json(request: Any) -> dict[str, Any]:
+    """Which model: its name and a preset's spec, or the user's factory arguments (request_json's first keys)."""
     spec = getattr(request, "spec", None)
-    head: dict[str, Any] = {"model": request.name}
     if spec is not None:
-        head["spec"] = spec.to_dict()
-    else:
-        head["factory_kwargs"] = {key: repr(value) for key, value in request.kwargs}
-    return {**head, "input_shape": list(request.input_shape), "device": request.device, "dtype": request.dtype}
+        return {"model": request.name, "spec": spec.to_dict()}
+    return {"model": request.name, "factory_kwargs": {key: repr(value) for key, value in request.kwargs}}
 
 
 def format_cell(value: Any) -> str:
