@@ -5,8 +5,9 @@ import sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "examples"))
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from healthy_resnet import BasicBlock, SmallResNet  # noqa: E402  (docs/examples, put on the path above)
-from training_healthy import IdBlock, Stage, TimmResNet  # noqa: E402
+from training_healthy import FBlock, FlatResNet, IdBlock, Stage, TimmResNet  # noqa: E402
 
 
 class TimesZero(BasicBlock):  # out = out * 1 + 0 * identity
@@ -466,3 +467,13 @@ def functional_dead(num_classes=10):
     m = functional_cifar(num_classes)
     nn.init.constant_(m.bn1.bias, -5.0)
     return m
+
+
+class NoResFBlock(FBlock):  # the shortcut forgotten in every block
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)))
+
+
+def flat_nores(num_classes=10):
+    return FlatResNet(block=NoResFBlock, num_classes=num_classes)

@@ -541,3 +541,25 @@ class Layer0ResNet(nn.Module):
 
 def layer0_resnet(num_classes=10):
     return Layer0ResNet(num_classes)
+
+
+# every block in one flat nn.Sequential, no stage names (a common CIFAR layout): `self.blocks = nn.Sequential(...)`
+class FlatResNet(nn.Module):
+    def __init__(self, block=FBlock, widths=(16, 32, 64), per_stage=3, num_classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(per_stage):
+                blocks.append(block(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, num_classes)
+        kaiming(self)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+
+def flat_resnet(num_classes=10):
+    return FlatResNet(num_classes=num_classes)

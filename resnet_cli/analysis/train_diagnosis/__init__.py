@@ -175,9 +175,14 @@ def _context(model: nn.Module, run: StepRun, zero_init_asked: bool) -> TrainingC
     stages_named = set(stage_names(model) or [])
     modules = dict(model.named_modules())
     stages = tuple(r for r in trace.records if r.name in stages_named and r.call_index == 0 and not r.is_leaf)
-    # a block has layers of its own (two or more convs or linears): a stem named layer0 holds single layers
-    blocks = tuple(b for s in stages for b in _blocks_of(trace, s)
-                   if sum(isinstance(m, WEIGHTED) for m in modules[b.name].modules()) >= 2)  # fmt: skip
+
+    def is_block(record: Any) -> bool:  # layers of its own (two or more convs or linears): a stem's are single layers
+        return sum(isinstance(m, WEIGHTED) for m in modules[record.name].modules()) >= 2
+
+    if not stages:  # no stage names: the model's own containers of two or more blocks (`self.blocks = Sequential(...)`)
+        stages = tuple(r for r in trace.records if r.depth == 1 and r.call_index == 0 and not r.is_leaf
+                       and sum(map(is_block, _blocks_of(trace, r))) >= 2)  # fmt: skip
+    blocks = tuple(b for s in stages for b in _blocks_of(trace, s) if is_block(b))
     adds = residual_adds(trace) if trace.ops else {}
     zero_weights = {p.module for p in run.params if p.name.endswith("weight") and p.all_zero}
     last_layers = _last_layers(trace, adds, modules)
