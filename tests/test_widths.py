@@ -186,3 +186,10 @@ def test_shell_completion_is_offered_and_completes_choices():
     script = Path(sys.executable).parent / "resnet-cli"
     done = subprocess.run([script], capture_output=True, text=True, env={**os.environ, **words})
     assert done.stdout.split() == ["basic", "bottleneck"], done.stderr
+
+
+@pytest.mark.parametrize("command", list(GROUP.commands))
+def test_help_panels_have_distinct_titles(command):
+    # typer draws arguments and options in separate panels: one title given to both printed it twice
+    titles = re.findall(r"╭─ (.+?) ─", shown(command, "--help", width=80))
+    assert len(titles) == len(set(titles)), titles

@@ -56,7 +56,7 @@ def build_parameters(default_device: str) -> list[inspect.Parameter]:
     ]  # fmt: skip
     model = Annotated[Optional[str], typer.Argument(
         help="Preset name (see `resnet-cli list`) or 'custom' (= resnet50's spec changed by the flags).",
-        show_default=False, rich_help_panel=RUN)]  # fmt: skip
+        show_default=False)]  # fmt: skip
     return [
         inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, annotation=model, default=None),
         *(_build_flag_parameter(flag) for flag in BUILD_FLAGS.values()),
@@ -95,7 +95,7 @@ def with_model_request(
         build_names = [p.name for p in build]
         if user_models:
             model_param = build[0].replace(annotation=Annotated[Optional[str], typer.Argument(
-                help=USER_MODEL_HELP, show_default=False, rich_help_panel=RUN)])
+                help=USER_MODEL_HELP, show_default=False)])  # in "Arguments": one panel name per kind
             arg_param = inspect.Parameter("arg", inspect.Parameter.KEYWORD_ONLY, annotation=ModelArgOption, default=None)
             dtype_help = _opt(help="Input dtype; a preset's parameters too (your own model keeps its dtypes).", panel=RUN)
             dtype_annotation = Annotated[Literal[DTYPES], dtype_help]
