@@ -9,8 +9,6 @@ ActivationCountAnalysis).
 from __future__ import annotations
 
 import json
-import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -235,25 +233,3 @@ def test_bad_budget_values_exit_2_with_one_line(command, args, message):
     assert result.exit_code == 2
     assert one_error_line(result).startswith(message)
     assert result.stdout == ""
-
-
-# ---------------------------------------------------------------- docs/ci.md shows real runs
-
-
-def test_ci_page_examples_are_real_runs():
-    """Each `$ resnet-cli ...` line in docs/ci.md, run: the lines under it are its stderr, and `$ echo $?` its exit
-    code."""
-    examples = re.findall(r"```\n(\$ resnet-cli .*?)```", (DOCS / "ci.md").read_text(), flags=re.S)
-    assert len(examples) == 3
-    for example in examples:
-        exit_code = None
-        for command in filter(None, re.split(r"^(?=\$ )", example, flags=re.M)):
-            line, *shown = command.splitlines()
-            if line == "$ echo $?":
-                assert shown == [str(exit_code)]
-                continue
-            args = shlex.split(line.removeprefix("$ resnet-cli "))
-            result = run(*(args[: args.index(">")] if ">" in args else args))
-            assert result.stderr.splitlines() == shown, line
-            assert result.exit_code in (1, 2)
-            exit_code = result.exit_code

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run, run_json
-from golden import check_block, examples
 
 from resnet_cli.analysis.compare import split_user_operand
 
@@ -225,18 +224,6 @@ def test_a_forward_failure_names_the_operand():
     result = run("compare", "resnet18", "docs/examples/residual_add.py:small_resnet")
     assert result.stderr.startswith("Error: docs/examples/residual_add.py:small_resnet: ")
     assert "the forward pass fails in layer2.0" in result.stderr
-
-
-# ---------------------------------------------------------------- docs/compare.md shows real output
-
-DOC = REPO / "docs" / "compare.md"
-BLOCK = re.compile(r"```console\n\$ resnet-cli (?P<args>compare [^\n]*)\n(?P<output>.*?)```", re.S)
-
-
-@pytest.mark.parametrize("args", examples(DOC, BLOCK))
-def test_compare_doc_shows_real_output(args, overwrite):
-    """Regenerate with `python -m pytest tests/test_compare_models.py --overwrite`."""
-    check_block(DOC, args, overwrite, BLOCK)
 
 
 def test_forward_code_outside_layers_is_compared_as_operators(tmp_path):

@@ -9,7 +9,6 @@ from pathlib import Path
 import cli_runner
 import pytest
 import torch
-from golden import check_block, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -406,23 +405,6 @@ def test_exit_codes_0_1_2():
     assert run(small("healthy_resnet")).exit_code == 0
     assert run(small("residual_add")).exit_code == 1
     assert run("docs/examples/missing.py:f").exit_code == 2
-
-
-# --- docs/debugging.md shows real output ----------------------------------------------------------------------
-
-DOC = REPO / "docs" / "debugging.md"
-README_BLOCK = re.compile(r"```text\n\$ resnet-cli (?P<args>debug-shapes [^\n]*)\n(?P<output>.*?)```", re.S)
-
-
-@pytest.mark.parametrize("args", examples(DOC))
-def test_debugging_doc_shows_real_output(args, overwrite):
-    """Regenerate with `python -m pytest tests/test_debug_shapes.py --overwrite`."""
-    check_block(DOC, args, overwrite, exit_codes=(0, 1))
-
-
-def test_readme_debug_example_is_real_output(overwrite):
-    args = examples(REPO / "README.md", README_BLOCK)[0]
-    check_block(REPO / "README.md", args, overwrite, README_BLOCK, exit_codes=(1,))
 
 
 EXITS_IN_FORWARD = '''

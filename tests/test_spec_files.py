@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 import typer
 from cli_runner import one_error_line, run, run_json
-from golden import REPO, check_block, examples
 from hypothesis import HealthCheck, given, settings
 from spec_strategies import valid_specs
 from test_flags import CHANGED, EXPECTED_SPEC
@@ -359,8 +358,3 @@ def test_to_with_a_format_is_refused():
     assert one_error_line(result) == (
         "Error: --format json writes the spec; --to timm prints a Python call instead: give one"
     )
-
-
-@pytest.mark.parametrize("args", [args for args in examples(REPO / "docs" / "spec.md") if args.startswith("spec ")])
-def test_docs_spec_examples_are_real_output(args, overwrite):
-    check_block(REPO / "docs" / "spec.md", args, overwrite)
