@@ -12,7 +12,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--overwrite", action="store_true", default=False, help="rewrite golden outputs (README examples) from real runs"
+        "--overwrite", action="store_true", default=False, help="rewrite golden outputs (the docs' console blocks) from real runs"
     )
 
 

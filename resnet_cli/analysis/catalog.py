@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from resnet_cli.analysis.counting import build_and_count
 from resnet_cli.spec import PRESETS, ModelRequest, default_input_shape
 
 
-@dataclass
+@dataclass(frozen=True)
 class PresetInfo:
     """A preset's defining choices and its size at its default input."""
 
@@ -25,13 +26,15 @@ class PresetInfo:
     acts: int = 0  # at input_shape: output elements of conv and linear layers (MacCount.acts)
 
 
-def preset_catalog() -> list[PresetInfo]:
+@functools.cache  # the presets never change within a process: one count each (an in-process caller lists often)
+def preset_catalog() -> tuple[PresetInfo, ...]:
     """Every preset, built and counted on the meta device (no weights or activations allocated)."""
     rows = []
     for preset in PRESETS.values():
         spec = preset.spec
         input_shape = default_input_shape(spec)
-        count = build_and_count(ModelRequest(preset.name, spec, input_shape)).count
+        # presets: no functional rows to show, so the trace skips torch-call tracking (as sweep does)
+        count = build_and_count(ModelRequest(preset.name, spec, input_shape), functions=False).count
         rows.append(
             PresetInfo(
                 name=preset.name,
@@ -47,4 +50,4 @@ def preset_catalog() -> list[PresetInfo]:
                 acts=count.acts,
             )
         )
-    return rows
+    return tuple(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from resnet_cli.analysis.catalog import PresetInfo
@@ -10,7 +11,7 @@ from resnet_cli.render.table import Column, TableData
 from resnet_cli.units import giga
 
 
-def catalog_table(rows: list[PresetInfo]) -> TableData:
+def catalog_table(rows: Sequence[PresetInfo]) -> TableData:
     """One row per preset."""
     return TableData(
         title="Presets",
@@ -39,6 +40,6 @@ def catalog_table(rows: list[PresetInfo]) -> TableData:
     )
 
 
-def catalog_json(rows: list[PresetInfo]) -> dict[str, Any]:
+def catalog_json(rows: Sequence[PresetInfo]) -> dict[str, Any]:
     """The `list --format json` object."""
     return {"presets": [dataclasses.asdict(r) | {"layers": list(r.layers), "input_shape": list(r.input_shape)} for r in rows]}
