@@ -133,3 +133,21 @@ def test_the_check_comes_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(summary, "summarize", never)
     result = run("summary", "resnet18", "-o", str(tmp_path / "missing" / "s.json"))
     assert result.exit_code == 2 and "--output" in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "starts"),
+    [
+        (["summary", "resnet18", "--depth", "0"], "report.json", '{\n  "schema_version": 3,'),
+        (["flops", "resnet18"], "report.csv", "Stage,Output shape,Params,MACs,% MACs,Conv+lin MACs\n"),
+        (["flops", "resnet18"], "report.md", "**resnet18  input 1x3x224x224  MACs by stage**\n"),
+        (["spec", "resnet18"], "resnet18.json", '{\n  "model": "resnet18",'),
+        (["summary", "resnet18", "--depth", "0"], "report.txt", "resnet18  input 1x3x224x224  (totals only"),
+        (["summary", "resnet18", "--depth", "0", "-f", "table"], "report.json", "resnet18  input 1x3x224x224"),
+    ],
+    ids=["json", "csv", "markdown", "spec-json", "txt-is-table", "format-given-wins"],
+)
+def test_output_suffix_picks_the_format_unless_format_is_given(tmp_path, command, name, starts):
+    path = tmp_path / name
+    assert run(*command, "-o", str(path)).exit_code == 0
+    assert path.read_text(encoding="utf-8").startswith(starts)

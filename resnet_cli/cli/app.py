@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,10 @@ class OneLineErrorGroup(TyperGroup):
     def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         with _help_page_view(self, ctx):
             super().format_help(ctx, formatter)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        _format_from_output_suffix(self, ctx)
+        return super().invoke(ctx)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -98,6 +103,10 @@ class HelpPageCommand(TyperCommand):
         with _help_page_view(self, ctx):
             super().format_help(ctx, formatter)
 
+    def invoke(self, ctx: typer.Context) -> Any:
+        _format_from_output_suffix(self, ctx)
+        return super().invoke(ctx)
+
 
 class TorchCommand(HelpPageCommand):
     """A command whose body needs torch (all of ours): in the `resnet-cli` process, torch is imported once the
@@ -112,6 +121,23 @@ class TorchCommand(HelpPageCommand):
             gc.enable()
             _collector_paused = False
         return super().invoke(ctx)
+
+
+SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".md": "markdown", ".yaml": "yaml", ".yml": "yaml"}
+
+
+def _format_from_output_suffix(command: Any, ctx: typer.Context) -> None:
+    """`-o report.json` without --format writes JSON (and .csv CSV, .md Markdown, .yaml YAML): the file's name
+    says what it holds. A --format given on the command line wins."""
+    output = ctx.params.get("output")
+    source = ctx.get_parameter_source("format") if "format" in ctx.params else None
+    if not output or getattr(source, "name", None) != "DEFAULT":
+        return
+    wanted = SUFFIX_FORMATS.get(os.path.splitext(output)[1].lower())
+    formats = next((p for p in command.params if p.name == "format"), None)
+    choices = getattr(getattr(formats, "type_descriptor", None), "choices", None) or ()
+    if wanted in choices:
+        ctx.params["format"] = wanted
 
 
 class ResNetTyper(typer.Typer):
