@@ -230,3 +230,35 @@ def test_debug_json_names_the_spec_or_the_factory_arguments_as_every_command_doe
     assert preset["spec"]["se"] is True and preset["spec"]["layers"] == [3, 3, 3] and "factory_kwargs" not in preset
     mine = run_json(command[0], OPTION_A, "--arg", "num_classes=7", *command[1:], "--format", "json")
     assert mine["factory_kwargs"] == {"num_classes": "7"} and "spec" not in mine
+
+
+NESTED_CALL = '''
+from torch import nn
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8, 4)  # called by the model, not by the backbone
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+
+    def forward(self, x):
+        return self.backbone.fc(self.backbone(x).mean((2, 3)))
+'''
+
+
+def test_a_module_called_from_outside_its_parent_is_not_counted_twice(tmp_path):
+    # backbone's 260 params include fc's 36: every param and MAC is in a row, so nothing is "in no row" (not -36)
+    (tmp_path / "nested.py").write_text(NESTED_CALL)
+    result = run("summary", str(tmp_path / "nested.py") + ":Net", "--input", "1x3x8x8", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Total params               260" in result.stdout and "In no row above" not in result.stdout

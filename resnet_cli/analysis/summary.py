@@ -83,8 +83,12 @@ def summarize(
     totals.macs = count.macs
     totals.acts = count.acts
     layers = [r for r in trace.records if _shown(r, max_depth)]
-    top = [r for r in trace.records if r.depth == 1]  # repeated calls carry 0 params
-    outside = (totals.params - sum(r.params for r in top), count.macs - sum(r.macs or 0 for r in top))
+    top = [r for r in trace.records if r.depth == 1]  # the model's own calls; repeated calls carry 0 params
+    called = {r.name for r in top}
+    # a call to a module inside another one the model also calls (self.backbone.fc after self.backbone): its
+    # parameters are that one's already, its MACs are this call's own
+    owners = [r for r in top if not any(r.name.startswith(name + ".") for name in called if name)]
+    outside = (totals.params - sum(r.params for r in owners), count.macs - sum(r.macs or 0 for r in top))
     return ModelSummary(
         request=request,
         layers=layers,
