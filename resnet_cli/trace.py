@@ -261,16 +261,16 @@ class ModelTrace:
             else:
                 hint = "; run `resnet-cli debug-shapes` with the same flags for a diagnosis"
             detail = f"the forward pass fails{where}: {message}{hint}"
-            failed = ForwardPassFailed(f"{subject or f'--input {given}'}: {detail}")
-            failed.detail = detail
-            raise failed
+            raise ForwardPassFailed(f"{subject or f'--input {given}'}: {detail}", detail)
 
 
 class ForwardPassFailed(SpecError):
     """The traced forward pass failed or an output shrank to nothing (ModelTrace.raise_for_failure): one line;
-    `detail` is that line without the subject it starts with."""
+    `detail` is that line without the subject it starts with (the whole line when it has none)."""
 
-    detail: str = ""
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = message if detail is None else detail
 
 
 def in_call_order(

@@ -247,7 +247,7 @@ BROKEN = "tests/models/training_broken.py:"
         ("no_grad_stage", "no_gradient"), ("data_use", "no_gradient"), ("uncalled", "no_gradient"),
         ("one_conv_frozen", "frozen"), ("tiny_init", "init_scale"), ("nobn_tiny", "gradients_vanish"),
         ("nobn_huge", "gradients_explode"), ("gn_all_zero", "zero_weights"), ("nan_weights", "non_finite"),
-        ("fails_backward", "step_failed"), ("sys_exit_backward", "step_failed"),
+        ("fails_backward", "step_failed"), ("sys_exit_backward", "step_failed"), ("memerr_backward", "step_failed"),
     ],
 )  # fmt: skip
 def test_broken_patterns_are_found(factory, kind):

@@ -525,7 +525,7 @@ def network_cost(label: str, request: Any) -> NetworkCost:
     try:
         built = build_and_count(request)
     except ForwardPassFailed as exc:
-        raise UserError(f"{label}: {exc.detail or exc}") from None
+        raise UserError(f"{label}: {exc.detail}") from None
     model, trace, count = built.model, built.trace, built.count
     fields = receptive_fields(trace)
     first = {r.name: r for r in trace.first_calls()}

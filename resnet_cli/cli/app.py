@@ -51,10 +51,6 @@ class OneLineErrorGroup(TyperGroup):
         with _help_page_view(self, ctx):
             super().format_help(ctx, formatter)
 
-    def invoke(self, ctx: typer.Context) -> Any:
-        _format_from_output_suffix(self, ctx)
-        return super().invoke(ctx)
-
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:

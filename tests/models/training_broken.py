@@ -307,14 +307,29 @@ def fails_forward(num_classes=10):
     return FailsForward(num_classes)
 
 
-class BadBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
+def failing_in_backward(fail):
+    """An identity autograd Function whose backward calls `fail()`: it raises, or exits."""
 
-    @staticmethod
-    def backward(ctx, g):
-        raise RuntimeError("boom in backward")
+    class FailsInBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            fail()
+
+    return FailsInBackward
+
+
+def raising(error):
+    def fail():
+        raise error
+
+    return fail
+
+
+BadBackward = failing_in_backward(raising(RuntimeError("boom in backward")))
 
 
 class FailsBackward(SmallResNet):
@@ -385,14 +400,7 @@ def sys_exit(num_classes=10):
     return SysExit(num_classes)
 
 
-class ExitInBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        sys.exit(4)
+ExitInBackward = failing_in_backward(lambda: sys.exit(4))
 
 
 class SysExitBackward(SmallResNet):
@@ -404,19 +412,12 @@ def sys_exit_backward(num_classes=10):
     return SysExitBackward(num_classes)
 
 
-class KeyboardInBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        raise MemoryError("oom in backward")
+MemoryErrorInBackward = failing_in_backward(raising(MemoryError("oom in backward")))
 
 
 class MemErrBackward(SmallResNet):
     def forward(self, x):
-        return KeyboardInBackward.apply(super().forward(x))
+        return MemoryErrorInBackward.apply(super().forward(x))
 
 
 def memerr_backward(num_classes=10):
